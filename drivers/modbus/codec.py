@@ -21,8 +21,9 @@ import math
 import struct
 from collections.abc import Sequence
 
-from agent.model import Quality, Reading, Value
+from agent.model import Reading, Value
 from drivers.specs import DataType, ModbusPoint, Order
+from drivers.values import to_engineering
 
 STRUCT_FORMAT: dict[DataType, str] = {
     DataType.INT16: ">h",
@@ -99,26 +100,6 @@ def decode_raw(point: ModbusPoint, words: Sequence[int] | Sequence[bool]) -> int
     data = registers_to_bytes([int(w) for w in words], point.word_order, point.byte_order)
     value: int | float = struct.unpack(STRUCT_FORMAT[point.dtype], data)[0]
     return value
-
-
-def to_engineering(point: ModbusPoint, raw: int | float | bool) -> Reading:
-    """Apply scale and offset to ``raw`` and check it; returns the point's :class:`Reading`.
-
-    NaN or ±inf → BAD_VALUE, reason ``"nan"``; outside ``valid_min``/``valid_max`` → BAD_VALUE,
-    reason ``"range"``. Bools are not scaled.
-    """
-    if isinstance(raw, bool):
-        return Reading(point.name, raw)
-    value: int | float = raw
-    if point.scale != 1.0 or point.offset != 0.0:
-        value = raw * point.scale + point.offset
-    if isinstance(value, float) and not math.isfinite(value):
-        return Reading(point.name, None, Quality.BAD_VALUE, "nan")
-    if (point.valid_min is not None and value < point.valid_min) or (
-        point.valid_max is not None and value > point.valid_max
-    ):
-        return Reading(point.name, None, Quality.BAD_VALUE, "range")
-    return Reading(point.name, value)
 
 
 def decode_point(point: ModbusPoint, block: Sequence[int] | Sequence[bool], offset: int) -> Reading:

@@ -1,0 +1,327 @@
+"""``ModbusDriver``: the :class:`~drivers.base.Driver` for Modbus TCP and Modbus RTU.
+
+Reading a plan
+--------------
+Each coalesced :class:`~drivers.modbus.plan.ReadRequest` is sent in turn (one at a time per
+connection, see :mod:`drivers.modbus.link`). Outcomes:
+
+* answered → every member decoded (:mod:`drivers.modbus.codec`);
+* Modbus exception on a multi-point request → the request is split and its points are read one by
+  one, so only the really unreadable points get BAD_VALUE, reason ``modbus:exception:<code>``.
+  Those points are remembered: later reads plan around them (they are skipped, and no request
+  bridges their addresses) and report the remembered reason without asking the device again.
+  What was learned is forgotten every :attr:`ModbusDriver.reprobe_s` seconds and on every
+  (re)connect, so a point that comes back is read again;
+* timeout → COMM_FAIL, reason ``timeout``, for that unit id's points of this read only; its other
+  requests in this read are skipped (on a shared RS-485 bus a dead unit would otherwise cost one
+  timeout per request); other unit ids keep being read;
+* a garbled answer (late reply, wrong length) → COMM_FAIL, reason ``garbled``, for that request.
+
+``ConnectionLost`` is raised only when the transport is gone (TCP socket closed, serial port
+vanished) and, on Modbus TCP, after :data:`TCP_MAX_CONSECUTIVE_TIMEOUTS` consecutive timeouts (a
+socket that accepts but never answers; a TCP gateway's RS-485 side may still answer other unit ids,
+so one unit's silence is not enough — three in a row across reads with no answer in between is).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from agent.model import ConnectionLost, Quality, Reading, Value, WriteError
+from drivers.base import Driver, ReadPlan
+from drivers.modbus import codec
+from drivers.modbus.link import (
+    ModbusExceptionResponse,
+    ModbusGarbled,
+    ModbusLink,
+    ModbusTimeout,
+)
+from drivers.modbus.plan import Break, Member, ModbusReadPlan, ReadRequest, plan_requests
+from drivers.specs import DataType, ModbusPoint, ModbusRtuConnection, ModbusTcpConnection, Table
+
+TCP_MAX_CONSECUTIVE_TIMEOUTS = 3
+"""N: consecutive timeouts (no answer of any kind in between) after which a Modbus TCP connection
+is declared lost."""
+
+REPROBE_S = 60.0
+"""Seconds after which points learned to be unreadable are tried again."""
+
+
+class ModbusDriver(Driver):
+    """Driver for one Modbus TCP connection or one RS-485 port (several unit ids).
+
+    Args:
+        spec: the connection.
+        reprobe_s: how long learned-unreadable points are skipped before being tried again.
+    """
+
+    def __init__(
+        self, spec: ModbusTcpConnection | ModbusRtuConnection, *, reprobe_s: float = REPROBE_S
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.reprobe_s = reprobe_s
+        self._link = ModbusLink(spec)
+        self._limits = dict(spec.limits)
+        self._bad: dict[str, str] = {}  # point name → reason
+        self._breaks: set[Break] = set()
+        self._learned_at: float | None = None
+        self._version = 0
+        self._cache: dict[int, tuple[int, ModbusReadPlan, tuple[ReadRequest, ...]]] = {}
+        self._consecutive_timeouts = 0
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    def plan(self, points: Sequence[Any]) -> ModbusReadPlan:
+        """Plan ``points`` with this connection's limits (see :mod:`drivers.modbus.plan`).
+
+        Raises:
+            ValueError: a point is not a :class:`~drivers.specs.ModbusPoint`, or cannot be read.
+        """
+        return ModbusReadPlan(points, self._limits)
+
+    async def connect(self) -> None:
+        """Open the TCP socket or serial port; forget learned-unreadable points.
+
+        Raises:
+            ConnectError: refused, port missing, or timed out.
+        """
+        await self._link.connect()
+        self._forget()
+        self._consecutive_timeouts = 0
+
+    async def close(self) -> None:
+        """Close the connection. Idempotent; never raises."""
+        self._link.close()
+
+    def counters(self) -> dict[str, Any]:
+        """Health counters: ``requests``, ``responses``, ``timeouts``, ``exceptions`` (code →
+        count), ``garbled``, ``reconnects`` (connects after the first), ``last_error``,
+        ``last_ok`` (``time.monotonic()`` of the last answer), ``unreadable_points``.
+        """
+        link = self._link
+        return {
+            "requests": link.requests,
+            "responses": link.responses,
+            "timeouts": link.timeouts,
+            "exceptions": dict(link.exceptions),
+            "garbled": link.garbled,
+            "reconnects": max(0, link.connects - 1),
+            "last_error": link.last_error,
+            "last_ok": link.last_ok,
+            "unreadable_points": len(self._bad),
+        }
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def read(self, plan: ReadPlan) -> list[Reading]:
+        """Read every point of ``plan``; one reading per point, in plan order.
+
+        Raises:
+            ConnectionLost: the transport is gone, or (TCP) too many consecutive timeouts.
+            ValueError: ``plan`` was not made by a Modbus driver.
+        """
+        if not isinstance(plan, ModbusReadPlan):
+            raise ValueError("not a Modbus read plan")
+        if self._learned_at is not None and time.monotonic() - self._learned_at >= self.reprobe_s:
+            self._forget()
+        points = plan.points
+        out: list[Reading | None] = [None] * len(points)
+        dead_units: set[int] = set()
+        for req in self._requests(plan):
+            if req.unit_id in dead_units:
+                self._fill(out, points, req.members, Quality.COMM_FAIL, "timeout")
+                continue
+            try:
+                block = await self._link.read(req.unit_id, req.table, req.address, req.count)
+            except ModbusTimeout:
+                self._timed_out()
+                dead_units.add(req.unit_id)
+                self._fill(out, points, req.members, Quality.COMM_FAIL, "timeout")
+                continue
+            except ModbusGarbled:
+                self._consecutive_timeouts = 0
+                self._fill(out, points, req.members, Quality.COMM_FAIL, "garbled")
+                continue
+            except ModbusExceptionResponse as exc:
+                self._consecutive_timeouts = 0
+                if not await self._split(plan, req, exc.code, out):
+                    dead_units.add(req.unit_id)
+                continue
+            self._consecutive_timeouts = 0
+            for m in req.members:
+                out[m.index] = codec.decode_point(points[m.index], block, m.offset)
+        for i, p in enumerate(points):
+            if out[i] is None:
+                out[i] = Reading(p.name, None, Quality.BAD_VALUE, self._bad.get(p.name, "unread"))
+        return [r for r in out if r is not None]
+
+    def _requests(self, plan: ModbusReadPlan) -> tuple[ReadRequest, ...]:
+        """The plan's requests with learned-unreadable points skipped (cached per version)."""
+        if not self._bad and not self._breaks:
+            return plan.requests
+        cached = self._cache.get(id(plan))
+        if cached is not None and cached[0] == self._version and cached[1] is plan:
+            return cached[2]
+        skip = {i for i, p in enumerate(plan.points) if p.name in self._bad}
+        reqs = plan_requests(plan.points, plan.limits, skip=skip, breaks=self._breaks)
+        self._cache[id(plan)] = (self._version, plan, reqs)
+        return reqs
+
+    async def _split(
+        self, plan: ModbusReadPlan, req: ReadRequest, code: int, out: list[Reading | None]
+    ) -> bool:
+        """Read the members of a request that got exception ``code`` one extent at a time.
+
+        Returns False when the unit timed out meanwhile (its remaining points are COMM_FAIL).
+        """
+        points = plan.points
+        reason = f"modbus:exception:{code}"
+        extents: dict[tuple[int, int], list[Member]] = {}
+        for m in req.members:
+            p = points[m.index]
+            extents.setdefault((p.address, p.width), []).append(m)
+        if len(extents) == 1:
+            self._learn_bad(req, [points[m.index] for m in req.members], reason)
+            self._fill(out, points, req.members, Quality.BAD_VALUE, reason)
+            return True
+        any_bad = False
+        for (address, width), members in extents.items():
+            try:
+                block = await self._link.read(req.unit_id, req.table, address, width)
+            except ModbusTimeout:
+                self._timed_out()
+                self._fill_rest(out, points, req.members, "timeout")
+                return False
+            except ModbusGarbled:
+                self._fill(out, points, members, Quality.COMM_FAIL, "garbled")
+                continue
+            except ModbusExceptionResponse as exc:
+                any_bad = True
+                r = f"modbus:exception:{exc.code}"
+                self._learn_bad(req, [points[m.index] for m in members], r)
+                self._fill(out, points, members, Quality.BAD_VALUE, r)
+                continue
+            for m in members:
+                out[m.index] = codec.decode_point(points[m.index], block, 0)
+        if not any_bad:
+            self._learn_unbridgeable(req, points)
+        return True
+
+    def _learn_bad(self, req: ReadRequest, bad: list[ModbusPoint], reason: str) -> None:
+        for p in bad:
+            self._bad[p.name] = reason
+            for b in range(p.address, p.address + p.width + 1):
+                self._breaks.add((req.unit_id, req.table, b))
+        self._changed()
+
+    def _learn_unbridgeable(self, req: ReadRequest, points: Sequence[ModbusPoint]) -> None:
+        """Every point read alone but not together: never bridge this block's holes again (or,
+        without holes, never join its points)."""
+        used = set()
+        for m in req.members:
+            p = points[m.index]
+            used.update(range(p.address, p.address + p.width))
+        holes = [a for a in range(req.address, req.address + req.count) if a not in used]
+        cuts = holes or [points[m.index].address for m in req.members[1:]]
+        for a in cuts:
+            self._breaks.update({(req.unit_id, req.table, a), (req.unit_id, req.table, a + 1)})
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._learned_at is None:
+            self._learned_at = time.monotonic()
+        self._version += 1
+
+    def _forget(self) -> None:
+        self._bad.clear()
+        self._breaks.clear()
+        self._cache.clear()
+        self._version += 1
+        self._learned_at = None
+
+    def _timed_out(self) -> None:
+        self._consecutive_timeouts += 1
+        if (
+            isinstance(self.spec, ModbusTcpConnection)
+            and self._consecutive_timeouts >= TCP_MAX_CONSECUTIVE_TIMEOUTS
+        ):
+            n = self._consecutive_timeouts
+            self._link.last_error = f"{n} consecutive timeouts"
+            raise ConnectionLost(f"{self.name}: {n} consecutive timeouts")
+
+    @staticmethod
+    def _fill(
+        out: list[Reading | None],
+        points: Sequence[ModbusPoint],
+        members: Sequence[Member],
+        quality: Quality,
+        reason: str,
+    ) -> None:
+        for m in members:
+            out[m.index] = Reading(points[m.index].name, None, quality, reason)
+
+    def _fill_rest(
+        self,
+        out: list[Reading | None],
+        points: Sequence[ModbusPoint],
+        members: Sequence[Member],
+        reason: str,
+    ) -> None:
+        self._fill(
+            out, points, [m for m in members if out[m.index] is None], Quality.COMM_FAIL, reason
+        )
+
+    # --- writing --------------------------------------------------------------------------
+
+    async def write(self, point: Any, value: Value) -> None:
+        """Write ``value`` (engineering units) to a coil (FC05) or holding register(s) (FC06 for
+        one register, FC16 for several; a bit in a register by read-modify-write FC03 + FC06).
+
+        Raises:
+            WriteError: not writable (``not_writable``), read-only table (``read_only``), value
+                does not fit or is outside valid_min/valid_max (``range``), exception response
+                (``modbus:exception:<code>``), no answer (``timeout``), garbled answer.
+            ConnectionLost: the transport is gone, or (TCP) too many consecutive timeouts.
+        """
+        if not isinstance(point, ModbusPoint):
+            raise WriteError(f"not a Modbus point: {point!r}", "not_modbus")
+        if not point.writable:
+            raise WriteError(f"{point.name} is not writable", "not_writable")
+        if point.table in (Table.DISCRETE_INPUT, Table.INPUT_REGISTER):
+            raise WriteError(f"{point.name}: {point.table} is read-only", "read_only")
+        is_bit = point.table is Table.COIL or point.dtype is DataType.BOOL
+        if not is_bit:
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise WriteError(f"{point.name}: not a number: {value!r}", "range")
+            if (point.valid_min is not None and value < point.valid_min) or (
+                point.valid_max is not None and value > point.valid_max
+            ):
+                raise WriteError(f"{point.name}: {value} outside the valid range", "range")
+            try:
+                regs = codec.encode_registers(point, value)
+            except ValueError as exc:
+                raise WriteError(str(exc), "range") from exc
+        try:
+            uid, addr = point.unit_id, point.address
+            if point.table is Table.COIL:
+                await self._link.call("write_coil", uid, addr, bool(value))
+            elif is_bit:
+                current = (await self._link.read(uid, point.table, addr, 1))[0]
+                new = codec.encode_bit(point, int(current), bool(value))
+                await self._link.call("write_register", uid, addr, new)
+            elif len(regs) == 1:
+                await self._link.call("write_register", uid, addr, regs[0])
+            else:
+                await self._link.call("write_registers", uid, addr, regs)
+        except ModbusTimeout as exc:
+            self._timed_out()
+            raise WriteError(f"{point.name}: {exc}", "timeout") from exc
+        except ModbusExceptionResponse as exc:
+            self._consecutive_timeouts = 0
+            raise WriteError(f"{point.name}: {exc}", f"modbus:exception:{exc.code}") from exc
+        except ModbusGarbled as exc:
+            raise WriteError(f"{point.name}: {exc}", "garbled") from exc
+        self._consecutive_timeouts = 0

@@ -1,0 +1,312 @@
+"""``OpcUaDriver``: the :class:`~drivers.base.Driver` for OPC UA over asyncua 2.1.
+
+* ``connect`` opens socket, secure channel and session under :func:`asyncio.wait_for` with the
+  spec's ``connect_timeout_s`` (enforced outside the library), then reads the server's
+  NamespaceArray once, so points with ``namespace_uri`` get the namespace index the server uses
+  *now* (indices may change across server restarts; OPC UA Part 3 §8.2.2 / Part 6 §5.2.2.9).
+* ``read`` reads every node of a plan in ONE Read service call (OPC UA Part 4 §5.10.2). A bad
+  StatusCode for a node → BAD_VALUE with reason ``opcua:<StatusCodeName>`` (e.g.
+  ``opcua:BadNodeIdUnknown``); other nodes are unaffected.
+* ``write`` writes the Value attribute as a Variant of the node's own data type (read once per node
+  and session), so a Float variable receives a Float, not a Double.
+* A timeout of the Read/Write call, a closed socket or a session/channel-level status means the
+  session is gone: :class:`~agent.model.ConnectionLost`. asyncua's auto-reconnect stays off: the
+  agent owns reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from asyncua import Client, ua
+from asyncua.ua.uaerrors import UaError, UaStatusCodeError
+
+from agent.model import ConnectError, ConnectionLost, Quality, Reading, Value, WriteError
+from drivers.base import Driver, ReadPlan
+from drivers.specs import OpcUaConnection, OpcUaPoint
+from drivers.values import to_engineering
+
+CLOSE_TIMEOUT_S = 2.0
+"""Bound on tearing a session down (CloseSession + CloseSecureChannel)."""
+
+_LIB_TIMEOUT_MARGIN_S = 2.0  # asyncua's own request timeout is longer, so ours always fires first
+
+_SESSION_LOST = frozenset(
+    {
+        "BadSessionIdInvalid",
+        "BadSessionClosed",
+        "BadSessionNotActivated",
+        "BadSecureChannelIdInvalid",
+        "BadSecureChannelClosed",
+        "BadConnectionClosed",
+        "BadServerNotConnected",
+        "BadCommunicationError",
+        "BadShutdown",
+        "BadServerHalted",
+        "BadTimeout",
+        "BadNoCommunication",
+    }
+)
+"""Service results meaning the session or channel is gone (OPC UA Part 4 §7.34, Table 177)."""
+
+
+class OpcUaReadPlan(ReadPlan):
+    """The points of one OPC UA Read call (one request per read).
+
+    Attributes:
+        points: the planned points, in reading order.
+    """
+
+    def __init__(self, points: Sequence[OpcUaPoint]) -> None:
+        for p in points:
+            if not isinstance(p, OpcUaPoint):
+                raise ValueError(f"not an OPC UA point: {p!r}")
+            ua.NodeId.from_string(p.node_id)  # raises ValueError-like on a malformed id
+        self.points: tuple[OpcUaPoint, ...] = tuple(points)
+
+    @property
+    def request_count(self) -> int:
+        """Always 1: the whole plan is one Read service call (0 for an empty plan)."""
+        return 1 if self.points else 0
+
+
+class OpcUaDriver(Driver):
+    """Driver for one OPC UA endpoint (one session)."""
+
+    def __init__(self, spec: OpcUaConnection) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self._client: Client | None = None
+        self._namespaces: list[str] = []
+        self._vtypes: dict[str, ua.VariantType] = {}
+        self._requests = 0
+        self._responses = 0
+        self._timeouts = 0
+        self._bad_status: dict[str, int] = {}
+        self._connects = 0
+        self._last_error: str | None = None
+        self._last_ok: float | None = None
+
+    def plan(self, points: Sequence[Any]) -> OpcUaReadPlan:
+        """Plan ``points`` as one Read call.
+
+        Raises:
+            ValueError: a point is not an :class:`~drivers.specs.OpcUaPoint` or its node id is
+                malformed.
+        """
+        try:
+            return OpcUaReadPlan(points)
+        except ValueError:
+            raise
+        except Exception as exc:  # asyncua's parser raises its own types for malformed ids
+            raise ValueError(f"malformed node id: {exc}") from exc
+
+    async def connect(self) -> None:
+        """Open the session and read the NamespaceArray.
+
+        Raises:
+            ConnectError: refused, unreachable, rejected, or not done within connect_timeout_s.
+        """
+        await self.close()
+        client = Client(self.spec.endpoint, timeout=self.spec.timeout_s + _LIB_TIMEOUT_MARGIN_S)
+        try:
+            await asyncio.wait_for(client.connect(), self.spec.connect_timeout_s)
+            self._client = client
+            self._namespaces = list(
+                await asyncio.wait_for(client.get_namespace_array(), self.spec.timeout_s)
+            )
+        except (TimeoutError, OSError, UaError, ConnectionError, ValueError) as exc:
+            self._last_error = f"connect: {exc!r}"
+            self._client = client
+            await self.close()
+            raise ConnectError(f"{self.name}: {exc!r}") from exc
+        except asyncio.CancelledError:
+            self._client = client
+            await self.close()
+            raise
+        self._vtypes.clear()
+        self._connects += 1
+
+    async def close(self) -> None:
+        """Close session and channel (bounded by :data:`CLOSE_TIMEOUT_S`). Idempotent, never
+        raises."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            await asyncio.wait_for(client.disconnect(), CLOSE_TIMEOUT_S)
+        except asyncio.CancelledError:
+            client.disconnect_socket()
+            raise
+        except Exception as exc:  # the session may already be gone; teardown must not raise
+            self._last_error = f"close: {exc!r}"
+        finally:
+            with contextlib.suppress(Exception):
+                client.disconnect_socket()
+
+    def counters(self) -> dict[str, Any]:
+        """Health counters: ``requests``, ``responses``, ``timeouts``, ``bad_status`` (status
+        name → count of node results), ``reconnects``, ``last_error``, ``last_ok``."""
+        return {
+            "requests": self._requests,
+            "responses": self._responses,
+            "timeouts": self._timeouts,
+            "bad_status": dict(self._bad_status),
+            "reconnects": max(0, self._connects - 1),
+            "last_error": self._last_error,
+            "last_ok": self._last_ok,
+        }
+
+    def _node_id(self, point: OpcUaPoint) -> ua.NodeId:
+        """The point's NodeId with the namespace index resolved from ``namespace_uri``.
+
+        Raises:
+            KeyError: the server does not know ``namespace_uri``.
+        """
+        node_id = ua.NodeId.from_string(point.node_id)
+        if point.namespace_uri is not None:
+            try:
+                index = self._namespaces.index(point.namespace_uri)
+            except ValueError:
+                raise KeyError(point.namespace_uri) from None
+            node_id = ua.NodeId(node_id.Identifier, index, node_id.NodeIdType)
+        return node_id
+
+    async def _call(self, coro: Any) -> Any:
+        """Await one service call with ``timeout_s``; map transport failures to ConnectionLost."""
+        self._requests += 1
+        try:
+            result = await asyncio.wait_for(coro, self.spec.timeout_s)
+        except TimeoutError as exc:
+            self._timeouts += 1
+            self._last_error = "timeout"
+            raise ConnectionLost(f"{self.name}: no answer in {self.spec.timeout_s} s") from exc
+        except UaStatusCodeError as exc:
+            name = ua.StatusCode(exc.code).name
+            if name in _SESSION_LOST:
+                self._last_error = name
+                raise ConnectionLost(f"{self.name}: {name}") from exc
+            raise
+        except (OSError, ConnectionError, UaError) as exc:
+            self._last_error = repr(exc)
+            raise ConnectionLost(f"{self.name}: {exc!r}") from exc
+        self._responses += 1
+        self._last_ok = time.monotonic()
+        return result
+
+    def _require_client(self) -> Client:
+        if self._client is None:
+            raise ConnectionLost(f"{self.name}: not connected")
+        return self._client
+
+    async def read(self, plan: ReadPlan) -> list[Reading]:
+        """Read all nodes of ``plan`` in one Read call; one reading per point, in plan order.
+
+        Raises:
+            ConnectionLost: the session is gone or the call timed out.
+            ValueError: ``plan`` was not made by an OPC UA driver.
+        """
+        if not isinstance(plan, OpcUaReadPlan):
+            raise ValueError("not an OPC UA read plan")
+        client = self._require_client()
+        out: list[Reading | None] = [None] * len(plan.points)
+        nodes, where = [], []
+        for i, p in enumerate(plan.points):
+            try:
+                nodes.append(client.get_node(self._node_id(p)))
+                where.append(i)
+            except KeyError:
+                out[i] = Reading(p.name, None, Quality.BAD_VALUE, "opcua:BadNamespaceUnknown")
+        if nodes:
+            try:
+                results = await self._call(client.read_attributes(nodes))
+            except UaStatusCodeError as exc:  # a service-level result that is not a lost session
+                results = [ua.DataValue(StatusCode_=ua.StatusCode(exc.code))] * len(nodes)
+            for i, dv in zip(where, results, strict=True):
+                out[i] = self._reading(plan.points[i], dv)
+        return [r for r in out if r is not None]
+
+    def _reading(self, point: OpcUaPoint, dv: ua.DataValue) -> Reading:
+        status = dv.StatusCode_ if dv.StatusCode_ is not None else ua.StatusCode()
+        if not status.is_good():
+            name = status.name
+            self._bad_status[name] = self._bad_status.get(name, 0) + 1
+            return Reading(point.name, None, Quality.BAD_VALUE, f"opcua:{name}")
+        value = dv.Value.Value if dv.Value is not None else None
+        if isinstance(value, bool):
+            return Reading(point.name, value)
+        if not isinstance(value, int | float):
+            return Reading(point.name, None, Quality.BAD_VALUE, "type")
+        return to_engineering(point, value)
+
+    async def write(self, point: Any, value: Value) -> None:
+        """Write ``value`` (engineering units; raw = (value − offset) / scale) to the node's Value
+        attribute, as a Variant of the node's data type.
+
+        Raises:
+            WriteError: not writable (``not_writable``), outside valid_min/valid_max (``range``),
+                or refused by the server (``opcua:<StatusCodeName>``).
+            ConnectionLost: the session is gone or the call timed out.
+        """
+        if not isinstance(point, OpcUaPoint):
+            raise WriteError(f"not an OPC UA point: {point!r}", "not_opcua")
+        if not point.writable:
+            raise WriteError(f"{point.name} is not writable", "not_writable")
+        if value is None:
+            raise WriteError(f"{point.name}: no value", "range")
+        if not isinstance(value, bool) and (
+            (point.valid_min is not None and value < point.valid_min)
+            or (point.valid_max is not None and value > point.valid_max)
+        ):
+            raise WriteError(f"{point.name}: {value} outside the valid range", "range")
+        client = self._require_client()
+        try:
+            node = client.get_node(self._node_id(point))
+        except KeyError as exc:
+            raise WriteError(
+                f"{point.name}: unknown namespace", "opcua:BadNamespaceUnknown"
+            ) from exc
+        try:
+            vtype = self._vtypes.get(point.name)
+            if vtype is None:
+                vtype = await self._call(node.read_data_type_as_variant_type())
+                self._vtypes[point.name] = vtype
+            raw = _to_raw(point, value, vtype)
+            dv = ua.DataValue(ua.Variant(raw, vtype))
+            await self._call(node.write_attribute(ua.AttributeIds.Value, dv))
+        except UaStatusCodeError as exc:
+            name = ua.StatusCode(exc.code).name
+            raise WriteError(f"{point.name}: {name}", f"opcua:{name}") from exc
+
+
+_INT_VTYPES = frozenset(
+    {
+        ua.VariantType.SByte,
+        ua.VariantType.Byte,
+        ua.VariantType.Int16,
+        ua.VariantType.UInt16,
+        ua.VariantType.Int32,
+        ua.VariantType.UInt32,
+        ua.VariantType.Int64,
+        ua.VariantType.UInt64,
+    }
+)
+
+
+def _to_raw(point: OpcUaPoint, value: Value, vtype: ua.VariantType) -> Any:
+    """Engineering value → the raw value for a Variant of ``vtype``."""
+    if vtype is ua.VariantType.Boolean:
+        return bool(value)
+    assert value is not None
+    raw = (
+        (float(value) - point.offset) / point.scale
+        if (point.scale, point.offset) != (1.0, 0.0)
+        else value
+    )
+    if vtype in _INT_VTYPES:
+        return round(raw)
+    return float(raw)
