@@ -1,0 +1,221 @@
+"""Whole-config checks: the rules no single item's schema can see.
+
+Run after each device passed its schema. Each rule yields a :class:`Problem` on the YAML node
+that has to change (the second of two duplicates, the key that contradicts its point's type).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.config.messages import path_text
+from agent.config.plan import TABLES, DeviceConfig, pdu_address
+from agent.config.problems import Path_, Positions, Problem
+from agent.config.schema import (
+    ModbusPointConfig,
+    ModbusRtuDevice,
+    ModbusTcpDevice,
+    PointCommon,
+)
+from drivers.specs import DataType
+
+_SERIAL_KEYS = ("baudrate", "parity", "stopbits", "bytesize")
+
+
+@dataclass(slots=True)
+class CheckedDevice:
+    """What the whole-config checks know of one device.
+
+    Attributes:
+        index: position in the YAML ``devices`` list.
+        name: the device name if it is valid, else ``None``.
+        model: the validated device, or ``None`` when it failed its schema (then only its
+            valid points are checked, and bus-sharing rules skip it).
+        points: ``(index in the YAML points list, validated point)`` pairs.
+        addressing: ``pdu`` or ``register-number``.
+    """
+
+    index: int
+    name: str | None
+    model: DeviceConfig | None
+    points: list[tuple[int, PointCommon]] = field(default_factory=list)
+    addressing: str = "pdu"
+
+
+class _Ctx:
+    def __init__(self, data: Any, positions: Positions) -> None:
+        self.data = data
+        self.positions = positions
+
+    def at(self, path: Path_, message: str) -> Problem:
+        return self.positions.value(path).problem(f"{path_text(self.data, path)}: {message}")
+
+    def where(self, path: Path_) -> str:
+        return self.positions.value(path).where()
+
+
+def check_devices(
+    devices: Sequence[CheckedDevice], data: Any, positions: Positions
+) -> list[Problem]:
+    """All whole-config problems of ``devices`` (whatever of them passed the schema).
+
+    Args:
+        devices: one :class:`CheckedDevice` per YAML device.
+        data: the parsed YAML tree (for paths and names in messages).
+        positions: node positions of ``data``.
+    """
+    ctx = _Ctx(data, positions)
+    problems: list[Problem] = []
+    problems += _duplicate_names(ctx)
+    for d in devices:
+        problems += _point_rules(ctx, d)
+        problems += _overlaps(ctx, d)
+    problems += _shared_buses(ctx, [(d.index, d.model) for d in devices if d.model is not None])
+    return problems
+
+
+def _duplicate_names(ctx: _Ctx) -> Iterator[Problem]:
+    """Duplicate device names, and point names repeated anywhere in the site. Works on the raw
+    tree so that a duplicate is found even in items that have other problems."""
+    seen_devices: dict[str, Path_] = {}
+    seen_points: dict[str, Path_] = {}
+    devices = ctx.data.get("devices") if isinstance(ctx.data, dict) else None
+    for i, dev in enumerate(devices if isinstance(devices, list) else []):
+        if not isinstance(dev, dict):
+            continue
+        name, path = dev.get("name"), ("devices", i, "name")
+        if isinstance(name, str) and name in seen_devices:
+            first = ctx.where(seen_devices[name])
+            yield ctx.at(path, f"duplicate device name '{name}' (first at {first})")
+        if isinstance(name, str):
+            seen_devices.setdefault(name, path)
+        points = dev.get("points")
+        for j, point in enumerate(points if isinstance(points, list) else []):
+            pname = point.get("name") if isinstance(point, dict) else None
+            if not isinstance(pname, str):
+                continue
+            ppath: Path_ = ("devices", i, "points", j, "name")
+            if pname in seen_points:
+                first = ctx.where(seen_points[pname])
+                msg = f"duplicate point name '{pname}' (first at {first}); names are site-wide"
+                yield ctx.at(ppath, msg)
+            seen_points.setdefault(pname, ppath)
+
+
+def _point_rules(ctx: _Ctx, d: CheckedDevice) -> Iterator[Problem]:
+    for j, p in d.points:
+        base: Path_ = ("devices", d.index, "points", j)
+        if p.valid_min is not None and p.valid_max is not None and p.valid_min > p.valid_max:
+            yield ctx.at(
+                (*base, "valid_max"), f"valid_max {p.valid_max:g} < valid_min {p.valid_min:g}"
+            )
+        if isinstance(p, ModbusPointConfig):
+            yield from _modbus_point_rules(ctx, base, d.addressing, p)
+
+
+def _modbus_point_rules(
+    ctx: _Ctx, base: Path_, addressing: str, p: ModbusPointConfig
+) -> Iterator[Problem]:
+    dtype = DataType(p.type)
+    is_bit_table = TABLES[p.register].is_bit
+    if is_bit_table and dtype is not DataType.BOOL:
+        yield ctx.at((*base, "type"), f"a {p.register} is one bit: type must be bool, not {p.type}")
+    if p.word_order is not None and (is_bit_table or dtype.registers == 1):
+        yield ctx.at(
+            (*base, "word_order"),
+            f"word_order applies only to 32/64-bit types; {p.type} is one register "
+            "(remove word_order, or use byte_order)",
+        )
+    if p.bit is not None and is_bit_table:
+        yield ctx.at(
+            (*base, "bit"), f"bit applies only to holding/input registers, not {p.register}"
+        )
+    elif p.bit is not None and dtype is not DataType.BOOL:
+        yield ctx.at((*base, "bit"), f"bit needs type: bool (this point is {p.type})")
+    elif p.bit is None and dtype is DataType.BOOL and not is_bit_table:
+        yield ctx.at((*base, "type"), f"type bool in a {p.register} register needs bit: 0..15")
+    if p.writable and p.register in ("discrete_input", "input"):
+        yield ctx.at(
+            (*base, "writable"),
+            f"{p.register.replace('_', ' ')}s are read-only in Modbus; use a coil or holding "
+            "register",
+        )
+    try:
+        address = pdu_address(p.register, p.address, addressing)
+    except ValueError as exc:
+        yield ctx.at((*base, "address"), str(exc))
+        return
+    width = 1 if is_bit_table else dtype.registers
+    if address + width - 1 > 65535:
+        yield ctx.at((*base, "address"), f"{p.type} at {address} runs past PDU address 65535")
+
+
+def _overlaps(ctx: _Ctx, d: CheckedDevice) -> Iterator[Problem]:
+    """Points of one device (one unit id) that use the same register or bit of one table.
+    Bits of one register are fine as long as they differ."""
+    taken: list[tuple[str, int, int, int | None, int, str]] = []  # reg, first, last, bit, j, name
+    for j, p in d.points:
+        if not isinstance(p, ModbusPointConfig):
+            continue
+        try:
+            first = pdu_address(p.register, p.address, d.addressing)
+        except ValueError:
+            continue  # reported by the point rules
+        is_bit_table = TABLES[p.register].is_bit
+        last = first + (1 if is_bit_table else DataType(p.type).registers) - 1
+        bit = p.bit if p.type == "bool" and not is_bit_table else None
+        for reg, f, la, b, k, other in taken:
+            if reg != p.register or la < first or f > last:
+                continue
+            if bit is not None and b is not None and bit != b:
+                continue
+            span = f"{first}" if first == last else f"{first}–{last}"
+            ospan = f"{f}" if f == la else f"{f}–{la}"
+            bits = f" bit {bit}" if bit is not None and b is not None else ""
+            yield ctx.at(
+                ("devices", d.index, "points", j, "address"),
+                f"{p.register} {span}{bits} overlaps point '{other}' ({p.register} {ospan}, "
+                f"{ctx.where(('devices', d.index, 'points', k))}; PDU addresses)",
+            )
+            break
+        taken.append((p.register, first, last, bit, j, p.name))
+
+
+def _shared_buses(ctx: _Ctx, devices: Sequence[tuple[int, DeviceConfig]]) -> Iterator[Problem]:
+    serial: dict[str, tuple[int, ModbusRtuDevice]] = {}
+    units: dict[tuple[str, ...], tuple[int, DeviceConfig]] = {}
+    for i, d in devices:
+        if isinstance(d, ModbusRtuDevice):
+            if d.port in serial:
+                k, first = serial[d.port]
+                for key in _SERIAL_KEYS:
+                    if getattr(d, key) != getattr(first, key):
+                        yield ctx.at(
+                            ("devices", i, key) if _given(ctx, i, key) else ("devices", i),
+                            f"serial port {d.port} is shared with device '{first.name}' "
+                            f"({ctx.where(('devices', k))}) which uses {key} "
+                            f"{getattr(first, key)}, this one {getattr(d, key)}; every device on "
+                            "one RS-485 bus needs the same baudrate, parity, stopbits, bytesize",
+                        )
+            serial.setdefault(d.port, (i, d))
+            key_: tuple[str, ...] = ("rtu", d.port, str(d.unit_id))
+            where = f"serial port {d.port}"
+        elif isinstance(d, ModbusTcpDevice):
+            key_ = ("tcp", d.host.lower(), str(d.port), str(d.unit_id))
+            where = f"{d.host}:{d.port}"
+        else:
+            continue
+        if key_ in units:
+            k, first_dev = units[key_]
+            yield ctx.at(
+                ("devices", i, "unit_id"),
+                f"unit id {d.unit_id} on {where} is already used by device '{first_dev.name}' "
+                f"({ctx.where(('devices', k))})",
+            )
+        units.setdefault(key_, (i, d))
+
+
+def _given(ctx: _Ctx, i: int, key: str) -> bool:
+    return ("devices", i, key) in ctx.positions.values

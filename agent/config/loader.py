@@ -1,0 +1,141 @@
+"""Load, override and validate a pump-room configuration file: :func:`load_config`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from agent.config.checks import CheckedDevice, check_devices
+from agent.config.messages import path_text, problems_from
+from agent.config.overrides import apply_overrides
+from agent.config.problems import ConfigError, Path_, Positions, Problem
+from agent.config.schema import NAME_PATTERN, Device, ModbusPointConfig, OpcUaPointConfig
+from agent.config.site import SiteConfig
+from agent.config.yaml_loader import load_yaml
+
+_SECRET_KEYS = {"password": "password", "username": "username"}
+_DEVICE: TypeAdapter[Any] = TypeAdapter(Device)
+_POINT_MODELS: dict[Any, type[ModbusPointConfig] | type[OpcUaPointConfig]] = {
+    "modbus-tcp": ModbusPointConfig,
+    "modbus-rtu": ModbusPointConfig,
+    "opcua": OpcUaPointConfig,
+}
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> SiteConfig:
+    """Read the YAML at ``path``, apply ``--set`` overrides, and validate it in two stages:
+    each item against its schema, then the whole (duplicate names, overlapping registers, shared
+    serial ports…). Touches no device.
+
+    Args:
+        path: the YAML file; problems name it as given.
+        overrides: ``"dotted.key=value"`` strings, applied in order (see
+            :mod:`agent.config.overrides`).
+
+    Returns:
+        The validated :class:`SiteConfig`.
+
+    Raises:
+        ConfigError: with every problem found, each ``FILE:LINE:COLUMN: message``.
+    """
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem(file, 1, 1, f"cannot read: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        msg = f"not UTF-8 text (byte {exc.start}); save the file as UTF-8"
+        raise ConfigError([Problem(file, 1, 1, msg)]) from None
+    data, positions = load_yaml(text, file)
+    data, problems = apply_overrides(data, positions, overrides)
+    return validate(data, positions, problems)
+
+
+def validate(data: Any, positions: Positions, problems: Sequence[Problem] = ()) -> SiteConfig:
+    """Validate an already parsed tree (see :func:`load_config`).
+
+    Raises:
+        ConfigError: ``problems`` plus everything found here.
+    """
+    found = list(problems)
+    if not isinstance(data, dict):
+        msg = "expected a mapping with the keys site, devices, uplink and buffer"
+        if data is None:
+            msg = "the configuration is empty; " + msg
+        raise ConfigError([*found, positions.value(()).problem(msg)])
+    found += _literal_secrets(data, positions)
+    config = None
+    try:
+        config = SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        found += problems_from(exc, SiteConfig, data, positions)
+    found += check_devices(_checked_devices(data), data, positions)
+    if found or config is None:
+        raise ConfigError(found)
+    return config
+
+
+def _checked_devices(data: dict[str, Any]) -> list[CheckedDevice]:
+    """What passed the schema, device by device, for the whole-config checks: a device that
+    failed still contributes its valid points (so one typo does not hide an overlap)."""
+    devices = data.get("devices")
+    out = []
+    for i, item in enumerate(devices if isinstance(devices, list) else []):
+        if not isinstance(item, dict):
+            continue
+        try:
+            dev = _DEVICE.validate_python(item)
+        except ValidationError:
+            pass  # reported by the whole-model validation
+        else:
+            points = list(enumerate(dev.points))
+            addressing = getattr(dev, "addressing", "pdu")
+            out.append(CheckedDevice(i, dev.name, dev, points, addressing))
+            continue
+        name = item.get("name")
+        valid_name = isinstance(name, str) and re.fullmatch(NAME_PATTERN, name)
+        addressing = item.get("addressing", "pdu")
+        if addressing not in ("pdu", "register-number"):
+            addressing = "pdu"  # reported; skip address checks rather than guess
+        point_model = _POINT_MODELS.get(item.get("transport"))
+        raw_points = item.get("points")
+        checked = CheckedDevice(i, name if valid_name else None, None, [], addressing)
+        for j, raw in enumerate(raw_points if isinstance(raw_points, list) else []):
+            if point_model is None:
+                break
+            try:
+                checked.points.append((j, point_model.model_validate(raw)))
+            except ValidationError:
+                continue
+        out.append(checked)
+    return out
+
+
+def _literal_secrets(data: dict[str, Any], positions: Positions) -> list[Problem]:
+    """Problems for ``password``/``username`` keys anywhere under ``uplink``; the keys are then
+    removed so the schema does not report them a second time as unknown keys."""
+    found = []
+
+    def walk(node: Any, path: Path_) -> None:
+        if isinstance(node, dict):
+            for key in list(node):
+                if key in _SECRET_KEYS:
+                    what = _SECRET_KEYS[key]
+                    msg = (
+                        f"{path_text(data, (*path, key))}: credentials never live in the YAML; "
+                        f"use {what}_file or {what}_env"
+                    )
+                    found.append(positions.key((*path, key)).problem(msg))
+                    del node[key]
+                else:
+                    walk(node[key], (*path, key))
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, (*path, i))
+
+    walk(data.get("uplink"), ("uplink",))
+    return found

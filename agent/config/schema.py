@@ -1,0 +1,228 @@
+"""The pump-room configuration schema (pydantic v2, strict: no silent coercion).
+
+Strict means a quoted ``"1.0"`` is not a number and ``yes`` is not a boolean; an integer IS
+accepted where a float is expected. Every mapping rejects unknown keys. Units are in the field
+names (``_s`` seconds) or docstrings. Cross-item rules (duplicate names, overlapping registers,
+shared serial ports) live in :mod:`agent.config.checks`, after each item passed this schema.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+NODE_ID_PATTERN = (
+    r"^ns=[0-9]+;(i=[0-9]+|s=.+|g=[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-"
+    r"[0-9A-Fa-f]{12}|b=[A-Za-z0-9+/]+={0,2})$"
+)
+ENDPOINT_PATTERN = r"^opc\.tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?(/.*)?$"
+BROKER_PATTERN = r"^mqtts?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?/?$"
+HOST_PATTERN = r"^(\[?[0-9A-Fa-f:.]+\]?|[A-Za-z0-9_.-]+)$"
+
+PATTERN_TEXT = {
+    NAME_PATTERN: "letters, digits, '_', '.' or '-'",
+    ID_PATTERN: "1–64 letters, digits, '_' or '-'",
+    NODE_ID_PATTERN: "a node id ns=<index>;i=<number> | s=<string> | g=<guid> | b=<base64>",
+    ENDPOINT_PATTERN: "an endpoint opc.tcp://host[:port][/path]",
+    BROKER_PATTERN: "a broker URL mqtt://host[:port] or mqtts://host[:port]",
+    HOST_PATTERN: "a host name or IP address (no scheme, no port)",
+}
+"""Human wording of each pattern, used in error messages."""
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+Seconds = Annotated[float, Field(gt=0)]
+TopicPrefix = Annotated[str, Field(pattern=r"^[^#+\s]+$")]
+
+
+class Strict(BaseModel):
+    """Base of every config mapping: strict types, unknown keys rejected, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Site(Strict):
+    """``site:``: who this gateway is. ``id`` appears in MQTT topics, hence the pattern."""
+
+    id: Id
+    gateway_id: Id | None = None
+    name: str | None = None
+
+
+class PointCommon(Strict):
+    """Keys every point has, whatever the protocol."""
+
+    name: Name
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str | None = None
+    poll_interval_s: Seconds | None = None
+    writable: bool = False
+    valid_min: float | None = None
+    valid_max: float | None = None
+    description: str | None = None
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_not_zero(cls, v: float) -> float:
+        if v == 0:
+            raise ValueError("scale must not be 0 (engineering value = raw × scale + offset)")
+        return v
+
+
+RegisterKind = Literal["coil", "discrete_input", "holding", "input"]
+TypeName = Literal[
+    "bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"
+]
+OrderName = Literal["big", "little"]
+
+
+with warnings.catch_warnings():
+    # "register" is the field's term; it only shadows ABCMeta.register on the class object.
+    warnings.filterwarnings("ignore", message='Field name "register"')
+
+    class ModbusPointConfig(PointCommon):
+        """One Modbus point. ``address`` is as written (see the device's ``addressing``);
+        ``word_order`` is ``None`` when not given (it then means big, ABCD)."""
+
+        register: RegisterKind
+        address: Annotated[int, Field(ge=0)]
+        type: TypeName
+        word_order: OrderName | None = None
+        byte_order: OrderName = "big"
+        bit: Annotated[int, Field(ge=0, le=15)] | None = None
+
+
+class OpcUaPointConfig(PointCommon):
+    """One OPC UA variable, by node id (``ns=2;s=Analyser.Turbidity``)."""
+
+    node_id: Annotated[str, Field(pattern=NODE_ID_PATTERN)]
+    namespace_uri: str | None = None
+
+
+class _DeviceCommon(Strict):
+    name: Name
+    description: str | None = None
+    timeout_s: Seconds = 1.0
+    poll_interval_s: Seconds = 1.0
+
+
+class _ModbusDevice(_DeviceCommon):
+    """Limits: Modbus Application Protocol V1.1b3 §6.1–6.4 (2000 bits for FC 01/02, 125
+    registers for FC 03/04); unit ids 1–247 plus broadcast 0 (Modbus over Serial Line V1.02
+    §2.2)."""
+
+    unit_id: Annotated[int, Field(ge=0, le=247)]
+    max_read_registers: Annotated[int, Field(ge=1, le=125)] = 125
+    max_read_bits: Annotated[int, Field(ge=1, le=2000)] = 2000
+    max_gap: Annotated[int, Field(ge=0, le=125)] = 10
+    addressing: Literal["pdu", "register-number"] = "pdu"
+    points: Annotated[list[ModbusPointConfig], Field(min_length=1)]
+
+
+class ModbusTcpDevice(_ModbusDevice):
+    """``transport: modbus-tcp``. Port 502 is the registered Modbus TCP port (Modbus Messaging
+    on TCP/IP Implementation Guide V1.0b §4.1)."""
+
+    transport: Literal["modbus-tcp"]
+    host: Annotated[str, Field(pattern=HOST_PATTERN)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    connect_timeout_s: Seconds = 3.0
+
+
+class ModbusRtuDevice(_ModbusDevice):
+    """``transport: modbus-rtu``: one unit on an RS-485 bus. Devices sharing ``port`` share the
+    bus and must agree on baudrate, parity, stopbits and bytesize."""
+
+    transport: Literal["modbus-rtu"]
+    port: Annotated[str, Field(min_length=1)]
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+
+class OpcUaDevice(_DeviceCommon):
+    """``transport: opcua``: one OPC UA server endpoint."""
+
+    transport: Literal["opcua"]
+    endpoint: Annotated[str, Field(pattern=ENDPOINT_PATTERN)]
+    connect_timeout_s: Seconds = 5.0
+    points: Annotated[list[OpcUaPointConfig], Field(min_length=1)]
+
+
+Device = Annotated[
+    ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice, Field(discriminator="transport")
+]
+
+
+class Tls(Strict):
+    """``uplink.tls``: PEM file paths."""
+
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+class Credentials(Strict):
+    """``uplink.credentials``: where to find the broker user name and password at start-up
+    (an environment variable or a file, e.g. a systemd credential), never the secret itself."""
+
+    username_env: str | None = None
+    username_file: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+
+
+class Uplink(Strict):
+    """``uplink:``: the MQTT session to the central platform. ``keepalive_s`` bounds follow
+    common broker limits (MQTT 5.0 §3.1.2.10 allows 0–65535 s)."""
+
+    broker: Annotated[str, Field(pattern=BROKER_PATTERN)]
+    topic_prefix: TopicPrefix = "pumproom/v1"
+    client_id: str | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=1200)] = 30
+    protocol: Literal["5", "3.1.1"] = "5"
+    tls: Tls | None = None
+    credentials: Credentials | None = None
+    batch_max_samples: Annotated[int, Field(ge=1, le=10000)] = 500
+    batch_interval_s: Seconds = 1.0
+    backlog_rate_per_s: Annotated[float, Field(gt=0)] = 20000
+    inflight_window: Annotated[int, Field(ge=1, le=100)] = 10
+
+    @property
+    def broker_tls(self) -> bool:
+        """True for ``mqtts://``."""
+        return self.broker.startswith("mqtts://")
+
+    @property
+    def broker_host(self) -> str:
+        """Host part of ``broker`` (IPv6 brackets removed)."""
+        return _split_broker(self.broker)[0]
+
+    @property
+    def broker_port(self) -> int:
+        """Port of ``broker``; default 1883, or 8883 for ``mqtts://`` (IANA registrations)."""
+        return _split_broker(self.broker)[1]
+
+
+def _split_broker(url: str) -> tuple[str, int]:
+    m = re.fullmatch(BROKER_PATTERN, url)
+    assert m is not None
+    host = m.group(1).strip("[]")
+    port = int(m.group(2)[1:]) if m.group(2) else (8883 if url.startswith("mqtts") else 1883)
+    return host, port
+
+
+class Buffer(Strict):
+    """``buffer:``: the SQLite store-and-forward file. ``synchronous`` is SQLite's PRAGMA
+    synchronous (https://sqlite.org/pragma.html#pragma_synchronous)."""
+
+    path: Annotated[str, Field(min_length=1)]
+    max_bytes: Annotated[int, Field(ge=1 << 20)] = 268435456
+    synchronous: Literal["full", "normal"] = "full"

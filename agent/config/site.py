@@ -1,0 +1,37 @@
+"""The whole validated configuration of one pump room."""
+
+from __future__ import annotations
+
+from agent.config import plan
+from agent.config.schema import Buffer, Device, Site, Strict, Uplink
+
+
+class SiteConfig(Strict):
+    """A validated pump-room configuration (build it with :func:`agent.config.load_config`,
+    which also runs the whole-config checks that this model alone does not).
+
+    Attributes:
+        site: identity (:class:`~agent.config.schema.Site`).
+        devices: Modbus TCP, Modbus RTU and OPC UA devices, in file order.
+        uplink: MQTT session settings.
+        buffer: SQLite store-and-forward settings.
+    """
+
+    site: Site
+    devices: list[Device]
+    uplink: Uplink
+    buffer: Buffer
+
+    def connections(self) -> list[plan.ConnectionPlan]:
+        """One :class:`~agent.config.plan.ConnectionPlan` per driver (see
+        :func:`agent.config.plan.connections`): RTU devices on one serial port share one."""
+        return plan.connections(self.devices)
+
+    def catalogue(self) -> list[plan.PointInfo]:
+        """One :class:`~agent.config.plan.PointInfo` per point, in file order."""
+        return plan.catalogue(self.devices)
+
+    @property
+    def point_count(self) -> int:
+        """Number of points over all devices."""
+        return sum(len(d.points) for d in self.devices)
