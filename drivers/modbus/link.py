@@ -19,7 +19,7 @@ from collections import Counter
 from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.exceptions import ConnectionException, ModbusIOException
 
 from agent.model import ConnectError, ConnectionLost
 from drivers.specs import ModbusRtuConnection, ModbusTcpConnection, Table
@@ -131,10 +131,10 @@ class ModbusLink:
             self.close()
             self.last_error = "connect timeout"
             raise ConnectError(f"{spec.name}: connect timed out after {timeout} s") from exc
-        except (ModbusException, OSError) as exc:
+        except Exception as exc:  # pymodbus, OSError, SerialException, termios.error, ...
             self.close()
-            self.last_error = f"connect: {exc}"
-            raise ConnectError(f"{spec.name}: {exc}") from exc
+            self.last_error = f"connect: {exc!r}"
+            raise ConnectError(f"{spec.name}: {exc!r}") from exc
         if not ok or not client.connected:
             self.close()
             self.last_error = "connect refused"
@@ -199,9 +199,9 @@ class ModbusLink:
                 self.garbled += 1
                 self.last_error = f"garbled: {exc}"
                 raise ModbusGarbled(str(exc)) from exc
-            except (ModbusException, OSError) as exc:
-                self.last_error = f"connection: {exc}"
-                raise ConnectionLost(f"{self.spec.name}: {exc}") from exc
+            except Exception as exc:  # ModbusException, OSError, SerialException: transport broken
+                self.last_error = f"connection: {exc!r}"
+                raise ConnectionLost(f"{self.spec.name}: {exc!r}") from exc
             self.responses += 1
             self.last_ok = time.monotonic()
             if response.isError():

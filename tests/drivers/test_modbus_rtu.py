@@ -1,0 +1,93 @@
+"""ModbusDriver over Modbus RTU: two unit ids on one pty link served by the simulator."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.model import ConnectError, ConnectionLost, Quality
+from drivers import create
+from drivers.specs import ModbusRtuConnection
+from hil_sim.modbus import Faults, ModbusRtuServer, RequestCounters
+from tests.drivers.conftest import VALUES, make_bank, typed_points
+
+TIMEOUT = 0.3
+# Parity "N": this sandbox's kernel refuses PARENB on a pty (tcsetattr EINVAL); the pty ignores
+# line settings anyway, the server only uses them to pace frames.
+PARITY = "N"
+
+
+@pytest.fixture
+async def rtu(tmp_path):
+    link = str(tmp_path / "ttyRS485")
+    server = ModbusRtuServer(
+        link, {1: make_bank(1), 2: make_bank(2)}, Faults(), RequestCounters(), 19200, PARITY
+    )
+    await server.start()
+    spec = ModbusRtuConnection(
+        name=f"rtu:{link}", port=link, baudrate=19200, parity=PARITY, timeout_s=TIMEOUT
+    )
+    drv = create(spec)
+    try:
+        await drv.connect()
+        yield server, drv
+    finally:
+        await drv.close()
+        await server.stop()
+
+
+async def test_two_units_on_one_link(rtu):
+    server, drv = rtu
+    points = typed_points(1) + typed_points(2)
+    plan = drv.plan(points)
+    assert plan.request_count == 8  # 4 tables x 2 units, never merged across units
+    got = await drv.read(plan)
+    assert server.counters.total("rtu") == plan.request_count
+    for r in got:
+        assert r.quality is Quality.GOOD, r
+        assert r.value == pytest.approx(VALUES[r.point.split(".", 1)[1]])
+    p = next(p for p in points if p.name == "u2.f32_cdab")
+    await drv.write(p, 7.75)
+    got = {r.point: r for r in await drv.read(plan)}
+    assert got["u2.f32_cdab"].value == 7.75 and got["u1.f32_cdab"].value == -12.5
+
+
+async def test_silent_unit_does_not_stop_the_bus(rtu):
+    server, drv = rtu
+    plan = drv.plan(typed_points(1) + typed_points(2))
+    server.faults.unit(1).silent = True
+    for _ in range(4):  # never ConnectionLost on RTU: the port is there, unit 2 answers
+        got = await drv.read(plan)
+        for r in got:
+            if r.point.startswith("u1."):
+                assert (r.quality, r.reason) == (Quality.COMM_FAIL, "timeout")
+            else:
+                assert r.quality is Quality.GOOD, r
+    # one timeout per read: the silent unit's other requests in the same read are skipped
+    assert drv.counters()["timeouts"] == 4
+    server.faults.unit(1).silent = False
+    assert all(r.quality is Quality.GOOD for r in await drv.read(plan))
+
+
+async def test_exception_on_rtu_splits_only_that_unit(rtu):
+    server, drv = rtu
+    plan = drv.plan(typed_points(1) + typed_points(2))
+    server.faults.unit(2).exceptions[("holding_register", 10)] = 4
+    got = {r.point: r for r in await drv.read(plan)}
+    assert got["u2.i64"].reason == "modbus:exception:4"
+    assert sum(r.quality is not Quality.GOOD for r in got.values()) == 1
+
+
+async def test_port_vanishes_then_comes_back(rtu):
+    server, drv = rtu
+    plan = drv.plan(typed_points(1)[:1])
+    await server.stop()
+    with pytest.raises(ConnectionLost):
+        for _ in range(3):
+            await drv.read(plan)
+    await drv.close()
+    with pytest.raises(ConnectError):
+        await drv.connect()  # the symlink is gone
+    await server.start()
+    await drv.connect()
+    assert (await drv.read(plan))[0].value == pytest.approx(1600.0)
+    assert drv.counters()["reconnects"] == 1
