@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hil_sim.modbus.faults import UnitFaults
 from hil_sim.modbus.pdu import UNKNOWN_LENGTH, decode_request, handle_request, request_pdu_length
@@ -260,3 +262,27 @@ def test_register_bank_plant_side_errors() -> None:
     with pytest.raises(ModbusError) as exc:
         bank.write_registers(0, [1])  # read-only to the master
     assert exc.value.code == 2
+
+
+# --- robustness: any bytes in, a well-formed answer out --------------------------------------
+
+
+@given(st.binary(min_size=1, max_size=253))
+def test_any_pdu_gets_a_response_or_an_exception(pdu: bytes) -> None:
+    response = handle_request(make_bank(1), pdu)
+    if response[0] & 0x80:
+        assert response == bytes((pdu[0] | 0x80, response[1])) and response[1] in (1, 2, 3)
+    else:
+        assert response[0] == pdu[0] and pdu[0] in (1, 2, 3, 4, 5, 6, 15, 16)
+
+
+@given(st.lists(st.binary(max_size=40), max_size=10))
+def test_assembler_never_emits_a_good_frame_that_is_not_crc_valid(chunks: list[bytes]) -> None:
+    asm = RtuFrameAssembler()
+    frames = []
+    for i, chunk in enumerate(chunks):
+        frames += asm.feed(chunk, float(i))
+    frames += asm.silence()
+    assert asm.idle
+    for frame in frames:
+        assert frame.crc_ok == crc_ok(frame.adu)
