@@ -76,9 +76,9 @@ def pdu_address(register: str, address: int, addressing: str) -> int:
         kind, number = _PREFIX[digits[0]], int(digits[1:])
         if kind != register:
             raise ValueError(
-                f"reference {address} means a {kind.replace('_', ' ')} ({digits[0]}xxxx), "
-                f"but register is {register}; for a plain register number above 9999 use "
-                "addressing: pdu"
+                f"reference {address} is in the {kind.replace('_', ' ')} table "
+                f"({digits[0]}xxxx), but register is {register}; for a plain register number "
+                "above 9999 use addressing: pdu"
             )
         if number == 0 or number > 65536:
             raise ValueError(f"reference {address} is out of range ({digits[0]}0001 and up)")

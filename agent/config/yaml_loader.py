@@ -147,7 +147,7 @@ class _Builder:
         if exc.context:
             context = exc.context.replace("\n", " ")
             if exc.context_mark is not None and exc.context_mark is not mark:
-                context += f" (at {self.pos(exc.context_mark).where()})"
+                context += f" (started at {self.pos(exc.context_mark).where()})"
             message += f", {context}"
         return pos.problem(message)
 
@@ -189,10 +189,7 @@ class _Builder:
                 continue
             if key in seen:
                 self.problems.append(
-                    key_pos.problem(
-                        f"duplicate key '{key}' (first at {seen[key].where()}); "
-                        "YAML keeps only one of them"
-                    )
+                    key_pos.problem(f"duplicate key '{key}' (first at {seen[key].where()})")
                 )
                 continue
             seen[key] = key_pos
