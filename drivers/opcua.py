@@ -173,7 +173,7 @@ class OpcUaDriver(Driver):
                 index = self._namespaces.index(point.namespace_uri)
             except ValueError:
                 raise KeyError(point.namespace_uri) from None
-            node_id = ua.NodeId(node_id.Identifier, index, node_id.NodeIdType)
+            node_id = ua.NodeId(node_id.Identifier, ua.Int16(index), node_id.NodeIdType)
         return node_id
 
     async def _call(self, coro: Any) -> Any:
@@ -225,13 +225,13 @@ class OpcUaDriver(Driver):
             try:
                 results = await self._call(client.read_attributes(nodes))
             except UaStatusCodeError as exc:  # a service-level result that is not a lost session
-                results = [ua.DataValue(StatusCode_=ua.StatusCode(exc.code))] * len(nodes)
+                results = [ua.DataValue(StatusCode=ua.StatusCode(exc.code))] * len(nodes)
             for i, dv in zip(where, results, strict=True):
                 out[i] = self._reading(plan.points[i], dv)
         return [r for r in out if r is not None]
 
     def _reading(self, point: OpcUaPoint, dv: ua.DataValue) -> Reading:
-        status = dv.StatusCode_ if dv.StatusCode_ is not None else ua.StatusCode()
+        status = dv.StatusCode if dv.StatusCode is not None else ua.StatusCode()
         if not status.is_good():
             name = status.name
             self._bad_status[name] = self._bad_status.get(name, 0) + 1

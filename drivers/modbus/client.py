@@ -220,7 +220,7 @@ class ModbusDriver(Driver):
     def _learn_unbridgeable(self, req: ReadRequest, points: Sequence[ModbusPoint]) -> None:
         """Every point read alone but not together: never bridge this block's holes again (or,
         without holes, never join its points)."""
-        used = set()
+        used: set[int] = set()
         for m in req.members:
             p = points[m.index]
             used.update(range(p.address, p.address + p.width))
