@@ -12,7 +12,8 @@ Parameter sources (domain.md):
 * Staging: stage on at ≥ 48 Hz for 10 s, stage off at ≤ 30 Hz for 15 s (§1.3 "typical values",
   derived from Danfoss 25-23/25-24 defaults 15 s [S10] and the master/follower stage-on 48.5 Hz
   example [S11]); override bandwidth 10 % stages at once (Danfoss 25-21, [S2]); destaging blocked
-  10 s after staging (Danfoss 25-25 OBW time, [S10]).
+  10 s after staging (Danfoss 25-25 OBW time, [S10]); at least 5 s between two stagings so a
+  pump can reach speed first (derived; cf. ABB 8115 AUX MOT START D, [S12]).
 * Pump choice: start the available pump with the fewest running hours, stop the running one
   with the most (Grundfos Hydro Multi-B, [S14]).
 * Destaging uses the pump curve, as curve-aware controllers estimate flow from pressure and speed
@@ -47,6 +48,7 @@ class ControllerParams:
     stage_off_delay_s: float = 15.0
     override_band: float = 0.10
     destage_block_s: float = 10.0
+    stage_interval_s: float = 5.0
     sleep_flow_m3h: float = 0.6
     sleep_delay_s: float = 30.0
     wake_band: float = 0.10
@@ -151,7 +153,8 @@ class CabinetController:
         override = pv_mpa < setpoint_mpa * (1.0 - p.override_band)
         if ref >= p.stage_on_hz and below and n_run < min(p.max_running, self.n_pumps):
             self._stage_on_timer += dt_s
-            if override or self._stage_on_timer >= p.stage_on_delay_s:
+            due = override or self._stage_on_timer >= p.stage_on_delay_s
+            if due and self._since_stage >= p.stage_interval_s:
                 if self._start_one(available, hours):
                     self._since_stage = 0.0
                 self._stage_on_timer = 0.0

@@ -50,6 +50,12 @@ class PulseDemand:
             self._next_arrival_s = None
         else:
             if self._next_arrival_s is None:
+                # Start in the stationary state: ≈ rate × duration draws already running.
+                expected = rate_per_s * self.mean_duration_s
+                n = max(0, round(rng.gauss(expected, expected**0.5)))
+                for _ in range(n):
+                    q = rng.uniform(0.2, 0.8) * self.mean_draw_m3h / 0.5
+                    self.draws.append((now_s + rng.expovariate(1.0 / self.mean_duration_s), q))
                 self._next_arrival_s = now_s + rng.expovariate(rate_per_s)
             while self._next_arrival_s <= now_s:
                 q = rng.uniform(0.2, 0.8) * self.mean_draw_m3h / 0.5

@@ -1,0 +1,192 @@
+"""Operator commands shared by the control port and scenario files.
+
+A command is a JSON object with a ``cmd`` key; :func:`execute` applies it to a running
+:class:`~hil_sim.sim.Simulator` and returns the answer object (``{"ok": true, ...}``) or raises
+:class:`CommandError` (the caller answers ``{"ok": false, "error": ...}``).
+
+Commands:
+
+* ``{"cmd": "ping"}`` → ``{"ok": true, "t_s": <plant time>}``
+* ``{"cmd": "stats"}`` → ``{"ok": true, "stats": {"tcp": {"1": {"3": n}}}, "errors": {...}}``
+* ``{"cmd": "reset_stats"}``
+* ``{"cmd": "truth"}`` → ``{"ok": true, "t": wall_ms, "values": {point: value}}``
+* ``{"cmd": "fault", "unit": 11, "transport": "rtu", "silent": true}``; any
+  :class:`~hil_sim.modbus.faults.UnitFaults` field (``silent``, ``delay_s``, ``echo``,
+  ``fragment_gap_s``, ``corrupt_crc``, ``late_reply_s``, ``wrong_tid``) and/or ``"exception":
+  {"table": "holding_register", "address": 12288, "code": 2}``. ``transport`` defaults to
+  ``tcp`` for units 1–2 and ``rtu`` otherwise. ``{"cmd": "fault", "transport": "tcp",
+  "single_client": true}`` sets the server-wide flag.
+* ``{"cmd": "clear_faults"}`` — every fault on both transports.
+* ``{"cmd": "freeze", "on": true}`` — plant time and every served value stop.
+* ``{"cmd": "set", "name": "demand_factor", "value": 2.0}`` — see :data:`SETTABLE`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING, Any
+
+from hil_sim.drive import WatchdogAction
+from hil_sim.modbus.faults import UnitFaults
+from hil_sim.modbus.slave import TABLES
+
+if TYPE_CHECKING:
+    from hil_sim.sim import Simulator
+
+TCP_UNITS = frozenset({1, 2})
+
+
+class CommandError(Exception):
+    """A command that is malformed or cannot be applied; the message is sent back."""
+
+
+def _num(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CommandError(f"{name}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _set(sim: Simulator, name: str, value: Any) -> None:
+    pl = sim.plant
+    if name == "demand_factor":
+        pl.demand_factor = max(0.0, _num(value, name))
+    elif name == "suction_dip_mpa":
+        pl.suction_dip_mpa = _num(value, name)
+    elif name == "setpoint":
+        try:
+            pl.set_setpoint(_num(value, name))
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+    elif name == "mode":
+        try:
+            pl.set_mode(int(_num(value, name)))
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+    elif name == "drives_on":
+        pl.drives_on = bool(value)
+    elif name == "door":
+        pl.room.door_open = bool(value)
+    elif name == "flood":
+        pl.room.flood = bool(value)
+    elif name == "turbidity_event_ntu":
+        pl.quality.turbidity_event_ntu = _num(value, name)
+    elif name == "chlorine_in_mg_l":
+        pl.quality.chlorine_in_mg_l = _num(value, name)
+    elif name == "analyser_status":
+        sim.opcua_status = int(_num(value, name))
+    elif name == "watchdog_timeout_s":
+        pl.watchdog_timeout_s = _num(value, name)
+    elif name == "watchdog_action":
+        try:
+            pl.watchdog_action = WatchdogAction(value)
+        except ValueError:
+            raise CommandError(
+                f"watchdog_action must be one of {[a.value for a in WatchdogAction]}"
+            ) from None
+    elif name == "speed":
+        sim.speed = max(0.01, _num(value, name))
+    elif name.startswith("pump") and name.endswith((".trip", ".mode")):
+        try:
+            idx = int(name[4 : name.index(".")]) - 1
+            if not 0 <= idx < len(pl.pumps):
+                raise ValueError
+            if name.endswith(".trip"):
+                pl.trip(idx, int(_num(value, name)))
+            else:
+                pl.set_pump_mode(idx, int(_num(value, name)))
+        except ValueError as exc:
+            raise CommandError(f"bad {name}={value!r}: {exc}") from None
+    elif name.endswith(".stuck"):
+        point = name.removesuffix(".stuck")
+        if point not in sim.modbus_point_names():
+            raise CommandError(f"unknown Modbus point {point!r}")
+        sim.set_stuck(point, bool(value))
+    else:
+        raise CommandError(f"unknown name {name!r}; settable: {', '.join(SETTABLE)}")
+
+
+SETTABLE = (
+    "demand_factor", "suction_dip_mpa", "setpoint", "mode", "drives_on", "door", "flood",
+    "turbidity_event_ntu", "chlorine_in_mg_l", "analyser_status", "watchdog_timeout_s",
+    "watchdog_action", "speed", "pump<N>.trip", "pump<N>.mode", "<modbus point>.stuck",
+)  # fmt: skip
+"""Names accepted by ``set``. ``pump<N>.trip`` latches a drive fault code (0 leaves it);
+``<point>.stuck`` freezes one Modbus point's registers bit-exact (sensor stuck, domain.md §6.2)."""
+
+_FAULT_FIELDS = {f.name for f in dataclasses.fields(UnitFaults)} - {"exceptions", "garbage_before"}
+
+
+def _fault(sim: Simulator, cmd: dict[str, Any]) -> None:
+    transport = cmd.get("transport")
+    unit = cmd.get("unit")
+    if transport is None:
+        if unit is None:
+            raise CommandError("fault needs 'unit' or 'transport'")
+        transport = "tcp" if unit in TCP_UNITS else "rtu"
+    if transport not in ("tcp", "rtu"):
+        raise CommandError("transport must be 'tcp' or 'rtu'")
+    faults = sim.faults[transport]
+    if "single_client" in cmd:
+        faults.single_client = bool(cmd["single_client"])
+    if unit is None:
+        return
+    if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit <= 255:
+        raise CommandError(f"bad unit {unit!r}")
+    uf = faults.unit(unit)
+    for key, value in cmd.items():
+        if key in ("cmd", "unit", "transport", "single_client"):
+            continue
+        if key == "exception":
+            if not isinstance(value, dict):
+                raise CommandError("exception must be an object")
+            table, address, code = value.get("table"), value.get("address"), value.get("code", 2)
+            if table not in TABLES or not isinstance(address, int) or not isinstance(code, int):
+                raise CommandError(f"bad exception {value!r}")
+            if code == 0:
+                uf.exceptions.pop((table, address), None)
+            else:
+                uf.exceptions[(table, address)] = code
+        elif key in _FAULT_FIELDS:
+            kind = type(getattr(uf, key))
+            setattr(uf, key, bool(value) if kind is bool else _num(value, key))
+        else:
+            raise CommandError(f"unknown fault field {key!r}")
+
+
+def execute(sim: Simulator, cmd: Any) -> dict[str, Any]:
+    """Apply one command. Returns the answer; raises :class:`CommandError`."""
+    if not isinstance(cmd, dict) or not isinstance(cmd.get("cmd"), str):
+        raise CommandError("expected an object with a string 'cmd'")
+    name = cmd["cmd"]
+    if name == "ping":
+        return {"ok": True, "t_s": round(sim.plant.t_s, 3)}
+    if name == "stats":
+        snap = sim.counters.snapshot()
+        stats = {
+            tr: {str(u): {str(fc): n for fc, n in fcs.items()} for u, fcs in units.items()}
+            for tr, units in snap.items()
+        }
+        return {"ok": True, "stats": stats, "errors": sim.counters.errors()}
+    if name == "reset_stats":
+        sim.counters.reset()
+        return {"ok": True}
+    if name == "truth":
+        return {"ok": True, "t": int(time.time() * 1000), "values": sim.truth()}
+    if name == "fault":
+        _fault(sim, cmd)
+        return {"ok": True}
+    if name == "clear_faults":
+        for faults in sim.faults.values():
+            faults.clear()
+        return {"ok": True}
+    if name == "freeze":
+        sim.frozen = bool(cmd.get("on", True))
+        return {"ok": True, "frozen": sim.frozen}
+    if name == "set":
+        if not isinstance(cmd.get("name"), str) or "value" not in cmd:
+            raise CommandError("set needs 'name' and 'value'")
+        _set(sim, cmd["name"], cmd["value"])
+        sim.refresh()
+        return {"ok": True}
+    raise CommandError(f"unknown cmd {name!r}")

@@ -1,0 +1,136 @@
+"""OPC UA server for the water-quality analyser and the room I/O (asyncua).
+
+Namespace URI :data:`NAMESPACE_URI` (registered first, so its index is 2), string node ids such as
+``ns=2;s=Analyser.Turbidity``. The analyser node set imitates a multi-parameter panel with
+turbidity (NTU, Hach TSS sc-like [S86]), free chlorine (mg/L) and a reading status coded like
+the Xylem CL500 30010 register (1 normal, 2 over range, 3 under range, 4 need standard, 5 need
+sample, 6 reading error, [S35]), and pH (Yokogawa FLXA402-like [S87]); domain.md §4.10. Room I/O
+(door contact, flood electrode, cabinet temperature) follows the pump-room security/environment
+subsystems of domain.md §3.4 ([S34]).
+
+Values are quantised before serving (turbidity and chlorine 0.001, pH 0.01, temperature 0.1) and
+written only when they change.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from asyncua import Server, ua
+
+from hil_sim.plant import Plant
+
+NAMESPACE_URI = "urn:pumproom-edge:hil-sim"
+STATUS_NORMAL = 1
+"""Analyser reading status 1 = normal (CL500 30010 coding, [S35])."""
+
+
+@dataclass(frozen=True, slots=True)
+class UaPoint:
+    """One served OPC UA variable: point name, node id string (index 2), type, unit, decimals."""
+
+    name: str
+    node: str
+    vtype: ua.VariantType
+    unit: str
+    decimals: int | None
+    description: str
+
+
+UA_POINTS: tuple[UaPoint, ...] = (
+    UaPoint("wq.turbidity", "Analyser.Turbidity", ua.VariantType.Double, "NTU", 3, "turbidity"),
+    UaPoint("wq.chlorine", "Analyser.Chlorine", ua.VariantType.Double, "mg/L", 3,
+            "free residual chlorine"),
+    UaPoint("wq.ph", "Analyser.pH", ua.VariantType.Double, "pH", 2, "pH"),
+    UaPoint("wq.status", "Analyser.Status", ua.VariantType.UInt16, "", None,
+            "reading status: 1 normal, 2 over, 3 under, 4 need standard, 5 need sample, 6 error"),
+    UaPoint("room.door", "Room.Door", ua.VariantType.Boolean, "", None, "door contact (open)"),
+    UaPoint("room.flood", "Room.Flood", ua.VariantType.Boolean, "", None, "flood electrode (wet)"),
+    UaPoint("room.cabinet_temp", "Room.CabinetTemperature", ua.VariantType.Double, "°C", 1,
+            "cabinet air temperature"),
+)  # fmt: skip
+
+
+def ua_values(plant: Plant, analyser_status: int = STATUS_NORMAL) -> dict[str, float | int | bool]:
+    """The quantised values to serve, by point name."""
+    q = plant.quality
+    raw: dict[str, float | int | bool] = {
+        "wq.turbidity": q.turbidity_ntu,
+        "wq.chlorine": q.chlorine_mg_l,
+        "wq.ph": q.ph,
+        "wq.status": analyser_status,
+        "room.door": plant.room.door_open,
+        "room.flood": plant.room.flood,
+        "room.cabinet_temp": plant.room.cabinet_c,
+    }
+    for p in UA_POINTS:
+        if p.decimals is not None:
+            raw[p.name] = round(float(raw[p.name]), p.decimals)
+    return raw
+
+
+class OpcUaFacade:
+    """The OPC UA server of the simulator.
+
+    Args:
+        plant: the plant whose analyser and room I/O are served.
+        host: listen address (loopback in tests).
+        port: TCP port (default 14840 in the CLI).
+    """
+
+    def __init__(self, plant: Plant, host: str, port: int) -> None:
+        self.plant = plant
+        self.endpoint = f"opc.tcp://{host}:{port}/pumproom/hil-sim/"
+        self.analyser_status = STATUS_NORMAL
+        self.served: dict[str, float | int | bool] = {}
+        self._server: Server | None = None
+        self._nodes: dict[str, ua.NodeId] = {}
+
+    async def start(self) -> None:
+        """Build the address space and start listening. Raises OSError if the port is taken."""
+        logging.getLogger("asyncua").setLevel(logging.WARNING)
+        server = Server()
+        await server.init()
+        server.set_endpoint(self.endpoint)
+        server.set_server_name("pumproom-edge HIL simulator")
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        idx = await server.register_namespace(NAMESPACE_URI)
+        objects = server.nodes.objects
+        folders = {}
+        values = ua_values(self.plant, self.analyser_status)
+        for p in UA_POINTS:
+            folder_name = p.node.split(".")[0]
+            if folder_name not in folders:
+                folders[folder_name] = await objects.add_object(
+                    ua.NodeId(folder_name, idx), ua.QualifiedName(folder_name, idx)
+                )
+            node_id = ua.NodeId(p.node, idx)
+            await folders[folder_name].add_variable(
+                node_id,
+                ua.QualifiedName(p.node.split(".", 1)[1], idx),
+                ua.Variant(values[p.name], p.vtype),
+            )
+            self._nodes[p.name] = node_id
+        self.served = values
+        self._server = server
+        await server.start()
+
+    async def update(self) -> None:
+        """Write the values that changed since the last update."""
+        if self._server is None:
+            return
+        values = ua_values(self.plant, self.analyser_status)
+        vtypes = {p.name: p.vtype for p in UA_POINTS}
+        for name, value in values.items():
+            if self.served.get(name) != value:
+                await self._server.write_attribute_value(
+                    self._nodes[name], ua.DataValue(ua.Variant(value, vtypes[name]))
+                )
+        self.served = values
+
+    async def stop(self) -> None:
+        """Stop the server (idempotent)."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop()

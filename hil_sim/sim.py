@@ -1,0 +1,304 @@
+"""The running simulator: plant loop, devices, protocol servers, ground truth, control port.
+
+:class:`Simulator` owns one :class:`~hil_sim.plant.Plant`, the device register maps, a Modbus
+TCP server (cabinet unit 1, flow meter unit 2), a Modbus RTU server on a pty (VFDs 11–13,
+pressure transmitters 21–22, 19200 8E1), the OPC UA server, the JSON-lines control port and the
+truth writer. ``await sim.start()`` brings everything up (servers announce themselves through
+``announce``), ``await sim.run()`` steps until :meth:`request_stop`, ``await sim.stop()`` ends
+it all.
+
+Timing: every ``step_s`` of wall time (monotonic deadlines, no catch-up queue) the plant advances
+``step_s × speed`` of plant time in sub-steps of at most ``step_s``, then every device re-serves
+its values and the truth file gets the points that changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from hil_sim import commands
+from hil_sim.devices.cabinet import Cabinet
+from hil_sim.devices.flowmeter import FlowMeter
+from hil_sim.devices.opcua_server import OpcUaFacade
+from hil_sim.devices.registers import Number, RegisterMap
+from hil_sim.devices.transmitter import PressureTransmitter
+from hil_sim.devices.vfd import Vfd
+from hil_sim.modbus.counters import RequestCounters
+from hil_sim.modbus.faults import Faults
+from hil_sim.modbus.rtu import ModbusRtuServer
+from hil_sim.modbus.tcp import ModbusTcpServer
+from hil_sim.plant import Plant, PlantParams
+from hil_sim.scenario import Action
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SimOptions:
+    """Options of one simulator run (the CLI's flags). Ports 0 pick a free port (TCP only)."""
+
+    host: str = "127.0.0.1"
+    modbus_tcp_port: int = 15020
+    opcua_port: int = 14840
+    rtu_link: str | None = "/tmp/pumproom-hil/ttyRTU0"
+    control_port: int | None = 15080
+    truth_path: str | None = None
+    scenario: list[Action] = field(default_factory=list)
+    seed: int = 0
+    speed: float = 1.0
+    step_s: float = 0.05
+    summary_every_s: float = 5.0
+    start_time_of_day_s: float | None = None
+    rtu_baudrate: int = 19200
+    rtu_parity: str = "E"
+
+
+class Simulator:
+    """See the module docstring.
+
+    Args:
+        options: run options.
+        announce: called with one human line per server when it is ready and with the
+            periodic plant summary (default: ``print``).
+    """
+
+    def __init__(self, options: SimOptions, announce: Callable[[str], None] = print) -> None:
+        self.options = options
+        self.announce = announce
+        params = PlantParams()
+        if options.start_time_of_day_s is not None:
+            params = PlantParams(start_time_of_day_s=options.start_time_of_day_s)
+        self.plant = Plant(params, seed=options.seed)
+        self.speed = options.speed
+        self.frozen = False
+        self.opcua_status = 1
+        self.cabinet = Cabinet(self.plant)
+        self.flowmeter = FlowMeter(self.plant)
+        self.vfds = [Vfd(self.plant, n) for n in (1, 2, 3)]
+        self.transmitters = [PressureTransmitter(self.plant, w) for w in ("p_in", "p_out")]
+        self.tcp_devices = [self.cabinet, self.flowmeter]
+        self.rtu_devices: list[Vfd | PressureTransmitter] = [*self.vfds, *self.transmitters]
+        self.counters = RequestCounters()
+        self.faults = {"tcp": Faults(seed=options.seed), "rtu": Faults(seed=options.seed + 1)}
+        self.opcua = OpcUaFacade(self.plant, options.host, options.opcua_port)
+        self.tcp_server: ModbusTcpServer | None = None
+        self.rtu_server: ModbusRtuServer | None = None
+        self.control_server: asyncio.Server | None = None
+        self._control_tasks: set[asyncio.Task] = set()
+        self._stop = asyncio.Event()
+        self._pending = sorted(options.scenario, key=lambda a: a.at_s)
+        self._truth_file: IO[str] | None = None
+        self._last_truth: dict[str, Any] = {}
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start every server. Raises OSError when a port or the RTU link cannot be taken."""
+        o = self.options
+        try:
+            self.tcp_server = ModbusTcpServer(
+                o.host,
+                o.modbus_tcp_port,
+                {d.unit_id: d.bank for d in self.tcp_devices},
+                self.faults["tcp"],
+                self.counters,
+            )
+            await self.tcp_server.start()
+            self.announce(
+                f"modbus-tcp ready on {o.host}:{self.tcp_server.port} "
+                "(unit 1 cabinet, unit 2 flow meter)"
+            )
+            if o.rtu_link:
+                import os
+
+                os.makedirs(os.path.dirname(o.rtu_link) or ".", exist_ok=True)
+                self.rtu_server = ModbusRtuServer(
+                    o.rtu_link,
+                    {d.unit_id: d.bank for d in self.rtu_devices},
+                    self.faults["rtu"],
+                    self.counters,
+                    baudrate=o.rtu_baudrate,
+                    parity=o.rtu_parity,
+                )
+                await self.rtu_server.start()
+                self.announce(
+                    f"modbus-rtu ready on {o.rtu_link} ({o.rtu_baudrate} 8{o.rtu_parity}1; "
+                    "units 11-13 VFDs, 21-22 pressure transmitters)"
+                )
+            await self.opcua.start()
+            self.announce(f"opcua ready on {self.opcua.endpoint}")
+            if o.control_port is not None:
+                self.control_server = await asyncio.start_server(
+                    self._serve_control, o.host, o.control_port
+                )
+                port = self.control_server.sockets[0].getsockname()[1]
+                self.announce(f"control ready on {o.host}:{port}")
+            if o.truth_path:
+                self._open_truth(o.truth_path)
+        except BaseException:
+            await self.stop()
+            raise
+
+    @property
+    def control_port(self) -> int | None:
+        """The control port actually listened on, after :meth:`start`."""
+        if self.control_server is None:
+            return None
+        return int(self.control_server.sockets[0].getsockname()[1])
+
+    def request_stop(self) -> None:
+        """Make :meth:`run` return (safe to call from a signal handler)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Step the plant in real time (× speed) until :meth:`request_stop`."""
+        loop = asyncio.get_running_loop()
+        step = self.options.step_s
+        next_tick = loop.time()
+        next_summary = loop.time() + self.options.summary_every_s
+        while not self._stop.is_set():
+            next_tick += step
+            now = loop.time()
+            if next_tick < now:  # overrun: skip missed ticks, never queue them
+                next_tick = now + step
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), max(0.0, next_tick - now))
+            if self._stop.is_set():
+                break
+            self.advance(step * self.speed)
+            await self.opcua.update()
+            if loop.time() >= next_summary:
+                next_summary += self.options.summary_every_s
+                self.announce(self.plant.summary() + (" FROZEN" if self.frozen else ""))
+
+    async def stop(self) -> None:
+        """Stop every server and close the truth file (idempotent)."""
+        if self.control_server is not None:
+            self.control_server.close()
+            for task in list(self._control_tasks):
+                task.cancel()
+            await asyncio.gather(*self._control_tasks, return_exceptions=True)
+            await self.control_server.wait_closed()
+            self.control_server = None
+        await self.opcua.stop()
+        if self.rtu_server is not None:
+            await self.rtu_server.stop()
+            self.rtu_server = None
+        if self.tcp_server is not None:
+            await self.tcp_server.stop()
+            self.tcp_server = None
+        if self._truth_file is not None:
+            self._truth_file.close()
+            self._truth_file = None
+
+    # --- stepping and truth ---------------------------------------------------------------
+
+    def advance(self, plant_dt_s: float) -> None:
+        """Advance the plant by ``plant_dt_s`` (unless frozen), run due scenario actions,
+        re-serve every device and append changed truth values."""
+        if not self.frozen:
+            remaining = plant_dt_s
+            step = self.options.step_s
+            while remaining > 1e-9:
+                dt = min(step, remaining)
+                self.plant.step(dt)
+                remaining -= dt
+            self._run_scenario()
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Re-serve every Modbus device from the plant and append changed truth values."""
+        if self.frozen:
+            return
+        for dev in (*self.tcp_devices, *self.rtu_devices):
+            dev.update()
+        self._write_truth()
+
+    def _maps(self) -> list[RegisterMap]:
+        return [d.map for d in (*self.tcp_devices, *self.rtu_devices)]
+
+    def modbus_point_names(self) -> set[str]:
+        """Names of every served Modbus point."""
+        return {name for m in self._maps() for name in m.by_name}
+
+    def set_stuck(self, point: str, on: bool) -> None:
+        """Freeze (or release) one Modbus point's registers at their present value."""
+        for m in self._maps():
+            if point in m.by_name:
+                (m.stuck.add if on else m.stuck.discard)(point)
+
+    def truth(self) -> dict[str, Number]:
+        """Every served value by point name, as a master decodes it (the example config's
+        points; the flow meter's holding-register mirror ``….hr`` is left out)."""
+        out: dict[str, Number] = {}
+        for m in self._maps():
+            out.update({k: v for k, v in m.served().items() if not k.endswith(".hr")})
+        out.update(self.opcua.served or {})
+        return out
+
+    def _open_truth(self, path: str) -> None:
+        # Appends of one short line per tick go to the page cache; not worth a thread.
+        self._truth_file = open(path, "a", encoding="utf-8")
+        self._write_truth()
+
+    def _write_truth(self) -> None:
+        if self._truth_file is None:
+            return
+        values = self.truth()
+        changed = {k: v for k, v in values.items() if self._last_truth.get(k, None) != v}
+        changed |= {k: v for k, v in values.items() if k not in self._last_truth}
+        if changed:
+            line = json.dumps({"t": int(time.time() * 1000), "values": changed})
+            self._truth_file.write(line + "\n")
+            self._truth_file.flush()
+        self._last_truth = values
+
+    def _run_scenario(self) -> None:
+        while self._pending and self._pending[0].at_s <= self.plant.t_s:
+            action = self._pending.pop(0)
+            try:
+                commands.execute(self, action.command)
+                log.info("scenario t=%.1f s: %s", self.plant.t_s, action.command)
+            except commands.CommandError as exc:
+                log.warning("scenario action %s failed: %s", action.command, exc)
+
+    # --- control port ---------------------------------------------------------------------
+
+    def _serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._control_session(reader, writer), name="hil-sim-control"
+        )
+        self._control_tasks.add(task)
+        task.add_done_callback(self._control_tasks.discard)
+
+    async def _control_session(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            while True:
+                line = await asyncio.wait_for(reader.readline(), 3600.0)
+                if not line:
+                    return
+                if not line.strip():
+                    continue
+                try:
+                    answer = commands.execute(self, json.loads(line))
+                except json.JSONDecodeError as exc:
+                    answer = {"ok": False, "error": f"bad JSON: {exc}"}
+                except commands.CommandError as exc:
+                    answer = {"ok": False, "error": str(exc)}
+                writer.write((json.dumps(answer) + "\n").encode())
+                await asyncio.wait_for(writer.drain(), 5.0)
+        except (TimeoutError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
