@@ -74,7 +74,10 @@ def _apply_one(data: Any, positions: Positions, n: int, text: str) -> None:
                 return
             if not isinstance(node.get(seg), dict | list):
                 if seg in node:
-                    raise fail(col, f"'{seg}' in {where} is not a mapping or list; cannot go into")
+                    here = seg if not segs[:i] else f"{where}.{seg}"
+                    inner = segs[i + 1][0]
+                    msg = f"{here} is not a mapping or list; cannot set '{inner}' inside it"
+                    raise fail(col, msg)
                 node[seg] = {}
                 positions.values[(*path, seg)] = Pos(FILE, n, col)
                 positions.keys[(*path, seg)] = Pos(FILE, n, col)

@@ -143,13 +143,15 @@ class _Builder:
         problem = (exc.problem or "").replace("\n", " ")
         if "'\\t'" in problem or "\t" in problem:
             return pos.problem("tab character in indentation: YAML needs spaces here")
-        message = f"YAML syntax error: {problem}"
-        if exc.context:
-            context = exc.context.replace("\n", " ")
-            if exc.context_mark is not None and exc.context_mark is not mark:
-                context += f" (started at {self.pos(exc.context_mark).where()})"
-            message += f", {context}"
-        return pos.problem(message)
+        if not exc.context:
+            return pos.problem(f"YAML syntax error: {problem}")
+        context = exc.context.replace("\n", " ")
+        started = ""
+        if exc.context_mark is not None and exc.context_mark is not mark:
+            started = f" (started at {self.pos(exc.context_mark).where()})"
+        if problem.startswith("but "):  # e.g. "expected a single document…, but found another"
+            return pos.problem(f"YAML syntax error: {context}, {problem}{started}")
+        return pos.problem(f"YAML syntax error: {problem}, {context}{started}")
 
     def build(self, node: Node, path: Path_) -> Any:
         self.positions.values[path] = self.pos(node.start_mark)
