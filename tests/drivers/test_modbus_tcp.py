@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from agent.model import ConnectError, ConnectionLost, Quality, WriteError
@@ -204,3 +206,25 @@ async def test_connect_refused_is_connect_error():
     with pytest.raises(ConnectError):
         await drv.connect()
     await drv.close()
+
+
+async def test_late_reply_does_not_poison_the_next_read(sim, driver):
+    plan = driver.plan(typed_points(1)[:2])
+    sim.faults.unit(1).late_reply_s = TIMEOUT + 0.2
+    got = await driver.read(plan)
+    assert all(r.reason == "timeout" for r in got)
+    sim.faults.unit(1).late_reply_s = 0.0
+    await asyncio.sleep(0.3)  # the stale answer arrives while nothing is pending
+    got = await driver.read(plan)
+    assert [r.value for r in got] == [pytest.approx(1600.0), pytest.approx(-12.5)]
+
+
+async def test_wrong_transaction_id_is_comm_fail_not_a_value(sim, driver):
+    plan = driver.plan(typed_points(1)[:2])
+    sim.faults.unit(1).wrong_tid = True
+    got = await driver.read(plan)
+    # pymodbus drops a frame with a foreign transaction id, so this looks like no answer
+    assert {(r.quality, r.value, r.reason) for r in got} == {(Quality.COMM_FAIL, None, "timeout")}
+    sim.faults.unit(1).wrong_tid = False
+    got = await driver.read(plan)
+    assert all(r.quality is Quality.GOOD for r in got)
