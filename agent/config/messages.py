@@ -26,7 +26,9 @@ _NUMBER = re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
 
 def suggest(word: Any, choices: Any) -> str:
     """``" (did you mean 'x'?)"`` when a choice is close to ``word``, else ``""``."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    options = [str(c) for c in choices]
+    same_letters = [c for c in options if c.lower() == str(word).lower()]
+    close = same_letters or difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
@@ -196,7 +198,7 @@ def _reword(err: Any, plain: bool) -> str:
     if kind in bounds:
         key, sign = bounds[kind]
         return f"must be {sign} {ctx[key]}, got {value}"
-    if kind == "too_short":
+    if kind in ("too_short", "string_too_short"):
         return "must not be empty"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"expected a mapping (key: value lines), got {show(value)}"

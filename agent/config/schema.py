@@ -23,6 +23,7 @@ NODE_ID_PATTERN = (
 ENDPOINT_PATTERN = r"^opc\.tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?(/.*)?$"
 BROKER_PATTERN = r"^mqtts?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?/?$"
 HOST_PATTERN = r"^(\[?[0-9A-Fa-f:.]+\]?|[A-Za-z0-9_.-]+)$"
+TOPIC_PATTERN = r"^[^#+\s]+$"
 
 PATTERN_TEXT = {
     NAME_PATTERN: "letters, digits, '_', '.' or '-'",
@@ -31,13 +32,14 @@ PATTERN_TEXT = {
     ENDPOINT_PATTERN: "an endpoint opc.tcp://host[:port][/path]",
     BROKER_PATTERN: "a broker URL mqtt://host[:port] or mqtts://host[:port]",
     HOST_PATTERN: "a host name or IP address (no scheme, no port)",
+    TOPIC_PATTERN: "an MQTT topic prefix without wildcards ('+', '#') or spaces",
 }
 """Human wording of each pattern, used in error messages."""
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 Seconds = Annotated[float, Field(gt=0)]
-TopicPrefix = Annotated[str, Field(pattern=r"^[^#+\s]+$")]
+TopicPrefix = Annotated[str, Field(pattern=TOPIC_PATTERN)]
 
 
 class Strict(BaseModel):
@@ -194,6 +196,14 @@ class Uplink(Strict):
     batch_interval_s: Seconds = 1.0
     backlog_rate_per_s: Annotated[float, Field(gt=0)] = 20000
     inflight_window: Annotated[int, Field(ge=1, le=100)] = 10
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_port(cls, v: str) -> str:
+        port = _split_broker(v)[1]
+        if not 1 <= port <= 65535:
+            raise ValueError(f"broker port must be 1..65535, got {port}")
+        return v
 
     @property
     def broker_tls(self) -> bool:
