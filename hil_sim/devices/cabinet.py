@@ -24,7 +24,8 @@ CABINET_TYPE_CC_FC = 4
 FAULT_BITS = {"alarm.sensor": 0, "alarm.max_pressure": 1, "alarm.min_pressure": 2}
 FAULT_BITS |= {"alarm.dry_run": 4, "pump1.error": 5, "pump2.error": 6, "pump3.error": 7}
 """Wilo 40139–40140 fault bitmap ([S4]): bit 0 sensor, 1 max pressure, 2 min pressure,
-4 dry running, 5–12 pump 1–8 error. As a big-endian uint32 bits 0–15 sit in register 40140."""
+4 dry running, 5–12 pump 1–8 error. A big-endian BITMAP32: bits 0–15 sit in register 40140
+(served as bit points; 40139, the high word, reads 0)."""
 
 
 def cabinet_points() -> list[MapPoint]:
@@ -52,8 +53,6 @@ def cabinet_points() -> list[MapPoint]:
     pts += [
         MapPoint("setpoint", HR, 67, "uint16", "MPa", scale=0.01, writable=True,
                  description="40068 setpoint 1, 0.1 bar", valid_min=0.05, valid_max=1.2),
-        MapPoint("cabinet.faults", HR, 138, "uint32",
-                 description="40139-40140 fault bitmap (uint32, high word first)"),
     ]  # fmt: skip
     for name, bit in FAULT_BITS.items():
         pts.append(MapPoint(name, HR, 139, "bool", bit=bit,
@@ -134,7 +133,6 @@ class Cabinet:
             "cabinet.fault_signal": bitmap != 0,
             "cabinet.sleeping": pl.sleeping,
             "setpoint": pl.setpoint,
-            "cabinet.faults": bitmap,
             "cabinet.ack": 0,
             "cabinet.p_in_f": pl.p_in_meas,
             "cabinet.p_out_f": pl.p_out_meas,
