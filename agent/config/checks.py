@@ -22,6 +22,8 @@ from agent.config.schema import (
 from drivers.specs import DataType
 
 _SERIAL_KEYS = ("baudrate", "parity", "stopbits", "bytesize")
+_READ_ONLY = {"discrete_input": "discrete inputs", "input": "input registers"}
+"""Tables no Modbus function code writes (Modbus Application Protocol V1.1b3 §4.3)."""
 
 
 @dataclass(slots=True)
@@ -118,7 +120,10 @@ def _point_rules(ctx: _Ctx, d: CheckedDevice) -> Iterator[Problem]:
 def _modbus_point_rules(
     ctx: _Ctx, base: Path_, addressing: str, p: ModbusPointConfig
 ) -> Iterator[Problem]:
-    dtype = DataType(p.type)
+    if p.type is None and p.register in ("holding", "input"):
+        yield ctx.at(base, f"missing required key 'type' (a {p.register} register needs one)")
+        return
+    dtype = DataType(p.dtype)
     is_bit_table = TABLES[p.register].is_bit
     if is_bit_table and dtype is not DataType.BOOL:
         yield ctx.at((*base, "type"), f"a {p.register} is one bit: type must be bool, not {p.type}")
@@ -136,11 +141,10 @@ def _modbus_point_rules(
         yield ctx.at((*base, "bit"), f"bit needs type: bool (this point is {p.type})")
     elif p.bit is None and dtype is DataType.BOOL and not is_bit_table:
         yield ctx.at((*base, "type"), f"type bool in a {p.register} register needs bit: 0..15")
-    if p.writable and p.register in ("discrete_input", "input"):
+    if p.writable and p.register in _READ_ONLY:
         yield ctx.at(
             (*base, "writable"),
-            f"{p.register.replace('_', ' ')}s are read-only in Modbus; use a coil or holding "
-            "register",
+            f"{_READ_ONLY[p.register]} are read-only in Modbus; use a coil or holding register",
         )
     try:
         address = pdu_address(p.register, p.address, addressing)
@@ -164,8 +168,8 @@ def _overlaps(ctx: _Ctx, d: CheckedDevice) -> Iterator[Problem]:
         except ValueError:
             continue  # reported by the point rules
         is_bit_table = TABLES[p.register].is_bit
-        last = first + (1 if is_bit_table else DataType(p.type).registers) - 1
-        bit = p.bit if p.type == "bool" and not is_bit_table else None
+        last = first + (1 if is_bit_table else DataType(p.dtype).registers) - 1
+        bit = p.bit if p.dtype == "bool" and not is_bit_table else None
         for reg, f, la, b, k, other in taken:
             if reg != p.register or la < first or f > last:
                 continue

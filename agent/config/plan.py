@@ -98,7 +98,7 @@ def modbus_point(
         unit_id=device.unit_id,
         table=TABLES[point.register],
         address=pdu_address(point.register, point.address, device.addressing),
-        dtype=DataType(point.type),
+        dtype=DataType(point.dtype),
         word_order=Order(point.word_order or "big"),
         byte_order=Order(point.byte_order),
         bit=point.bit,

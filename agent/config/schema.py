@@ -90,14 +90,21 @@ with warnings.catch_warnings():
 
     class ModbusPointConfig(PointCommon):
         """One Modbus point. ``address`` is as written (see the device's ``addressing``);
-        ``word_order`` is ``None`` when not given (it then means big, ABCD)."""
+        ``word_order`` is ``None`` when not given (it then means big, ABCD). ``type`` may be
+        left out for coils and discrete inputs (always bool); registers need it (checked in
+        :mod:`agent.config.checks`)."""
 
         register: RegisterKind
         address: Annotated[int, Field(ge=0)]
-        type: TypeName
+        type: TypeName | None = None
         word_order: OrderName | None = None
         byte_order: OrderName = "big"
         bit: Annotated[int, Field(ge=0, le=15)] | None = None
+
+        @property
+        def dtype(self) -> str:
+            """The data type name: ``type``, or ``bool`` when left out."""
+            return self.type or "bool"
 
 
 class OpcUaPointConfig(PointCommon):
