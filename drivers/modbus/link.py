@@ -27,6 +27,19 @@ from drivers.specs import ModbusRtuConnection, ModbusTcpConnection, Table
 RTU_OPEN_TIMEOUT_S = 3.0
 """Bound on opening a serial port (the spec has no connect timeout for RTU)."""
 
+
+def rtu_frame_gap_s(spec: ModbusRtuConnection) -> float:
+    """Silent interval t3.5 the master keeps between frames on an RS-485 bus, seconds.
+
+    3.5 character times, fixed at 1.75 ms above 19200 baud (Modbus over Serial Line V1.02
+    §2.5.1.1). A character is start bit + data bits + parity bit (if any) + stop bits.
+    """
+    if spec.baudrate > 19200:
+        return 0.00175
+    bits = 1 + spec.bytesize + (0 if spec.parity.upper() == "N" else 1) + spec.stopbits
+    return 3.5 * bits / spec.baudrate
+
+
 _READ_FN = {
     Table.COIL: "read_coils",  # FC 01
     Table.DISCRETE_INPUT: "read_discrete_inputs",  # FC 02
@@ -78,6 +91,8 @@ class ModbusLink:
         self.connects = 0
         self.last_error: str | None = None
         self.last_ok: float | None = None
+        self._gap_s = rtu_frame_gap_s(spec) if isinstance(spec, ModbusRtuConnection) else 0.0
+        self._quiet_until = 0.0
 
     @property
     def connected(self) -> bool:
@@ -176,6 +191,10 @@ class ModbusLink:
             client = self._client
             if client is None or not client.connected:
                 raise ConnectionLost(f"{self.spec.name}: not connected")
+            if self._gap_s:
+                wait = self._quiet_until - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
             self.requests += 1
             try:
                 response = await asyncio.wait_for(
@@ -202,6 +221,8 @@ class ModbusLink:
             except Exception as exc:  # ModbusException, OSError, SerialException: transport broken
                 self.last_error = f"connection: {exc!r}"
                 raise ConnectionLost(f"{self.spec.name}: {exc!r}") from exc
+            finally:
+                self._quiet_until = time.monotonic() + self._gap_s
             self.responses += 1
             self.last_ok = time.monotonic()
             if response.isError():

@@ -6,6 +6,7 @@ import pytest
 
 from agent.model import ConnectError, ConnectionLost, Quality
 from drivers import create
+from drivers.modbus.link import rtu_frame_gap_s
 from drivers.specs import ModbusRtuConnection
 from hil_sim.modbus import Faults, ModbusRtuServer, RequestCounters
 from tests.drivers.conftest import VALUES, make_bank, typed_points
@@ -91,3 +92,33 @@ async def test_port_vanishes_then_comes_back(rtu):
     await drv.connect()
     assert (await drv.read(plan))[0].value == pytest.approx(1600.0)
     assert drv.counters()["reconnects"] == 1
+
+
+@pytest.mark.parametrize(
+    ("baud", "parity", "stopbits", "expected_s"),
+    [
+        (9600, "E", 1, 3.5 * 11 / 9600),  # 8E1: 11 bits per character
+        (9600, "N", 1, 3.5 * 10 / 9600),
+        (19200, "N", 2, 3.5 * 11 / 19200),
+        (38400, "E", 1, 0.00175),  # fixed above 19200 baud (Serial Line V1.02 §2.5.1.1)
+    ],
+)
+def test_rtu_frame_gap(baud, parity, stopbits, expected_s):
+    spec = ModbusRtuConnection("rtu", "/dev/null", baud, parity, stopbits)
+    assert rtu_frame_gap_s(spec) == pytest.approx(expected_s)
+
+
+def test_factory_kinds():
+    from drivers.modbus.client import ModbusDriver
+    from drivers.opcua import OpcUaDriver
+    from drivers.specs import ModbusTcpConnection, OpcUaConnection
+
+    assert isinstance(create(ModbusTcpConnection("t", "127.0.0.1")), ModbusDriver)
+    assert isinstance(create(ModbusRtuConnection("r", "/dev/ttyUSB0")), ModbusDriver)
+    assert isinstance(create(OpcUaConnection("o", "opc.tcp://127.0.0.1:4840/")), OpcUaDriver)
+    with pytest.raises(TypeError):
+        create("modbus://x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        create(ModbusTcpConnection("t", "127.0.0.1")).plan(
+            [create(OpcUaConnection("o", "opc.tcp://127.0.0.1:4840/"))]
+        )
