@@ -15,7 +15,9 @@ connection, see :mod:`drivers.modbus.link`). Outcomes:
 * timeout → COMM_FAIL, reason ``timeout``, for that unit id's points of this read only; its other
   requests in this read are skipped (on a shared RS-485 bus a dead unit would otherwise cost one
   timeout per request); other unit ids keep being read;
-* a garbled answer (late reply, wrong length) → COMM_FAIL, reason ``garbled``, for that request.
+* a garbled answer (late reply, wrong length) → COMM_FAIL, reason ``garbled``, for that request;
+* exception 05/06 (acknowledge / device busy, :data:`TRANSIENT_EXCEPTIONS`) → COMM_FAIL with reason
+  ``modbus:exception:<code>`` for that request, nothing learned.
 
 ``ConnectionLost`` is raised only when the transport is gone (TCP socket closed, serial port
 vanished) and, on Modbus TCP, after :data:`TCP_MAX_CONSECUTIVE_TIMEOUTS` consecutive timeouts (a
@@ -44,6 +46,11 @@ from drivers.specs import DataType, ModbusPoint, ModbusRtuConnection, ModbusTcpC
 TCP_MAX_CONSECUTIVE_TIMEOUTS = 3
 """N: consecutive timeouts (no answer of any kind in between) after which a Modbus TCP connection
 is declared lost."""
+
+TRANSIENT_EXCEPTIONS = frozenset({5, 6})
+"""Exception codes that say "not now" rather than "not this address": 05 ACKNOWLEDGE and
+06 SERVER DEVICE BUSY (Modbus Application Protocol V1.1b3 §7). They give COMM_FAIL readings with
+reason ``modbus:exception:<code>`` and teach the planner nothing."""
 
 REPROBE_S = 60.0
 """Seconds after which points learned to be unreadable are tried again."""
@@ -147,6 +154,10 @@ class ModbusDriver(Driver):
                 continue
             except ModbusExceptionResponse as exc:
                 self._consecutive_timeouts = 0
+                if exc.code in TRANSIENT_EXCEPTIONS:
+                    reason = f"modbus:exception:{exc.code}"
+                    self._fill(out, points, req.members, Quality.COMM_FAIL, reason)
+                    continue
                 if not await self._split(plan, req, exc.code, out):
                     dead_units.add(req.unit_id)
                 continue
@@ -293,6 +304,8 @@ class ModbusDriver(Driver):
         if point.table in (Table.DISCRETE_INPUT, Table.INPUT_REGISTER):
             raise WriteError(f"{point.name}: {point.table} is read-only", "read_only")
         is_bit = point.table is Table.COIL or point.dtype is DataType.BOOL
+        if is_bit and (value is None or value not in (0, 1)):
+            raise WriteError(f"{point.name}: not a bool: {value!r}", "range")
         if not is_bit:
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise WriteError(f"{point.name}: not a number: {value!r}", "range")

@@ -228,3 +228,23 @@ async def test_wrong_transaction_id_is_comm_fail_not_a_value(sim, driver):
     sim.faults.unit(1).wrong_tid = False
     got = await driver.read(plan)
     assert all(r.quality is Quality.GOOD for r in got)
+
+
+async def test_device_busy_is_transient(sim, driver):
+    plan = driver.plan([p for p in typed_points(1) if p.table is HR])
+    sim.faults.unit(1).exceptions[("holding_register", 0)] = 6
+    got = await driver.read(plan)
+    assert {(r.quality, r.reason) for r in got} == {(Quality.COMM_FAIL, "modbus:exception:6")}
+    assert driver.counters()["unreadable_points"] == 0
+    sim.faults.unit(1).exceptions.clear()
+    before = sim.counters.total("tcp")
+    assert all(r.quality is Quality.GOOD for r in await driver.read(plan))
+    assert sim.counters.total("tcp") - before == 1
+
+
+async def test_coil_write_refuses_non_bool(sim, driver):
+    coil = next(p for p in typed_points(1) if p.name == "u1.coil0")
+    for bad in (None, 2, 0.5):
+        with pytest.raises(WriteError) as e:
+            await driver.write(coil, bad)
+        assert e.value.reason == "range"
