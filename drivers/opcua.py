@@ -275,7 +275,10 @@ class OpcUaDriver(Driver):
             if vtype is None:
                 vtype = await self._call(node.read_data_type_as_variant_type())
                 self._vtypes[point.name] = vtype
-            raw = _to_raw(point, value, vtype)
+            try:
+                raw = _to_raw(point, value, vtype)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise WriteError(f"{point.name}: {value!r} is not a number", "range") from exc
             dv = ua.DataValue(ua.Variant(raw, vtype))
             await self._call(node.write_attribute(ua.AttributeIds.Value, dv))
         except UaStatusCodeError as exc:
