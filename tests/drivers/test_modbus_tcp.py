@@ -248,3 +248,21 @@ async def test_coil_write_refuses_non_bool(sim, driver):
         with pytest.raises(WriteError) as e:
             await driver.write(coil, bad)
         assert e.value.reason == "range"
+
+
+async def test_unmapped_hole_is_learned_and_not_bridged_again(sim, driver):
+    from hil_sim.modbus import RegisterBank
+
+    bank = RegisterBank(3)  # addresses 1..4 unmapped: a block over them answers exception 2
+    bank.define("holding_register", 0, [11])
+    bank.define("holding_register", 5, [55])
+    sim.slaves[3] = bank
+    plan = driver.plan([mp("a", 3, HR, 0, DataType.UINT16), mp("b", 3, HR, 5, DataType.UINT16)])
+    assert plan.request_count == 1
+    before = sim.counters.total("tcp")
+    assert [r.value for r in await driver.read(plan)] == [11, 55]
+    assert sim.counters.total("tcp") - before == 3  # the block, then each point alone
+    before = sim.counters.total("tcp")
+    assert [r.value for r in await driver.read(plan)] == [11, 55]
+    assert sim.counters.total("tcp") - before == 2  # the hole is no longer bridged
+    assert driver.counters()["unreadable_points"] == 0
