@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from hil_sim import commands
 from hil_sim.devices.cabinet import Cabinet
@@ -33,11 +33,25 @@ from hil_sim.devices.vfd import Vfd
 from hil_sim.modbus.counters import RequestCounters
 from hil_sim.modbus.faults import Faults
 from hil_sim.modbus.rtu import ModbusRtuServer
+from hil_sim.modbus.slave import Slave
 from hil_sim.modbus.tcp import ModbusTcpServer
 from hil_sim.plant import Plant, PlantParams
 from hil_sim.scenario import Action
 
 log = logging.getLogger(__name__)
+
+
+class ServedDevice(Protocol):
+    """What the simulator needs of a Modbus device (see :mod:`hil_sim.devices`)."""
+
+    name: str
+    unit_id: int
+    map: RegisterMap
+
+    @property
+    def bank(self) -> Slave: ...
+
+    def update(self) -> None: ...
 
 
 @dataclass
@@ -83,8 +97,8 @@ class Simulator:
         self.flowmeter = FlowMeter(self.plant)
         self.vfds = [Vfd(self.plant, n) for n in (1, 2, 3)]
         self.transmitters = [PressureTransmitter(self.plant, w) for w in ("p_in", "p_out")]
-        self.tcp_devices = [self.cabinet, self.flowmeter]
-        self.rtu_devices: list[Vfd | PressureTransmitter] = [*self.vfds, *self.transmitters]
+        self.tcp_devices: list[ServedDevice] = [self.cabinet, self.flowmeter]
+        self.rtu_devices: list[ServedDevice] = [*self.vfds, *self.transmitters]
         self.counters = RequestCounters()
         self.faults = {"tcp": Faults(seed=options.seed), "rtu": Faults(seed=options.seed + 1)}
         self.opcua = OpcUaFacade(self.plant, options.host, options.opcua_port)

@@ -29,15 +29,15 @@ TOTAL_UNIT_M3 = 1
 def flowmeter_points(table: str = "input_register") -> list[MapPoint]:
     """The meter's map on ``table`` (``input_register`` or ``holding_register``)."""
     sfx = "" if table == "input_register" else ".hr"
-    cdab = {"word_order": "little"}
+    cdab = "little"  # word order: "float inverse" (CDAB)
     return [
-        MapPoint(f"flow{sfx}", table, 0x1010, "float32", "m³/h", **cdab,
+        MapPoint(f"flow{sfx}", table, 0x1010, "float32", "m³/h", word_order=cdab,
                  description="0x1010 instantaneous flow (float, CDAB)", valid_min=0, valid_max=60),
-        MapPoint(f"flow.velocity{sfx}", table, 0x1012, "float32", "m/s", **cdab,
+        MapPoint(f"flow.velocity{sfx}", table, 0x1012, "float32", "m/s", word_order=cdab,
                  description="0x1012 flow velocity (float, CDAB)"),
-        MapPoint(f"flow.total_int{sfx}", table, 0x1018, "int32", "m³", **cdab,
+        MapPoint(f"flow.total_int{sfx}", table, 0x1018, "int32", "m³", word_order=cdab,
                  description="0x1018 totaliser integer part (long, CDAB)"),
-        MapPoint(f"flow.total_frac{sfx}", table, 0x101A, "float32", "m³", **cdab,
+        MapPoint(f"flow.total_frac{sfx}", table, 0x101A, "float32", "m³", word_order=cdab,
                  description="0x101A totaliser fractional part (float, CDAB)"),
         MapPoint(f"flow.unit_code{sfx}", table, 0x101E, "uint16",
                  description="0x101E flow unit (5 = m³/h)"),

@@ -103,9 +103,10 @@ class OpcUaFacade:
             folder_name = p.node.split(".")[0]
             if folder_name not in folders:
                 folders[folder_name] = await objects.add_object(
-                    ua.NodeId(folder_name, idx), ua.QualifiedName(folder_name, idx)
+                    ua.NodeId(ua.String(folder_name), ua.Int16(idx)),
+                    ua.QualifiedName(folder_name, idx),
                 )
-            node_id = ua.NodeId(p.node, idx)
+            node_id = ua.NodeId(ua.String(p.node), ua.Int16(idx))
             await folders[folder_name].add_variable(
                 node_id,
                 ua.QualifiedName(p.node.split(".", 1)[1], idx),
