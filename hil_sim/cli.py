@@ -33,6 +33,13 @@ def main() -> None:
     show_default=True,
     help="Path where the pty's agent end appears (empty string: no RTU bus).",
 )
+@click.option(
+    "--rtu-parity",
+    default="E",
+    show_default=True,
+    type=click.Choice(["N", "E", "O"]),
+    help="Parity the RTU bus is paced for (the pty itself ignores line settings).",
+)
 @click.option("--control-port", default=15080, show_default=True, type=int)
 @click.option("--truth", "truth_path", type=click.Path(dir_okay=False), help="JSON-lines file.")
 @click.option("--scenario", "scenario_path", type=click.Path(exists=True, dir_okay=False))
@@ -57,6 +64,7 @@ def run(
     modbus_tcp_port: int,
     opcua_port: int,
     rtu_link: str,
+    rtu_parity: str,
     control_port: int,
     truth_path: str | None,
     scenario_path: str | None,
@@ -88,6 +96,7 @@ def run(
         modbus_tcp_port=modbus_tcp_port,
         opcua_port=opcua_port,
         rtu_link=rtu_link or None,
+        rtu_parity=rtu_parity,
         control_port=control_port,
         truth_path=truth_path,
         scenario=scenario,

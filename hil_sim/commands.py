@@ -111,7 +111,7 @@ SETTABLE = (
     "turbidity_event_ntu", "chlorine_in_mg_l", "analyser_status", "watchdog_timeout_s",
     "watchdog_action", "speed", "pump<N>.trip", "pump<N>.mode", "<modbus point>.stuck",
 )  # fmt: skip
-"""Names accepted by ``set``. ``pump<N>.trip`` latches a drive fault code (0 leaves it);
+"""Names accepted by ``set``. ``pump<N>.trip`` latches a drive fault code (0 clears it);
 ``<point>.stuck`` freezes one Modbus point's registers bit-exact (sensor stuck, domain.md §6.2)."""
 
 _FAULT_FIELDS = {f.name for f in dataclasses.fields(UnitFaults)} - {"exceptions", "garbage_before"}

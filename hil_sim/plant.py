@@ -180,8 +180,7 @@ class Plant:
     def acknowledge(self) -> None:
         """Clear latched pump faults (Wilo 40141 acknowledge, [S4])."""
         for pump in self.pumps:
-            if pump.drive.fault_code and pump.drive.fault_code != 0:
-                pump.drive.fault_code = 0
+            pump.drive.fault_code = 0
 
     # --- physics ---------------------------------------------------------------------------
 

@@ -138,3 +138,13 @@ def test_scenario_validation(bad) -> None:
 
 def test_action_shape() -> None:
     assert parse_scenario([{"at": 2, "cmd": "ping"}]) == [Action(2.0, {"cmd": "ping"})]
+
+
+def test_shipped_example_scenario_is_valid() -> None:
+    from pathlib import Path
+
+    from hil_sim.scenario import load_scenario
+
+    path = Path(__file__).resolve().parents[2] / "hil_sim" / "scenarios" / "example.yaml"
+    actions = load_scenario(path)
+    assert len(actions) == 11 and actions[0].command["cmd"] == "set"
