@@ -82,9 +82,11 @@ def run(config_path: str, overrides: tuple[str, ...], log_level: str) -> None:
         level=getattr(logging, log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from agent import app  # type: ignore[attr-defined,unused-ignore]  # lazy: check needs no runtime
+    # asyncua logs every read at INFO; keep the agent's own log readable.
+    logging.getLogger("asyncua").setLevel(max(logging.WARNING, logging.root.level))
+    from agent.app import run as run_agent  # lazy: `check` needs none of the runtime
 
-    sys.exit(app.run(config))
+    sys.exit(run_agent(config))
 
 
 if __name__ == "__main__":

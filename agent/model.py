@@ -27,7 +27,7 @@ class Quality(enum.IntEnum):
     """Quality of a sample. Stored as a small integer; uplinked as its short code.
 
     The codes follow the OPC UA StatusCode severity (Good / Uncertain / Bad) and the Sparkplug B
-    quality mapping (192 good, 0 bad, 500 stale) described in shared/reference/uplink-protocol.md §6.4.
+    quality mapping (192 good, 0 bad, 500 stale); see shared/reference/uplink-protocol.md §6.4.
     """
 
     GOOD = 0
@@ -62,7 +62,8 @@ class Reading:
         value: value in the point's engineering unit after scale and offset; ``None`` unless good.
         quality: :class:`Quality`.
         reason: why the quality is not good, machine-readable and short, e.g.
-            ``"modbus:exception:2"``, ``"timeout"``, ``"disconnected"``, ``"opcua:BadNodeIdUnknown"``,
+            ``"modbus:exception:2"``, ``"timeout"``, ``"disconnected"``,
+            ``"opcua:BadNodeIdUnknown"``,
             ``"range"``; ``None`` when good.
     """
 
@@ -96,7 +97,7 @@ class Sample:
 
 
 class DriverError(Exception):
-    """Base of every error a driver raises. No pymodbus or asyncua exception escapes ``drivers/``."""
+    """Base of every error a driver raises; no pymodbus/asyncua exception escapes ``drivers/``."""
 
 
 class ConnectError(DriverError):

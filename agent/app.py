@@ -1,0 +1,238 @@
+"""The agent process: wires config → drivers → pollers → ingest → buffer → uplink, and runs it.
+
+Start order is back to front (buffer, uplink, ingest, pollers); stop order is front to back
+(pollers, ingest flush, uplink clean shutdown, buffer), so a clean stop (SIGTERM) commits every
+reading taken to the buffer, and whatever the broker has not acknowledged is sent after the next
+start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import signal
+import ssl
+import time
+from pathlib import Path
+from typing import Any
+
+import drivers
+from agent import __version__, contract
+from agent.cache import Cache
+from agent.config import SiteConfig
+from agent.model import clock
+from agent.mqtt import BrokerSettings
+from agent.pipeline import Ingest
+from agent.poller import ConnectionPoller
+from agent.store import Store, StoreError
+from agent.uplink import Uplink, UplinkSettings
+
+log = logging.getLogger("agent")
+
+
+def gateway_id(config: SiteConfig) -> str:
+    """The configured gateway id, or one derived from ``/etc/machine-id``.
+
+    systemd machine-id(5): unique per installation, so two gateways cloned from one image differ
+    once it is regenerated.
+    """
+    if config.site.gateway_id:
+        return config.site.gateway_id
+    try:
+        mid = Path("/etc/machine-id").read_text().strip()
+    except OSError:
+        mid = os.uname().nodename
+    return "gw-" + hashlib.sha256(mid.encode()).hexdigest()[:12]
+
+
+def broker_settings(config: SiteConfig, gw: str) -> BrokerSettings:
+    """MQTT settings from ``uplink:``; credentials from files or the environment, never the YAML.
+
+    Raises:
+        RuntimeError: a configured credential file or variable is missing.
+    """
+    up = config.uplink
+    username = password = None
+    cred = up.credentials
+    if cred is not None:
+        username = _secret(cred.username_env, cred.username_file, "username")
+        password = _secret(cred.password_env, cred.password_file, "password")
+    tls = None
+    if up.broker_tls or up.tls is not None:
+        tls = ssl.create_default_context(cafile=up.tls.ca_file if up.tls else None)
+        if up.tls is not None and up.tls.cert_file:
+            tls.load_cert_chain(up.tls.cert_file, up.tls.key_file)
+    return BrokerSettings(
+        host=up.broker_host,
+        port=up.broker_port,
+        client_id=up.client_id or f"pumproom-{config.site.id}-{gw}",
+        keepalive_s=up.keepalive_s,
+        mqtt5=up.protocol == "5",
+        tls=tls,
+        username=username,
+        password=password,
+    )
+
+
+def _secret(env: str | None, file: str | None, what: str) -> str | None:
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise RuntimeError(
+                f"uplink.credentials: environment variable {env} ({what}) is not set"
+            )
+        return value
+    if file:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")  # systemd LoadCredential=
+        path = Path(directory, file) if directory and not os.path.isabs(file) else Path(file)
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise RuntimeError(
+                f"uplink.credentials: cannot read {what} file {path}: {exc}"
+            ) from exc
+    return None
+
+
+async def open_store(config: SiteConfig) -> Store:
+    """Open the buffer; an unusable file is moved aside (kept) and a new one started."""
+    buf = config.buffer
+    try:
+        return await Store.open(buf.path, buf.max_bytes, buf.synchronous)
+    except StoreError as exc:
+        aside = f"{buf.path}.corrupt-{int(time.time())}"
+        log.error(
+            "buffer %s is unusable (%s); moved aside to %s, starting a new one",
+            buf.path,
+            exc,
+            aside,
+        )
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(buf.path + suffix, aside + suffix)
+        return await Store.open(buf.path, buf.max_bytes, buf.synchronous)
+
+
+class Agent:
+    """The running agent. ``await Agent(config).run(stop_event)``."""
+
+    def __init__(self, config: SiteConfig) -> None:
+        self.config = config
+        self.gateway = gateway_id(config)
+        self.cache = Cache()
+        self.pollers: list[ConnectionPoller] = []
+        self.store: Store | None = None
+        self.uplink: Uplink | None = None
+        self.ingest: Ingest | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then stop cleanly."""
+        cfg = self.config
+        catalogue = cfg.catalogue()
+        store = self.store = await open_store(cfg)
+        up = cfg.uplink
+        uplink = self.uplink = Uplink(
+            broker=broker_settings(cfg, self.gateway),
+            topics=contract.Topics.for_gateway(up.topic_prefix, cfg.site.id, self.gateway),
+            ident=contract.Identity(cfg.site.id, self.gateway),
+            store=store,
+            units={p.name: p.unit for p in catalogue},
+            catalogue=[_point_meta(p) for p in catalogue],
+            settings=UplinkSettings(
+                batch_max_samples=up.batch_max_samples,
+                batch_interval_s=up.batch_interval_s,
+                backlog_rate_per_s=up.backlog_rate_per_s,
+                inflight_window=up.inflight_window,
+            ),
+            clock=clock,
+            status_extra=lambda: {"sw": __version__, "clock": {"synced": clock.synced()}},
+        )
+        ingest = self.ingest = Ingest(store, self.cache, uplink, clock)
+        self.pollers = [
+            ConnectionPoller(drivers.create(cp.spec), cp.groups, ingest.submit)
+            for cp in cfg.connections()
+        ]
+        uplink_task = asyncio.create_task(uplink.run(), name="uplink")
+        ingest_task = asyncio.create_task(ingest.run(), name="ingest")
+        poll_tasks = [asyncio.create_task(p.run(), name=f"poll {p.name}") for p in self.pollers]
+        status_task = asyncio.create_task(self._log_status(), name="status-log")
+        log.info(
+            "agent %s: site %s, gateway %s, %d connections, %d points, buffer %s",
+            __version__,
+            cfg.site.id,
+            self.gateway,
+            len(self.pollers),
+            len(catalogue),
+            cfg.buffer.path,
+        )
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping: pollers, then buffer flush, then uplink")
+            await _cancel(*poll_tasks, status_task)
+            await ingest.flush()
+            await _cancel(ingest_task)
+            await uplink.stop()
+            await _cancel(uplink_task)
+            await store.close()
+            log.info(
+                "stopped; %d samples stay buffered", store.counters.appended - store.counters.acked
+            )
+
+    async def _log_status(self) -> None:
+        while True:
+            await asyncio.sleep(60.0)
+            assert self.store and self.uplink
+            log.info(
+                "status: polls %d, buffered %d, published %d live + %d backfill, uplink %s",
+                sum(p.counters.polls for p in self.pollers),
+                await self.store.pending(),
+                self.uplink.counters.samples_live,
+                self.uplink.counters.samples_backfill,
+                "up" if self.uplink.connected.is_set() else "down",
+            )
+
+
+def _point_meta(p: Any) -> dict[str, Any]:
+    out = {
+        "name": p.name,
+        "device": p.device,
+        "unit": p.unit,
+        "writable": p.writable,
+        "source": p.source,
+    }
+    if p.valid_min is not None or p.valid_max is not None:
+        out["range"] = [p.valid_min, p.valid_max]
+    if p.description:
+        out["description"] = p.description
+    return out
+
+
+async def _cancel(*tasks: asyncio.Task[Any]) -> None:
+    for t in tasks:
+        t.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for t, r in zip(tasks, results, strict=True):
+        if isinstance(r, Exception):
+            log.error("task %s ended with %r", t.get_name(), r)
+
+
+def run(config: SiteConfig) -> int:
+    """Run the agent in the foreground until SIGTERM or SIGINT; returns the exit code."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await Agent(config).run(stop)
+
+    try:
+        asyncio.run(main())
+    except RuntimeError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0

@@ -1,0 +1,157 @@
+"""The uplink contract, version 1: MQTT topics and JSON payloads.
+
+Topic tree (``prefix`` defaults to ``pumproom/v1``; conventions from
+shared/reference/uplink-protocol.md §6.2)::
+
+    {prefix}/{site}/{gw}/status               up, QoS 1, retained: birth, last will, clean shutdown
+    {prefix}/{site}/{gw}/meta                 up, QoS 1, retained: point catalogue, versions
+    {prefix}/{site}/{gw}/telemetry            up, QoS 1: live sample batches
+    {prefix}/{site}/{gw}/telemetry/backfill   up, QoS 1: buffered sample batches (``hist: true``)
+    {prefix}/{site}/{gw}/event                up, QoS 1: data-loss and other events
+
+Every message carries ``v`` (schema version), ``site``, ``gw`` and ``session`` (grows by one on
+every MQTT connect, persisted in the buffer, so the platform can order a late last will against a
+newer birth).
+
+Telemetry batch::
+
+    {"v":1, "site":"demo-site", "gw":"gw-demo-01", "session":7, "stream":"telemetry",
+     "hist":false, "sent":1732870815123,
+     "series":{"p_out":{"u":"MPa","s":[[1041,1732870815000,0.401],
+                                       [1052,1732870816000,null,"c","timeout"]]}},
+     "unsynced":[1052]}
+
+Each sample is ``[seq, t_ms, value]`` when its quality is good, else
+``[seq, t_ms, value, q, reason]`` with ``q`` one of ``c`` (comm fail), ``b`` (bad value),
+``s`` (stale). ``seq`` is the sample's sequence number: unique per gateway buffer, strictly
+increasing in poll order, kept by backfill, so the platform deduplicates on (gw, seq) and detects
+loss as a gap that no data-loss event explains. ``unsynced`` lists the seqs taken while the
+gateway clock was not synchronised (absent when empty).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agent.model import Quality, Sample
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The topic names of one gateway."""
+
+    base: str
+
+    @classmethod
+    def for_gateway(cls, prefix: str, site: str, gateway: str) -> Topics:
+        """Topics under ``{prefix}/{site}/{gateway}``."""
+        return cls(f"{prefix.rstrip('/')}/{site}/{gateway}")
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    @property
+    def meta(self) -> str:
+        return f"{self.base}/meta"
+
+    @property
+    def telemetry(self) -> str:
+        return f"{self.base}/telemetry"
+
+    @property
+    def backfill(self) -> str:
+        return f"{self.base}/telemetry/backfill"
+
+    @property
+    def event(self) -> str:
+        return f"{self.base}/event"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is speaking: site id, gateway id and the current MQTT session number."""
+
+    site: str
+    gateway: str
+    session: int = 0
+
+    def header(self) -> dict[str, Any]:
+        """The fields every message starts with."""
+        return {"v": SCHEMA_VERSION, "site": self.site, "gw": self.gateway, "session": self.session}
+
+
+def dumps(message: Mapping[str, Any]) -> bytes:
+    """Compact JSON, UTF-8. NaN and infinities are refused (they are not JSON)."""
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+
+
+def telemetry(
+    ident: Identity,
+    samples: Sequence[Sample],
+    units: Mapping[str, str | None],
+    *,
+    hist: bool,
+    sent_ms: int,
+) -> bytes:
+    """Encode a telemetry batch (see the module docstring). ``samples`` must be non-empty."""
+    series: dict[str, dict[str, Any]] = {}
+    unsynced: list[int] = []
+    for s in samples:
+        entry = series.get(s.point)
+        if entry is None:
+            entry = series[s.point] = {"s": []}
+            unit = units.get(s.point)
+            if unit:
+                entry["u"] = unit
+        value = s.value
+        if isinstance(value, float) and value != value:  # NaN never leaves as good data
+            value = None
+        if s.quality is Quality.GOOD:
+            entry["s"].append([s.seq, s.ts_ms, value])
+        else:
+            entry["s"].append([s.seq, s.ts_ms, value, s.quality.code, s.reason])
+        if not s.synced:
+            unsynced.append(s.seq)
+    msg = ident.header()
+    msg.update(stream="telemetry", hist=hist, sent=sent_ms, series=series)
+    if unsynced:
+        msg["unsynced"] = unsynced
+    return dumps(msg)
+
+
+def status(
+    ident: Identity, state: str, *, ts_ms: int, reason: str | None = None, **extra: Any
+) -> bytes:
+    """Encode a status message: ``state`` is ``online`` or ``offline``; ``reason`` for offline
+    is ``lwt`` (the broker published the last will) or ``shutdown`` (clean stop)."""
+    msg = ident.header()
+    msg.update(state=state, ts=ts_ms)
+    if reason:
+        msg["reason"] = reason
+    msg.update(extra)
+    return dumps(msg)
+
+
+def meta(
+    ident: Identity, points: Iterable[Mapping[str, Any]], *, ts_ms: int, **extra: Any
+) -> bytes:
+    """Encode the retained metadata message: the point catalogue and versions."""
+    msg = ident.header()
+    msg.update(ts=ts_ms, points=list(points))
+    msg.update(extra)
+    return dumps(msg)
+
+
+def events(
+    ident: Identity, items: Sequence[tuple[int, Mapping[str, Any]]], *, sent_ms: int
+) -> bytes:
+    """Encode an event batch: ``items`` are (event seq, event body) pairs."""
+    msg = ident.header()
+    msg.update(stream="event", sent=sent_ms, events=[{"seq": seq, **body} for seq, body in items])
+    return dumps(msg)

@@ -1,0 +1,277 @@
+"""One MQTT connection, paho-mqtt driven from the asyncio event loop (no network thread).
+
+paho-mqtt is used directly (the uplink contract needs the PUBACK reason code: a wrapper that
+reports a publish as done when the PUBACK carries a failure code would lose buffered data). Its
+socket is watched with ``loop.add_reader``/``add_writer`` and ``loop_misc`` runs every second for
+keep-alive, the pattern paho documents for external event loops (paho-mqtt 2.x
+``on_socket_register_write``). A fresh :class:`paho.mqtt.client.Client` is made for every
+connection, so nothing queued for a dead session is ever replayed.
+
+A connection ends when the socket closes, on a keep-alive timeout (paho sends PINGREQ after
+``keepalive`` seconds of silence and drops the link when no PINGRESP comes back by the next
+check), or on :meth:`MqttConnection.close`. Then :attr:`MqttConnection.closed` is set and every
+pending publish fails with :class:`PublishFailed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = logging.getLogger(__name__)
+
+
+class PublishFailed(Exception):
+    """A QoS 1 publish was not acknowledged with success (failure reason code, or the connection
+    ended first). The message must be sent again later."""
+
+
+class ConnectFailed(Exception):
+    """The broker could not be reached, refused the connection, or did not answer in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """Last will: published by the broker, retained, when the connection is lost uncleanly."""
+
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    """Where and how to connect.
+
+    Attributes:
+        host: broker host.
+        port: broker TCP port (1883 plain, 8883 TLS by IANA registration).
+        client_id: MQTT client identifier.
+        keepalive_s: MQTT keep-alive, seconds.
+        mqtt5: MQTT 5 when true, else 3.1.1.
+        tls: TLS context, or ``None`` for plain TCP.
+        username: user name or ``None``.
+        password: password or ``None``.
+        connect_timeout_s: bound on TCP connect plus CONNACK, seconds.
+    """
+
+    host: str
+    port: int
+    client_id: str
+    keepalive_s: int = 30
+    mqtt5: bool = True
+    tls: ssl.SSLContext | None = None
+    username: str | None = None
+    password: str | None = None
+    connect_timeout_s: float = 10.0
+
+
+class MqttConnection:
+    """A connected MQTT session. Make one with :meth:`connect`."""
+
+    def __init__(self, settings: BrokerSettings, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
+        self._loop = loop
+        self.closed = asyncio.Event()
+        self._connack: asyncio.Future[int] = loop.create_future()
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._misc_task: asyncio.Task[None] | None = None
+        self._sock: Any = None
+        self.on_message: Callable[[str, bytes, Any], None] | None = None
+        protocol = paho.MQTTv5 if settings.mqtt5 else paho.MQTTv311
+        self._client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=protocol,
+            clean_session=None if settings.mqtt5 else True,
+        )
+        self._client.connect_timeout = settings.connect_timeout_s
+        self._client.max_inflight_messages_set(1000)
+        if settings.tls is not None:
+            self._client.tls_set_context(settings.tls)
+        if settings.username is not None:
+            self._client.username_pw_set(settings.username, settings.password)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
+
+    @classmethod
+    async def connect(cls, settings: BrokerSettings, will: Will | None = None) -> MqttConnection:
+        """Connect and wait for a successful CONNACK (clean start, session expiry 0).
+
+        Raises:
+            ConnectFailed: unreachable, refused (with the CONNACK reason), or timed out.
+        """
+        conn = cls(settings, asyncio.get_running_loop())
+        if will is not None:
+            conn._client.will_set(will.topic, will.payload, qos=1, retain=True)
+        try:
+            await asyncio.wait_for(conn._open(), settings.connect_timeout_s)
+        except (TimeoutError, OSError, ssl.SSLError, ConnectFailed) as exc:
+            conn._teardown()
+            raise ConnectFailed(
+                f"{settings.host}:{settings.port}: {exc or type(exc).__name__}"
+            ) from exc
+        except BaseException:
+            conn._teardown()
+            raise
+        return conn
+
+    async def _open(self) -> None:
+        s = self.settings
+        kwargs: dict[str, Any] = {}
+        if s.mqtt5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 0
+            kwargs = {"clean_start": True, "properties": props}
+        # The socket connect blocks: do it in a thread, before the socket callbacks exist.
+        rc = await asyncio.to_thread(self._client.connect, s.host, s.port, s.keepalive_s, **kwargs)
+        if rc != paho.MQTT_ERR_SUCCESS:
+            raise ConnectFailed(paho.error_string(rc))
+        self._sock = self._client.socket()
+        self._client.on_socket_close = self._on_socket_close
+        self._client.on_socket_register_write = self._on_register_write
+        self._client.on_socket_unregister_write = self._on_unregister_write
+        self._loop.add_reader(self._sock, self._do_read)
+        if self._client.want_write():
+            self._loop.add_writer(self._sock, self._do_write)
+        self._misc_task = asyncio.create_task(self._misc(), name="mqtt-keepalive")
+        code = await self._connack
+        if code != 0:
+            raise ConnectFailed(f"CONNACK refused: {paho.connack_string(code)} ({code})")
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> asyncio.Future[None]:
+        """Publish at QoS 1. The returned future resolves on a successful PUBACK.
+
+        Raises (through the future):
+            PublishFailed: failure reason code in the PUBACK, or the connection ended first.
+        """
+        fut: asyncio.Future[None] = self._loop.create_future()
+        if self.closed.is_set():
+            fut.set_exception(PublishFailed("not connected"))
+            return fut
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            fut.set_exception(PublishFailed(paho.error_string(info.rc)))
+            return fut
+        # on_publish can only run from _do_read, later on this same loop: no race.
+        self._pending[info.mid] = fut
+        return fut
+
+    def subscribe(self, topic: str) -> None:
+        """Subscribe at QoS 1 (MQTT 5: no-local, so the agent never hears itself)."""
+        if self.settings.mqtt5:
+            from paho.mqtt.subscribeoptions import SubscribeOptions
+
+            self._client.subscribe(topic, options=SubscribeOptions(qos=1, noLocal=True))
+        else:
+            self._client.subscribe(topic, qos=1)
+
+    @property
+    def inflight(self) -> int:
+        """Publishes sent and not yet acknowledged."""
+        return len(self._pending)
+
+    async def close(self, timeout_s: float = 2.0) -> None:
+        """Send DISCONNECT (the broker then drops the last will) and wait, bounded, for the end."""
+        if not self.closed.is_set():
+            self._client.disconnect()
+            try:
+                await asyncio.wait_for(self.closed.wait(), timeout_s)
+            except TimeoutError:
+                pass
+        self._teardown()
+
+    def abort(self) -> None:
+        """Drop the connection at once without DISCONNECT (the broker will publish the will)."""
+        self._teardown()
+
+    # ---- paho plumbing -------------------------------------------------------------------------
+
+    async def _misc(self) -> None:
+        while not self.closed.is_set():
+            await asyncio.sleep(1.0)
+            self._client.loop_misc()
+
+    def _do_read(self) -> None:
+        rc = self._client.loop_read()
+        if rc != paho.MQTT_ERR_SUCCESS:
+            self._teardown()
+
+    def _do_write(self) -> None:
+        rc = self._client.loop_write()
+        if rc != paho.MQTT_ERR_SUCCESS:
+            self._teardown()
+
+    def _on_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
+        if self._sock is not None and not self.closed.is_set():
+            self._loop.add_writer(sock, self._do_write)
+
+    def _on_unregister_write(self, client: Any, userdata: Any, sock: Any) -> None:
+        self._loop.remove_writer(sock)
+
+    def _on_socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
+        self._loop.remove_reader(sock)
+        self._loop.remove_writer(sock)
+        self._sock = None
+        self._mark_closed("socket closed")
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if not self._connack.done():
+            self._connack.set_result(int(reason.value) if hasattr(reason, "value") else int(reason))
+
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        self._mark_closed(f"disconnected: {reason}")
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        fut = self._pending.pop(mid, None)
+        if fut is None or fut.done():
+            return
+        if getattr(reason, "is_failure", False):
+            fut.set_exception(PublishFailed(f"PUBACK reason {reason} ({int(reason.value):#04x})"))
+        else:
+            fut.set_result(None)
+
+    def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
+        if self.on_message is not None:
+            self.on_message(msg.topic, bytes(msg.payload), msg.properties)
+
+    def _mark_closed(self, why: str) -> None:
+        if self.closed.is_set():
+            return
+        log.debug("mqtt connection closed: %s", why)
+        self.closed.set()
+        if not self._connack.done():
+            self._connack.set_exception(ConnectFailed(why))
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(PublishFailed(why))
+
+    def _teardown(self) -> None:
+        if self._sock is not None:
+            self._loop.remove_reader(self._sock)
+            self._loop.remove_writer(self._sock)
+            self._sock = None
+        if self._misc_task is not None and self._misc_task is not asyncio.current_task():
+            self._misc_task.cancel()
+        self._client.on_socket_close = None
+        self._client.on_socket_register_write = None
+        self._client.on_socket_unregister_write = None
+        sock = self._client.socket()
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        self._mark_closed("closed")

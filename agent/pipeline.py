@@ -1,0 +1,126 @@
+"""The ingest stage between the pollers and the buffer.
+
+Pollers call :meth:`Ingest.submit` (never blocks): the readings go into the latest-value cache at
+once and into a queue. One task takes everything queued, commits it to the buffer in one
+transaction, then offers the stamped samples to the uplink. So every sample is committed before
+it is offered, and a slow disk delays only the uplink, never a poll or a control tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agent.cache import Cache
+from agent.model import Reading, WallClock
+from agent.store import Evicted, Poll, Store, StoreError
+from agent.uplink import Uplink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class IngestCounters:
+    """Counters since start: polls and readings submitted, append failures, queue overflows."""
+
+    polls: int = 0
+    readings: int = 0
+    append_failures: int = 0
+    dropped_overflow: int = 0
+
+
+class Ingest:
+    """Cache + buffer + uplink hand-off. Run :meth:`run` as a task; :meth:`flush` before stop.
+
+    Args:
+        store: the buffer.
+        cache: the latest-value cache.
+        uplink: the uplink (offered every committed sample).
+        clock: the wall clock used to stamp polls.
+        queue_max: most readings waiting for the buffer; beyond that the oldest waiting polls
+            are dropped and counted (only when the disk stalls for a long time).
+    """
+
+    def __init__(
+        self, store: Store, cache: Cache, uplink: Uplink, clock: WallClock, queue_max: int = 200_000
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.uplink = uplink
+        self.clock = clock
+        self.queue_max = queue_max
+        self.counters = IngestCounters()
+        self._queue: list[Poll] = []
+        self._queued = 0
+        self._ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._synced = clock.synced()
+        self._synced_at = time.monotonic()
+
+    def submit(self, readings: Sequence[Reading], ts_ms: int | None = None) -> None:
+        """Stamp one poll's readings (now, unless ``ts_ms``), cache and queue them."""
+        mono = time.monotonic()
+        if ts_ms is None:
+            ts_ms = self.clock.now_ms()
+        if mono - self._synced_at > 10.0:
+            self._synced, self._synced_at = self.clock.synced(), mono
+        self.cache.update(readings, ts_ms, mono)
+        self._queue.append(Poll(readings, ts_ms, self._synced))
+        self._queued += len(readings)
+        self.counters.polls += 1
+        self.counters.readings += len(readings)
+        while self._queued > self.queue_max and len(self._queue) > 1:
+            dropped = self._queue.pop(0)
+            self._queued -= len(dropped.readings)
+            self.counters.dropped_overflow += len(dropped.readings)
+        self._idle.clear()
+        self._ready.set()
+
+    async def run(self) -> None:
+        """Commit queued polls to the buffer and offer them to the uplink, forever."""
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            polls, self._queue, self._queued = self._queue, [], 0
+            if polls:
+                await self._commit(polls)
+            if not self._queue:
+                self._idle.set()
+
+    async def flush(self, timeout_s: float = 10.0) -> None:
+        """Wait (bounded) until everything submitted so far is committed to the buffer."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            log.error("ingest: %d readings not committed at stop", self._queued)
+
+    async def _commit(self, polls: list[Poll]) -> None:
+        try:
+            result = await self.store.append(polls)
+        except Exception as exc:  # the ingest task must outlive any disk trouble
+            n = sum(len(p.readings) for p in polls)
+            self.counters.append_failures += n
+            log.error("ingest: %d readings could not be buffered: %s", n, exc)
+            return
+        for ev in result.evicted:
+            await self._data_loss(ev)
+        self.uplink.offer(result.samples)
+
+    async def _data_loss(self, ev: Evicted) -> None:
+        body = {
+            "type": "data_loss",
+            "t": self.clock.now_ms(),
+            "stream": "telemetry",
+            "seq_range": [ev.first_seq, ev.last_seq],
+            "count": ev.count,
+            "reason": "buffer_full",
+        }
+        try:
+            await self.store.add_event(body)
+        except StoreError as exc:
+            log.error("ingest: data-loss event could not be buffered: %s (%s)", exc, body)
+        self.uplink.wake()

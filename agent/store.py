@@ -1,0 +1,421 @@
+"""The store-and-forward buffer: a transactional SQLite outbox for samples and events.
+
+Every sample is committed here (WAL journal) before it is offered to the uplink, and a row leaves
+only when the uplink calls :meth:`Store.ack` after the broker's PUBACK. Order and eviction come
+from the sequence number (``seq``, SQLite ``AUTOINCREMENT``: strictly increasing, never reused even
+after the newest rows are deleted, per https://sqlite.org/autoinc.html), never from wall time.
+
+Threading: one dedicated writer thread owns the only connection. Callers on the event loop submit
+operations; the thread takes every queued operation at once and runs them in ONE transaction, so a
+burst of appends and acks costs one commit (one fsync). The event loop never waits on the disk.
+
+Durability (``synchronous``):
+
+* ``full`` (default): each transaction is fsynced before its futures resolve. A power cut loses
+  nothing that ``append`` has returned.
+* ``normal``: in WAL mode, commits are durable against an agent crash, but a power cut can lose the
+  transactions since the last checkpoint (https://sqlite.org/pragma.html#pragma_synchronous);
+  kinder to SD cards.
+
+Size bound: ``max_bytes`` bounds the pages in use. When an append would exceed it, the oldest
+samples are evicted first; the evicted seq range is returned so the caller can raise a data-loss
+event. A full disk (``SQLITE_FULL``) is handled the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+from agent.model import Quality, Reading, Sample
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Evicted:
+    """Samples evicted by the size bound: seqs ``first_seq`` .. ``last_seq``, ``count`` rows."""
+
+    first_seq: int
+    last_seq: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    """One poll's readings, stamped: wall-clock ms (UTC) and whether the clock was synced."""
+
+    readings: Sequence[Reading]
+    ts_ms: int
+    synced: bool
+
+
+@dataclass(slots=True)
+class AppendResult:
+    """What :meth:`Store.append` did: the stamped samples and what the size bound evicted."""
+
+    samples: list[Sample]
+    evicted: list[Evicted] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One buffered event (alarm, audit or data-loss record). ``body`` is its JSON object."""
+
+    seq: int
+    body: dict[str, Any]
+
+
+@dataclass(slots=True)
+class StoreCounters:
+    """Counters since start: rows appended, acked, evicted, rejected; transactions committed."""
+
+    appended: int = 0
+    acked: int = 0
+    evicted: int = 0
+    rejected: int = 0
+    transactions: int = 0
+
+
+class StoreError(Exception):
+    """The buffer file cannot be used at all (not a database, permission denied)."""
+
+
+class Store:
+    """Async facade over the SQLite outbox. Create with :meth:`open`; finish with :meth:`close`.
+
+    Args:
+        path: database file; its folder is created.
+        max_bytes: bound on the pages in use, bytes (at least 1 MiB).
+        synchronous: ``"full"`` or ``"normal"``, see the module docstring.
+    """
+
+    def __init__(self, path: str | Path, max_bytes: int, synchronous: str = "full") -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.synchronous = synchronous
+        self.counters = StoreCounters()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], Any] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._db: sqlite3.Connection | None = None
+        self._point_ids: dict[str, int] = {}
+        self._point_names: dict[int, str] = {}
+        self._page_size = 4096
+
+    @classmethod
+    async def open(cls, path: str | Path, max_bytes: int, synchronous: str = "full") -> Store:
+        """Open (or create) the buffer and start its writer thread.
+
+        Raises:
+            StoreError: the file exists but is not a usable database.
+        """
+        store = cls(path, max_bytes, synchronous)
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        store._thread = threading.Thread(
+            target=store._run, args=((loop, ready),), name="store-writer", daemon=True
+        )
+        store._thread.start()
+        try:
+            await ready
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    # ---- public async API -------------------------------------------------------------------
+
+    async def append(self, polls: Sequence[Poll]) -> AppendResult:
+        """Commit polls' readings as samples, in order; returns them with their seqs."""
+        return await self._submit(lambda db: self._append(db, polls))
+
+    async def begin(self, limit: int, after_seq: int = 0) -> list[Sample]:
+        """Return up to ``limit`` buffered samples with ``seq > after_seq``, oldest first."""
+        return await self._submit(lambda db: self._begin(db, limit, after_seq))
+
+    async def ack(self, seqs: Iterable[int]) -> None:
+        """Delete delivered samples (call only after a successful PUBACK)."""
+        ids = list(seqs)
+        await self._submit(lambda db: self._delete(db, "samples", ids))
+
+    def reject(self, seqs: Sequence[int]) -> None:
+        """Count samples whose delivery failed; they stay buffered and are sent again."""
+        self.counters.rejected += len(seqs)
+
+    async def add_event(self, body: dict[str, Any]) -> Event:
+        """Buffer one event; its seq (the event stream's) is returned inside the :class:`Event`."""
+        return await self._submit(lambda db: self._add_event(db, body))
+
+    async def begin_events(self, limit: int) -> list[Event]:
+        """Return up to ``limit`` buffered events, oldest first."""
+        return await self._submit(lambda db: self._begin_events(db, limit))
+
+    async def ack_events(self, seqs: Iterable[int]) -> None:
+        """Delete delivered events."""
+        ids = list(seqs)
+        await self._submit(lambda db: self._delete(db, "events", ids))
+
+    async def pending(self) -> int:
+        """Number of buffered (unacknowledged) samples."""
+        return await self._submit(
+            lambda db: db.execute("SELECT count(*) FROM samples").fetchone()[0]
+        )
+
+    async def next_session(self) -> int:
+        """Increment and return the persisted MQTT session number (grows on every connect)."""
+        return await self._submit(self._next_session)
+
+    async def close(self) -> None:
+        """Stop the writer thread after it has finished queued work; close the database."""
+        if self._thread is None:
+            return
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join, 10.0)
+        self._thread = None
+
+    # ---- writer thread ------------------------------------------------------------------------
+
+    async def _submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((fn, (loop, fut)))
+        return await fut
+
+    def _run(self, ready: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._setup(self._db)
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            if self._db is not None:
+                self._db.close()
+            err = exc if isinstance(exc, StoreError) else StoreError(f"{self.path}: {exc}")
+            _resolve(ready, err, error=True)
+            self._fail_all(err)
+            return
+        _resolve(ready, None, error=False)
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                break
+            batch = [job]
+            while True:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._jobs.put(None)
+                    break
+                batch.append(nxt)
+            self._run_batch(batch)
+        self._db.close()
+
+    def _run_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]) -> None:
+        db = self._db
+        assert db is not None
+        results: list[tuple[Any, Any, bool]] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            for _fn, target in batch:
+                _resolve(target, StoreError(f"{self.path}: {exc}"), error=True)
+            return
+        for fn, target in batch:
+            db.execute("SAVEPOINT job")
+            try:
+                results.append((target, fn(db), False))
+                db.execute("RELEASE job")
+            except Exception as exc:
+                db.execute("ROLLBACK TO job")
+                db.execute("RELEASE job")
+                results.append((target, exc, True))
+        try:
+            db.execute("COMMIT")
+            self.counters.transactions += 1
+        except sqlite3.Error as exc:
+            db.execute("ROLLBACK")
+            results = [
+                (t, StoreError(f"{self.path}: commit failed: {exc}"), True) for t, _, _ in results
+            ]
+        for target, value, error in results:
+            _resolve(target, value, error=error)
+
+    def _fail_all(self, exc: Exception) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            _resolve(job[1], exc, error=True)
+
+    # ---- operations (run in the writer thread, inside a transaction) --------------------------
+
+    def _setup(self, db: sqlite3.Connection) -> None:
+        """Set WAL, durability and timeouts; create the schema (runs before any job)."""
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable SQLite database: {exc}") from exc
+        if mode.lower() != "wal":
+            log.warning("%s: journal mode is %s, not WAL", self.path, mode)
+        db.execute(f"PRAGMA synchronous={'FULL' if self.synchronous == 'full' else 'NORMAL'}")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("BEGIN")
+        self._create_schema(db)
+        db.execute("COMMIT")
+
+    def _create_schema(self, db: sqlite3.Connection) -> None:
+        sdb = sqlite_utils.Database(db)
+        if "points" not in sdb.table_names():
+            db.execute("CREATE TABLE points (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
+            db.execute(
+                "CREATE TABLE samples (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                " point INTEGER NOT NULL, ts INTEGER NOT NULL, value,"
+                " quality INTEGER NOT NULL, reason TEXT, synced INTEGER NOT NULL)"
+            )
+            db.execute(
+                "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)"
+            )
+            db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+            db.execute("INSERT INTO meta VALUES ('schema', ?), ('session', 0)", (SCHEMA_VERSION,))
+        self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        for pid, name in db.execute("SELECT id, name FROM points"):
+            self._point_ids[name] = pid
+            self._point_names[pid] = name
+
+    def _point_id(self, db: sqlite3.Connection, name: str) -> int:
+        pid = self._point_ids.get(name)
+        if pid is None:
+            pid = db.execute("INSERT INTO points (name) VALUES (?)", (name,)).lastrowid
+            assert pid is not None
+            self._point_ids[name] = pid
+            self._point_names[pid] = name
+        return pid
+
+    def _append(self, db: sqlite3.Connection, polls: Sequence[Poll]) -> AppendResult:
+        result = AppendResult(samples=[])
+        result.evicted.extend(self._make_room(db))
+        pid = self._point_id
+        rows = [
+            (pid(db, r.point), p.ts_ms, _storable(r.value), int(r.quality), r.reason, p.synced)
+            for p in polls
+            for r in p.readings
+        ]
+        for attempt in range(3):
+            try:
+                db.executemany(
+                    "INSERT INTO samples (point, ts, value, quality, reason, synced)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                break
+            except sqlite3.OperationalError as exc:
+                if "full" not in str(exc) or attempt == 2:
+                    raise
+                result.evicted.extend(self._evict(db, max(len(rows) * 4, 1000)))
+        last = db.execute("SELECT seq FROM sqlite_sequence WHERE name='samples'").fetchone()[0]
+        seq = last - len(rows) + 1
+        out = result.samples
+        for p in polls:
+            for r in p.readings:
+                out.append(Sample(seq, r.point, p.ts_ms, r.value, r.quality, r.reason, p.synced))
+                seq += 1
+        self.counters.appended += len(rows)
+        return result
+
+    def _used_bytes(self, db: sqlite3.Connection) -> int:
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * self._page_size)
+
+    def _make_room(self, db: sqlite3.Connection) -> list[Evicted]:
+        evicted: list[Evicted] = []
+        while self._used_bytes(db) > self.max_bytes:
+            rows = db.execute("SELECT count(*) FROM samples").fetchone()[0]
+            if rows == 0:
+                break
+            evicted.extend(self._evict(db, max(rows // 20, 100)))
+        return evicted
+
+    def _evict(self, db: sqlite3.Connection, n: int) -> list[Evicted]:
+        row = db.execute(
+            "SELECT min(seq), max(seq), count(*) FROM"
+            " (SELECT seq FROM samples ORDER BY seq LIMIT ?)",
+            (n,),
+        ).fetchone()
+        if not row[2]:
+            return []
+        db.execute("DELETE FROM samples WHERE seq <= ?", (row[1],))
+        self.counters.evicted += row[2]
+        log.warning("buffer full: evicted %d oldest samples (seq %d..%d)", row[2], row[0], row[1])
+        return [Evicted(row[0], row[1], row[2])]
+
+    def _begin(self, db: sqlite3.Connection, limit: int, after_seq: int) -> list[Sample]:
+        names = self._point_names
+        return [
+            Sample(seq, names[pid], ts, value, Quality(q), reason, bool(synced))
+            for seq, pid, ts, value, q, reason, synced in db.execute(
+                "SELECT seq, point, ts, value, quality, reason, synced FROM samples"
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            )
+        ]
+
+    def _delete(self, db: sqlite3.Connection, table: str, seqs: list[int]) -> None:
+        db.executemany(f"DELETE FROM {table} WHERE seq = ?", ((s,) for s in seqs))
+        if table == "samples":
+            self.counters.acked += len(seqs)
+
+    def _add_event(self, db: sqlite3.Connection, body: dict[str, Any]) -> Event:
+        cur = db.execute("INSERT INTO events (body) VALUES (?)", (json.dumps(body),))
+        assert cur.lastrowid is not None
+        return Event(cur.lastrowid, body)
+
+    def _begin_events(self, db: sqlite3.Connection, limit: int) -> list[Event]:
+        return [
+            Event(seq, json.loads(body))
+            for seq, body in db.execute(
+                "SELECT seq, body FROM events ORDER BY seq LIMIT ?", (limit,)
+            )
+        ]
+
+    def _next_session(self, db: sqlite3.Connection) -> int:
+        db.execute("UPDATE meta SET value = value + 1 WHERE key = 'session'")
+        return int(db.execute("SELECT value FROM meta WHERE key = 'session'").fetchone()[0])
+
+
+def _storable(value: Any) -> Any:
+    return int(value) if isinstance(value, bool) else value
+
+
+def _resolve(target: Any, value: Any, *, error: bool) -> None:
+    loop, fut = target
+
+    def settle() -> None:
+        if fut.done():
+            return
+        if error:
+            fut.set_exception(value)
+        else:
+            fut.set_result(value)
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop is closed: nobody is waiting any more
+        pass
