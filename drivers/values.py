@@ -10,6 +10,18 @@ from drivers.specs import PointSpec
 __all__ = ["to_engineering"]
 
 
+def _decimals(*factors: float) -> int:
+    """Decimal places needed to represent multiples of every factor exactly (at most 12)."""
+    places = 0
+    for f in factors:
+        text = repr(abs(f))
+        if "e" in text or "E" in text:
+            return 12
+        if "." in text:
+            places = max(places, len(text.split(".")[1].rstrip("0")))
+    return min(places, 12)
+
+
 def to_engineering(point: PointSpec, raw: int | float | bool) -> Reading:
     """Apply scale and offset to ``raw`` and check it; returns the point's :class:`Reading`.
 
@@ -21,6 +33,10 @@ def to_engineering(point: PointSpec, raw: int | float | bool) -> Reading:
     value: int | float = raw
     if point.scale != 1.0 or point.offset != 0.0:
         value = raw * point.scale + point.offset
+        if isinstance(raw, int):
+            # An integer register scaled by 0.01 has two decimals of resolution; round away the
+            # binary float noise (35.730000000000004 -> 35.73) so the uplink carries what was read.
+            value = round(value, _decimals(point.scale, point.offset))
     if isinstance(value, float) and not math.isfinite(value):
         return Reading(point.name, None, Quality.BAD_VALUE, "nan")
     if (point.valid_min is not None and value < point.valid_min) or (

@@ -35,10 +35,10 @@ def main() -> None:
 )
 @click.option(
     "--rtu-parity",
-    default="E",
+    default="N",
     show_default=True,
     type=click.Choice(["N", "E", "O"]),
-    help="Parity the RTU bus is paced for (the pty itself ignores line settings).",
+    help="Parity the RTU bus is paced for. N by default: Linux refuses even/odd parity on a pseudo-terminal (tcsetattr EINVAL), so a client of the pty must open it 8N1.",
 )
 @click.option("--control-port", default=15080, show_default=True, type=int)
 @click.option("--truth", "truth_path", type=click.Path(dir_okay=False), help="JSON-lines file.")

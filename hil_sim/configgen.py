@@ -54,7 +54,7 @@ def devices_config(
 ) -> list[dict[str, Any]]:
     """The ``devices:`` list for a simulator listening at the given addresses."""
     common = {"timeout_s": 1.0, "poll_interval_s": 1.0}
-    rtu = {"port": rtu_link, "baudrate": 19200, "parity": "E", "stopbits": 1, "bytesize": 8}
+    rtu = {"port": rtu_link, "baudrate": 19200, "parity": "N", "stopbits": 1, "bytesize": 8}
     devices: list[dict[str, Any]] = [
         {
             "name": "cabinet",

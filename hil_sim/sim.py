@@ -2,7 +2,7 @@
 
 :class:`Simulator` owns one :class:`~hil_sim.plant.Plant`, the device register maps, a Modbus
 TCP server (cabinet unit 1, flow meter unit 2), a Modbus RTU server on a pty (VFDs 11–13,
-pressure transmitters 21–22, 19200 8E1), the OPC UA server, the JSON-lines control port and the
+pressure transmitters 21–22, 19200 8N1 by default), the OPC UA server, the JSON-lines control port and the
 truth writer. ``await sim.start()`` brings everything up (servers announce themselves through
 ``announce``), ``await sim.run()`` steps until :meth:`request_stop`, ``await sim.stop()`` ends
 it all.
@@ -71,7 +71,7 @@ class SimOptions:
     summary_every_s: float = 5.0
     start_time_of_day_s: float | None = None
     rtu_baudrate: int = 19200
-    rtu_parity: str = "E"
+    rtu_parity: str = "N"
 
 
 class Simulator:
