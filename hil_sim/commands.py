@@ -84,6 +84,12 @@ def _set(sim: Simulator, name: str, value: Any) -> None:
             raise CommandError(
                 f"watchdog_action must be one of {[a.value for a in WatchdogAction]}"
             ) from None
+    elif name == "day_speed":
+        pl.day_speed = max(0.0, _num(value, name))
+    elif name == "p_out.fault":
+        if value not in pl.PT_FAULTS:
+            raise CommandError(f"p_out.fault must be one of {list(pl.PT_FAULTS)}")
+        pl.pt_out_fault = value
     elif name == "speed":
         sim.speed = max(0.01, _num(value, name))
     elif name.startswith("pump") and name.endswith((".trip", ".mode")):
@@ -109,10 +115,14 @@ def _set(sim: Simulator, name: str, value: Any) -> None:
 SETTABLE = (
     "demand_factor", "suction_dip_mpa", "setpoint", "mode", "drives_on", "door", "flood",
     "turbidity_event_ntu", "chlorine_in_mg_l", "analyser_status", "watchdog_timeout_s",
-    "watchdog_action", "speed", "pump<N>.trip", "pump<N>.mode", "<modbus point>.stuck",
+    "watchdog_action", "day_speed", "p_out.fault", "speed", "pump<N>.trip", "pump<N>.mode",
+    "<modbus point>.stuck",
 )  # fmt: skip
 """Names accepted by ``set``. ``pump<N>.trip`` latches a drive fault code (0 clears it);
-``<point>.stuck`` freezes one Modbus point's registers bit-exact (sensor stuck, domain.md §6.2)."""
+``<point>.stuck`` freezes one Modbus point's registers bit-exact (sensor stuck, domain.md §6.2);
+``day_speed`` runs the time of day (diurnal demand, mains pressure) that many times faster than
+plant time; ``p_out.fault`` is ``none``/``open``/``short``/``range`` (outlet transmitter faults,
+see ``Plant.PT_FAULTS``)."""
 
 _FAULT_FIELDS = {f.name for f in dataclasses.fields(UnitFaults)} - {"exceptions", "garbage_before"}
 

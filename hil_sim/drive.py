@@ -49,6 +49,10 @@ class WatchdogAction(enum.StrEnum):
     STOP = "stop"
     MAX = "max"
     STOP_TRIP = "stop_trip"
+    LOCAL = "local"
+    """Hand control back to the cabinet's own controller (the plant leaves bus mode). Simulator
+    model of a drive/PLC set to fall back to local (terminal/PID) control on a fieldbus timeout;
+    not one of the Danfoss 8-04 values listed in domain.md."""
 
 
 FAULT_COMMS = 18
@@ -130,6 +134,8 @@ class Drive:
                 return self.f_out_hz > 0.0 or self.bus_run, self._frozen_hz
             if action is WatchdogAction.MAX:
                 return True, self.f_max_hz
+            if action is WatchdogAction.LOCAL:  # the plant switches to auto; hold until then
+                return self.f_out_hz > 0.0 or self.bus_run, self._frozen_hz
             return False, 0.0
         return self.bus_run, self.bus_freq_hz
 

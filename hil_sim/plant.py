@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from hil_sim.controller import CabinetController, ControllerParams
 from hil_sim.drive import Drive, WatchdogAction
@@ -119,6 +120,10 @@ class Plant:
         self.suction_dip_mpa = 0.0
         self.watchdog_timeout_s = 60.0
         self.watchdog_action = WatchdogAction.FREEZE
+        self.watchdog_fallbacks = 0
+        self.day_speed = 1.0
+        self.pt_out_fault = "none"
+        self._tod_s = p.start_time_of_day_s
         self.pumps = [PumpState() for _ in range(p.n_pumps)]
         self.controller = CabinetController(p.n_pumps, p.controller, p.curve)
         self.demand = PulseDemand()
@@ -186,13 +191,45 @@ class Plant:
 
     @property
     def time_of_day_s(self) -> float:
-        """Local time of day, s since midnight."""
-        return (self.params.start_time_of_day_s + self.t_s) % 86400.0
+        """Local time of day, s since midnight. It runs ``day_speed`` times faster than plant
+        time (a day compressed into minutes for the diurnal demand profile, while every
+        dynamic — drives, tank, draws — stays in plant time)."""
+        return self._tod_s % 86400.0
+
+    PT_FAULTS: ClassVar[dict[str, float | None]] = {
+        "none": None,
+        "open": -0.4,
+        "short": 1.8,
+        "range": 1.4,
+    }
+    """Outlet-transmitter faults: the value it reports, MPa. ``open``: a 0–1.6 MPa 4–20 mA
+    element with an open loop (0 mA → −0.4 MPa); ``short``: 22 mA → 1.8 MPa (NAMUR NE 43 failure
+    currents [S31]); ``range``: an implausible but in-span 1.4 MPa (domain.md §6.2)."""
+
+    @property
+    def p_out_tx(self) -> float:
+        """What the outlet RS-485 transmitter reports, MPa (:data:`PT_FAULTS`); the cabinet's
+        own controller keeps its separate sensor (``p_out_meas``)."""
+        fault = self.PT_FAULTS.get(self.pt_out_fault)
+        return self.p_out_meas if fault is None else fault
+
+    def _watchdog_local(self) -> None:
+        """Bus mode with the ``local`` watchdog action: when no drive got a control write for
+        the timeout, the cabinet's own controller takes over (see WatchdogAction.LOCAL)."""
+        if (
+            self.mode == MODE_BUS
+            and self.watchdog_action is WatchdogAction.LOCAL
+            and self.watchdog_timeout_s > 0
+            and self.t_s - max(p.drive.last_control_s for p in self.pumps) > self.watchdog_timeout_s
+        ):
+            self.set_mode(MODE_AUTO)
+            self.watchdog_fallbacks += 1
 
     def step(self, dt_s: float) -> None:
         """Advance the plant by ``dt_s`` seconds (> 0; 0.05–0.1 s keeps the dynamics right)."""
         p = self.params
         self.t_s += dt_s
+        self._tod_s += dt_s * self.day_speed
         tod = self.time_of_day_s
         self.p_in = max(
             mains_pressure_mpa(tod, p.mains_mean_mpa, p.mains_swing_mpa) - self.suction_dip_mpa,
@@ -212,6 +249,7 @@ class Plant:
         self._account(dt_s)
 
     def _drive_pumps(self, dt_s: float) -> None:
+        self._watchdog_local()
         hours = [pump.run_s for pump in self.pumps]
         available = [pump.mode == PUMP_AUTO and not pump.drive.fault_code for pump in self.pumps]
         decision = None

@@ -58,7 +58,7 @@ class PressureTransmitter:
     def update(self) -> None:
         """Serve the measured pressure."""
         pl = self.plant
-        value: Number = pl.p_in_meas if self.which == "p_in" else pl.p_out_meas
+        value: Number = pl.p_in_meas if self.which == "p_in" else pl.p_out_tx
         self.map.publish(
             {
                 self.which: value,
