@@ -253,6 +253,7 @@ class MqttConnection:
         self.closed.set()
         if not self._connack.done():
             self._connack.set_exception(ConnectFailed(why))
+            self._connack.exception()  # mark retrieved: nobody may be waiting any more
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():

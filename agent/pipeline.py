@@ -62,7 +62,12 @@ class Ingest:
         self._synced_at = time.monotonic()
 
     def submit(self, readings: Sequence[Reading], ts_ms: int | None = None) -> None:
-        """Stamp one poll's readings (now, unless ``ts_ms``), cache and queue them."""
+        """Cache one poll's readings and queue them for the buffer.
+
+        Args:
+            readings: the poll's readings.
+            ts_ms: wall-clock time the poll started, UTC ms (default: now).
+        """
         mono = time.monotonic()
         if ts_ms is None:
             ts_ms = self.clock.now_ms()

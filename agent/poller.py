@@ -15,14 +15,24 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from agent.model import Backoff, ConnectError, ConnectionLost, DriverError, Quality, Reading
+from agent.model import (
+    Backoff,
+    ConnectError,
+    ConnectionLost,
+    DriverError,
+    Quality,
+    Reading,
+    WallClock,
+    clock,
+)
 from drivers.base import Driver, ReadPlan
 from drivers.specs import PointSpec
 
 log = logging.getLogger(__name__)
 
-Sink = Callable[[Sequence[Reading]], None]
-"""Where a poll's readings go (``Ingest.submit``); must not block."""
+Sink = Callable[[Sequence[Reading], int], None]
+"""Where a poll's readings go, with the wall-clock ms of the poll's start (``Ingest.submit``);
+must not block."""
 
 
 @dataclass(slots=True)
@@ -56,9 +66,16 @@ class ConnectionPoller:
         sink: receives each poll's readings.
     """
 
-    def __init__(self, driver: Driver, groups: dict[float, list[PointSpec]], sink: Sink) -> None:
+    def __init__(
+        self,
+        driver: Driver,
+        groups: dict[float, list[PointSpec]],
+        sink: Sink,
+        wall: WallClock = clock,
+    ) -> None:
         self.driver = driver
         self.sink = sink
+        self.wall = wall
         self.counters = PollerCounters()
         self.backoff = Backoff(initial_s=1.0, cap_s=30.0)
         now = time.monotonic()
@@ -101,25 +118,26 @@ class ConnectionPoller:
 
     async def _tick(self, group: _Group) -> None:
         self.counters.polls += 1
+        ts_ms = self.wall.now_ms()
         if not self._connected:
             await self._try_connect()
         if not self._connected:
             self.counters.polls_failed += 1
-            self.sink(_failed(group.points, "disconnected"))
+            self.sink(_failed(group.points, "disconnected"), ts_ms)
             return
         try:
             readings = await self.driver.read(group.plan)
         except ConnectionLost as exc:
             await self._lost(str(exc))
             self.counters.polls_failed += 1
-            self.sink(_failed(group.points, "disconnected"))
+            self.sink(_failed(group.points, "disconnected"), ts_ms)
             return
         except DriverError as exc:  # a driver bug must not stop the agent
             log.exception("%s: read failed", self.name)
             self.counters.last_error = str(exc)
-            self.sink(_failed(group.points, "driver_error"))
+            self.sink(_failed(group.points, "driver_error"), ts_ms)
             return
-        self.sink(readings)
+        self.sink(readings, ts_ms)
 
     async def _try_connect(self) -> None:
         now = time.monotonic()

@@ -60,7 +60,7 @@ def devices_config(
             "name": "cabinet",
             "description": "booster control cabinet / PLC, Wilo-Control CC-FC-like map",
             "transport": "modbus-tcp", "host": host, "port": tcp_port, "unit_id": 1, **common,
-            "max_read_registers": 125, "max_read_bits": 2000, "max_gap": 10,
+            "max_read_registers": 125, "max_read_bits": 2000, "max_gap": 125,
             "addressing": "register-number",
             "points": [_point(p, register_number=True) for p in cabinet_points()],
         },

@@ -1,0 +1,308 @@
+"""Real processes for end-to-end tests: a private Mosquitto, the simulator, the agent, a subscriber.
+
+Everything listens on 127.0.0.1 only, on free ports. Each class stops its process on ``stop()``
+(SIGTERM, then SIGKILL after a bound), so a failing test leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config" / "example.yaml"
+RTU_DEVICES = ("vfd1", "vfd2", "vfd3", "pt_suction", "pt_outlet")
+TCP_DEVICES = ("cabinet", "flowmeter")
+OPCUA_DEVICE = "analyser"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout_s: float, what: str, step_s: float = 0.05
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(step_s)
+
+
+def _stop_process(
+    proc: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM, timeout_s: float = 15
+) -> int | None:
+    if proc is None or proc.poll() is not None:
+        return None if proc is None else proc.returncode
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+        raise AssertionError(
+            f"{proc.args!r} did not stop within {timeout_s} s of signal {sig}"
+        ) from None
+
+
+class Mosquitto:
+    """A private Mosquitto on a free loopback port, with on-disk persistence (so a subscriber's
+    persistent session survives a restart). Never the machine's broker on 1883."""
+
+    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
+        self.port = port or free_port()
+        self.dir = workdir / f"mosquitto-{self.port}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.conf = self.dir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence true\npersistence_location {self.dir}/\n"
+            f"log_dest file {self.dir}/mosquitto.log\n{extra_conf}"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Mosquitto:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for(self._listening, 10, f"mosquitto on port {self.port}")
+        return self
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        _stop_process(self.proc)
+        self.proc = None
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+
+class Simulator:
+    """``hil-sim run`` as a subprocess on free ports, with a truth file and its control port."""
+
+    def __init__(self, workdir: Path, *extra: str) -> None:
+        self.workdir = workdir
+        self.tcp_port = free_port()
+        self.opcua_port = free_port()
+        self.control_port = free_port()
+        self.rtu_link = str(workdir / "ttyRTU0")
+        self.truth = workdir / "truth.jsonl"
+        self.log = workdir / "sim.log"
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Simulator:
+        args = [
+            sys.executable,
+            "-m",
+            "hil_sim.cli",
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--modbus-tcp-port",
+            str(self.tcp_port),
+            "--opcua-port",
+            str(self.opcua_port),
+            "--rtu-link",
+            self.rtu_link,
+            "--control-port",
+            str(self.control_port),
+            "--truth",
+            str(self.truth),
+            *self.extra,
+        ]
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        wait_for(lambda: "control ready" in self.log.read_text(), 30, "the simulator to be ready")
+        return self
+
+    def command(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Send one control-port command; return its answer (fails the test on ok=false)."""
+        with socket.create_connection(("127.0.0.1", self.control_port), timeout=5) as s:
+            s.sendall(json.dumps(cmd).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+        answer = json.loads(data)
+        assert answer.get("ok"), f"simulator refused {cmd}: {answer}"
+        return answer
+
+    def overrides(self) -> list[str]:
+        """``--set`` overrides that point config/example.yaml at this simulator."""
+        sets = [f"devices.{d}.port={self.tcp_port}" for d in TCP_DEVICES]
+        sets += [f"devices.{d}.port={self.rtu_link}" for d in RTU_DEVICES]
+        sets.append(
+            f"devices.{OPCUA_DEVICE}.endpoint=opc.tcp://127.0.0.1:{self.opcua_port}/pumproom/hil-sim/"
+        )
+        return sets
+
+    def stop(self) -> None:
+        _stop_process(self.proc)
+        self.proc = None
+
+
+@dataclass
+class AgentProc:
+    """``pumproom-agent run`` as a subprocess on ``config/example.yaml`` with overrides."""
+
+    workdir: Path
+    broker_port: int
+    sim: Simulator
+    site: str
+    extra: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    runs: int = 0
+
+    @property
+    def buffer(self) -> Path:
+        return self.workdir / "buffer.sqlite"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "agent.log"
+
+    def start(self) -> AgentProc:
+        sets = [
+            *self.sim.overrides(),
+            f"site.id={self.site}",
+            f"uplink.broker=mqtt://127.0.0.1:{self.broker_port}",
+            f"uplink.keepalive_s=5",
+            f"buffer.path={self.buffer}",
+            *self.extra,
+        ]
+        args = [sys.executable, "-m", "agent.cli", "run", "-c", str(EXAMPLE)]
+        for s in sets:
+            args += ["--set", s]
+        self.runs += 1
+        with open(self.log, "ab") as out:
+            out.write(f"---- run {self.runs}\n".encode())
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        code = _stop_process(self.proc, sig)
+        self.proc = None
+        return code
+
+    def buffered_seqs(self) -> set[int]:
+        """Seqs still in the buffer file (the agent must be stopped)."""
+        with sqlite3.connect(self.buffer) as db:
+            return {r[0] for r in db.execute("SELECT seq FROM samples")}
+
+    def appended(self) -> int:
+        """Highest seq ever assigned (SQLite's AUTOINCREMENT counter)."""
+        with sqlite3.connect(self.buffer) as db:
+            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='samples'").fetchone()
+        return int(row[0]) if row else 0
+
+
+class Subscriber:
+    """A platform-side MQTT subscriber on ``{prefix}/{site}/#`` that records every message.
+
+    It uses a persistent session (clean_session false, fixed client id) on a broker with
+    persistence, so nothing is missed across broker restarts. Redeliveries by the broker are
+    the broker's duplicates; tests count samples by seq.
+    """
+
+    def __init__(self, port: int, site: str, prefix: str = "pumproom/v1") -> None:
+        self.port = port
+        self.topic = f"{prefix}/{site}/#"
+        self.messages: list[tuple[str, dict[str, Any], bool]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=f"platform-{site}",
+            clean_session=False,
+            protocol=paho.MQTTv311,
+        )
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic, qos=1)
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.2, 1.0)
+
+    def start(self) -> Subscriber:
+        self.client.connect("127.0.0.1", self.port, keepalive=10)
+        self.client.loop_start()
+        assert self._subscribed.wait(10), "subscriber not subscribed"
+        return self
+
+    def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
+        body = json.loads(msg.payload) if msg.payload else {}
+        with self._lock:
+            self.messages.append((msg.topic, body, bool(msg.retain)))
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    def snapshot(self) -> list[tuple[str, dict[str, Any], bool]]:
+        with self._lock:
+            return list(self.messages)
+
+    def samples(self) -> list[tuple[int, str, int, Any, str, str | None, bool]]:
+        """Every received telemetry sample as (seq, point, t, value, q, reason, hist), duplicates included."""
+        out = []
+        for topic, body, _ in self.snapshot():
+            if "/telemetry" not in topic:
+                continue
+            for point, series in body["series"].items():
+                for s in series["s"]:
+                    q = s[3] if len(s) > 3 else "g"
+                    reason = s[4] if len(s) > 4 else None
+                    out.append((s[0], point, s[1], s[2], q, reason, body["hist"]))
+        return out
+
+    def latest_by_point(self) -> dict[str, tuple[int, Any, str, str | None]]:
+        """Point → (t, value, q, reason) of its newest sample by seq."""
+        best: dict[str, tuple[int, int, Any, str, str | None]] = {}
+        for seq, point, t, v, q, r, _ in self.samples():
+            if point not in best or seq > best[point][0]:
+                best[point] = (seq, t, v, q, r)
+        return {p: b[1:] for p, b in best.items()}
+
+
+def seq_report(received: Iterable[int], buffered: set[int], appended: int) -> tuple[set[int], int]:
+    """(missing seqs, duplicate count): every seq 1..appended must be received or still buffered."""
+    seen: dict[int, int] = {}
+    for s in received:
+        seen[s] = seen.get(s, 0) + 1
+    missing = set(range(1, appended + 1)) - set(seen) - buffered
+    duplicates = sum(n - 1 for n in seen.values())
+    return missing, duplicates
