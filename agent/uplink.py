@@ -126,6 +126,7 @@ class Uplink:
         self._window = asyncio.Semaphore(settings.inflight_window)
         self._events_wake = asyncio.Event()
         self._session = 0
+        self._failing = False
         self._stopping = False
         self._settling: set[asyncio.Task[None]] = set()
 
@@ -170,14 +171,15 @@ class Uplink:
             except ConnectFailed as exc:
                 self.counters.connect_failures += 1
                 self.counters.last_error = str(exc)
-                delay = self.backoff.next()
-                if self.backoff.failures == 1:
+                if not self._failing:
                     log.warning(
                         "uplink: cannot connect to %s (%s); retrying", self.broker.host, exc
                     )
-                await asyncio.sleep(delay)
+                    self._failing = True
+                await asyncio.sleep(self.backoff.next())
                 continue
             self.backoff.reset()
+            self._failing = False
             self.counters.connects += 1
             log.info(
                 "uplink: connected to %s:%d, session %d",

@@ -202,7 +202,7 @@ class AgentProc:
             *self.sim.overrides(),
             f"site.id={self.site}",
             f"uplink.broker=mqtt://127.0.0.1:{self.broker_port}",
-            f"uplink.keepalive_s=5",
+            "uplink.keepalive_s=5",
             f"buffer.path={self.buffer}",
             *self.extra,
         ]
@@ -277,7 +277,7 @@ class Subscriber:
             return list(self.messages)
 
     def samples(self) -> list[tuple[int, str, int, Any, str, str | None, bool]]:
-        """Every received telemetry sample as (seq, point, t, value, q, reason, hist), duplicates included."""
+        """Telemetry samples received, duplicates too: (seq, point, t, value, q, reason, hist)."""
         out = []
         for topic, body, _ in self.snapshot():
             if "/telemetry" not in topic:

@@ -1,7 +1,8 @@
-"""End to end: simulator ⇄ agent ⇄ Mosquitto ⇄ platform subscriber, all real processes on loopback."""
+"""End to end: simulator, agent, Mosquitto and a platform subscriber as real processes."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import defaultdict
@@ -101,7 +102,7 @@ def test_broker_down_20_s_every_sample_arrives_afterwards(
     assert not missing, f"{len(missing)} samples lost, e.g. seqs {sorted(missing)[:10]}"
 
     per_point: dict[str, list[int]] = defaultdict(list)
-    for seq, point, t, *_ in {s[0]: s for s in samples}.values():
+    for _seq, point, t, *_ in {s[0]: s for s in samples}.values():
         per_point[point].append(t)
     counts = {p: len(ts) for p, ts in per_point.items()}
     assert max(counts.values()) - min(counts.values()) <= 1, "every point is polled every cycle"
@@ -109,7 +110,7 @@ def test_broker_down_20_s_every_sample_arrives_afterwards(
     assert len(in_gap) >= 18, f"polling continued while the broker was down ({len(in_gap)} polls)"
     for point, ts in per_point.items():
         ts.sort()
-        worst = max(b - a for a, b in zip(ts, ts[1:], strict=False))
+        worst = max(b - a for a, b in itertools.pairwise(ts))
         assert worst < 2500, f"{point}: a {worst} ms hole in the series"
 
 
