@@ -173,6 +173,11 @@ class ModbusTcpConnection:
         timeout_s: per-request response timeout, seconds.
         connect_timeout_s: TCP connect timeout, seconds.
         limits: request limits per unit id, keyed by unit id.
+        connection_mode: ``"persistent"`` keeps the socket open between polls; ``"per-poll"``
+            opens it for each poll (or write) and closes it after, for devices that accept only
+            one TCP client, so a technician's laptop can connect between polls.
+        lenient_tid: accept a response whose transaction id does not match (gateways that never
+            echo it), if its unit id, function code and byte count answer the request.
     """
 
     name: str
@@ -181,6 +186,8 @@ class ModbusTcpConnection:
     timeout_s: float = 1.0
     connect_timeout_s: float = 3.0
     limits: tuple[tuple[int, ModbusLimits], ...] = ()
+    connection_mode: str = "persistent"
+    lenient_tid: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +203,10 @@ class ModbusRtuConnection:
         bytesize: 7 or 8.
         timeout_s: per-request response timeout, seconds.
         limits: request limits per unit id, keyed by unit id.
+        local_echo: the RS-485 adapter echoes every transmitted frame back (2-wire adapters
+            without echo suppression); the master then verifies and discards the echo.
+        guard_s: after a timeout or a bad frame, the master waits this long and flushes the
+            line before the next request, so a late reply is never taken for the next answer.
     """
 
     name: str
@@ -206,6 +217,8 @@ class ModbusRtuConnection:
     bytesize: int = 8
     timeout_s: float = 1.0
     limits: tuple[tuple[int, ModbusLimits], ...] = ()
+    local_echo: bool = False
+    guard_s: float = 0.1
 
 
 @dataclass(frozen=True, slots=True)

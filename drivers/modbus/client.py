@@ -19,6 +19,15 @@ connection, see :mod:`drivers.modbus.link`). Outcomes:
 * exception 05/06 (acknowledge / device busy, :data:`TRANSIENT_EXCEPTIONS`) → COMM_FAIL with reason
   ``modbus:exception:<code>`` for that request, nothing learned.
 
+Per unit id a :class:`~drivers.modbus.health.UnitHealth` counts polls, successes, timeouts, CRC
+errors and exceptions, and marks a unit offline after repeated timeouts (probed at a lower rate,
+reason ``offline`` meanwhile, see :mod:`drivers.modbus.health`); a frame with a bad CRC or a garbled
+one is COMM_FAIL with reason ``crc`` / ``garbled`` (RTU resends a bad-CRC request once first).
+
+Modbus TCP ``connection_mode: per-poll`` opens the socket at the start of each read or write and
+closes it at the end, so a device that accepts one TCP client can also be reached by a
+technician's laptop between polls; the driver never holds more than one socket to a device.
+
 ``ConnectionLost`` is raised only when the transport is gone (TCP socket closed, serial port
 vanished) and, on Modbus TCP, after :data:`TCP_MAX_CONSECUTIVE_TIMEOUTS` consecutive timeouts (a
 socket that accepts but never answers; a TCP gateway's RS-485 side may still answer other unit ids,
@@ -31,10 +40,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from agent.model import ConnectionLost, Quality, Reading, Value, WriteError
+from agent.model import ConnectError, ConnectionLost, Quality, Reading, Value, WriteError
 from drivers.base import Driver, ReadPlan
 from drivers.modbus import codec
+from drivers.modbus.health import UnitHealth
 from drivers.modbus.link import (
+    ModbusCrcError,
     ModbusExceptionResponse,
     ModbusGarbled,
     ModbusLink,
@@ -78,6 +89,10 @@ class ModbusDriver(Driver):
         self._version = 0
         self._cache: dict[int, tuple[int, ModbusReadPlan, tuple[ReadRequest, ...]]] = {}
         self._consecutive_timeouts = 0
+        self._units: dict[int, UnitHealth] = {}
+        self._per_poll = (
+            isinstance(spec, ModbusTcpConnection) and spec.connection_mode == "per-poll"
+        )
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -87,15 +102,30 @@ class ModbusDriver(Driver):
         Raises:
             ValueError: a point is not a :class:`~drivers.specs.ModbusPoint`, or cannot be read.
         """
-        return ModbusReadPlan(points, self._limits)
+        plan = ModbusReadPlan(points, self._limits)
+        for p in plan.points:
+            self._unit(p.unit_id, p.device)
+        return plan
+
+    def _unit(self, unit_id: int, device: str = "") -> UnitHealth:
+        h = self._units.get(unit_id)
+        if h is None:
+            rtu = isinstance(self.spec, ModbusRtuConnection)
+            h = self._units[unit_id] = UnitHealth(unit_id, device, self.name, shared_bus=rtu)
+        elif device and device not in h.device.split(","):
+            h.device = f"{h.device},{device}" if h.device else device
+        return h
 
     async def connect(self) -> None:
-        """Open the TCP socket or serial port; forget learned-unreadable points.
+        """Open the TCP socket or serial port; forget learned-unreadable points. In per-poll
+        mode the socket is opened once to prove the device is reachable, then closed.
 
         Raises:
             ConnectError: refused, port missing, or timed out.
         """
         await self._link.connect()
+        if self._per_poll:
+            self._link.close()
         self._forget()
         self._consecutive_timeouts = 0
 
@@ -103,22 +133,42 @@ class ModbusDriver(Driver):
         """Close the connection. Idempotent; never raises."""
         self._link.close()
 
+    async def _open_for_poll(self) -> None:
+        if self._per_poll:
+            try:
+                await self._link.connect()
+            except ConnectError as exc:
+                raise ConnectionLost(str(exc)) from exc
+
+    def _end_poll(self) -> None:
+        if self._per_poll:
+            self._link.close()
+
     def counters(self) -> dict[str, Any]:
-        """Health counters: ``requests``, ``responses``, ``timeouts``, ``exceptions`` (code →
-        count), ``garbled``, ``reconnects`` (connects after the first), ``last_error``,
-        ``last_ok`` (``time.monotonic()`` of the last answer), ``unreadable_points``.
+        """Health counters of the port (or TCP connection) and of each unit id.
+
+        Port: ``requests``, ``responses``, ``timeouts``, ``crc_errors``, ``garbled``,
+        ``exceptions`` (code → count), ``reconnects`` (opens after the first; per-poll sockets
+        are not reconnects), ``last_error``, ``last_ok`` (``time.monotonic()`` of the last
+        answer), ``unreadable_points``, plus ``noise_bytes``/``echoes_seen`` (RTU) or
+        ``tid_mismatches``/``sockets_opened`` (TCP). ``devices``: device name → the unit's
+        :meth:`~drivers.modbus.health.UnitHealth.snapshot` (polls, successes, timeouts,
+        crc_errors, garbled, exceptions, skipped, offline, last_error).
         """
         link = self._link
         return {
             "requests": link.requests,
             "responses": link.responses,
             "timeouts": link.timeouts,
+            "crc_errors": link.crc_errors,
             "exceptions": dict(link.exceptions),
             "garbled": link.garbled,
-            "reconnects": max(0, link.connects - 1),
+            "reconnects": 0 if self._per_poll else max(0, link.connects - 1),
             "last_error": link.last_error,
             "last_ok": link.last_ok,
             "unreadable_points": len(self._bad),
+            **link.port_counters(),
+            "devices": {h.device or f"unit{u}": h.snapshot() for u, h in self._units.items()},
         }
 
     # --- reading --------------------------------------------------------------------------
@@ -134,26 +184,52 @@ class ModbusDriver(Driver):
             raise ValueError("not a Modbus read plan")
         if self._learned_at is not None and time.monotonic() - self._learned_at >= self.reprobe_s:
             self._forget()
+        await self._open_for_poll()
+        try:
+            return await self._read(plan)
+        finally:
+            self._end_poll()
+
+    async def _read(self, plan: ModbusReadPlan) -> list[Reading]:
         points = plan.points
         out: list[Reading | None] = [None] * len(points)
+        requests = self._requests(plan)
+        skipped: set[int] = set()
+        probing: set[int] = set()
+        for unit_id in dict.fromkeys(r.unit_id for r in requests):
+            health = self._unit(unit_id)
+            was_offline = health.offline
+            if not health.due():
+                skipped.add(unit_id)
+            elif was_offline:
+                probing.add(unit_id)
         dead_units: set[int] = set()
-        for req in self._requests(plan):
+        for req in requests:
+            health = self._unit(req.unit_id)
+            if req.unit_id in skipped:
+                self._fill(out, points, req.members, Quality.COMM_FAIL, "offline")
+                continue
             if req.unit_id in dead_units:
                 self._fill(out, points, req.members, Quality.COMM_FAIL, "timeout")
                 continue
             try:
                 block = await self._link.read(req.unit_id, req.table, req.address, req.count)
-            except ModbusTimeout:
+            except ModbusTimeout as exc:
+                health.timed_out(str(exc))
                 self._timed_out()
-                dead_units.add(req.unit_id)
-                self._fill(out, points, req.members, Quality.COMM_FAIL, "timeout")
+                (skipped if req.unit_id in probing else dead_units).add(req.unit_id)
+                reason = "offline" if req.unit_id in probing else "timeout"
+                self._fill(out, points, req.members, Quality.COMM_FAIL, reason)
                 continue
-            except ModbusGarbled:
-                self._consecutive_timeouts = 0
-                self._fill(out, points, req.members, Quality.COMM_FAIL, "garbled")
+            except ModbusGarbled as exc:
+                self._answered_badly(health, exc)
+                reason = "crc" if isinstance(exc, ModbusCrcError) else "garbled"
+                self._fill(out, points, req.members, Quality.COMM_FAIL, reason)
                 continue
             except ModbusExceptionResponse as exc:
                 self._consecutive_timeouts = 0
+                health.exception(exc.code)
+                probing.discard(req.unit_id)
                 if exc.code in TRANSIENT_EXCEPTIONS:
                     reason = f"modbus:exception:{exc.code}"
                     self._fill(out, points, req.members, Quality.COMM_FAIL, reason)
@@ -162,12 +238,18 @@ class ModbusDriver(Driver):
                     dead_units.add(req.unit_id)
                 continue
             self._consecutive_timeouts = 0
+            health.answered()
+            probing.discard(req.unit_id)
             for m in req.members:
                 out[m.index] = codec.decode_point(points[m.index], block, m.offset)
         for i, p in enumerate(points):
             if out[i] is None:
                 out[i] = Reading(p.name, None, Quality.BAD_VALUE, self._bad.get(p.name, "unread"))
         return [r for r in out if r is not None]
+
+    def _answered_badly(self, health: UnitHealth, exc: ModbusGarbled) -> None:
+        self._consecutive_timeouts = 0
+        health.failed("crc_errors" if isinstance(exc, ModbusCrcError) else "garbled", str(exc))
 
     def _requests(self, plan: ModbusReadPlan) -> tuple[ReadRequest, ...]:
         """The plan's requests with learned-unreadable points skipped (cached per version)."""
@@ -202,19 +284,24 @@ class ModbusDriver(Driver):
         for (address, width), members in extents.items():
             try:
                 block = await self._link.read(req.unit_id, req.table, address, width)
-            except ModbusTimeout:
+            except ModbusTimeout as exc:
+                self._unit(req.unit_id).timed_out(str(exc))
                 self._timed_out()
                 self._fill_rest(out, points, req.members, "timeout")
                 return False
-            except ModbusGarbled:
-                self._fill(out, points, members, Quality.COMM_FAIL, "garbled")
+            except ModbusGarbled as exc:
+                self._answered_badly(self._unit(req.unit_id), exc)
+                reason = "crc" if isinstance(exc, ModbusCrcError) else "garbled"
+                self._fill(out, points, members, Quality.COMM_FAIL, reason)
                 continue
             except ModbusExceptionResponse as exc:
+                self._unit(req.unit_id).exceptions[exc.code] += 1
                 any_bad = True
                 r = f"modbus:exception:{exc.code}"
                 self._learn_bad(req, [points[m.index] for m in members], r)
                 self._fill(out, points, members, Quality.BAD_VALUE, r)
                 continue
+            self._unit(req.unit_id).successes += 1
             for m in members:
                 out[m.index] = codec.decode_point(points[m.index], block, 0)
         if not any_bad:
@@ -317,18 +404,19 @@ class ModbusDriver(Driver):
                 regs = codec.encode_registers(point, value)
             except ValueError as exc:
                 raise WriteError(str(exc), "range") from exc
+        await self._open_for_poll()
         try:
             uid, addr = point.unit_id, point.address
             if point.table is Table.COIL:
-                await self._link.call("write_coil", uid, addr, bool(value))
+                await self._link.write_coil(uid, addr, bool(value))
             elif is_bit:
                 current = (await self._link.read(uid, point.table, addr, 1))[0]
                 new = codec.encode_bit(point, int(current), bool(value))
-                await self._link.call("write_register", uid, addr, new)
+                await self._link.write_register(uid, addr, new)
             elif len(regs) == 1:
-                await self._link.call("write_register", uid, addr, regs[0])
+                await self._link.write_register(uid, addr, regs[0])
             else:
-                await self._link.call("write_registers", uid, addr, regs)
+                await self._link.write_registers(uid, addr, regs)
         except ModbusTimeout as exc:
             self._timed_out()
             raise WriteError(f"{point.name}: {exc}", "timeout") from exc
@@ -337,4 +425,6 @@ class ModbusDriver(Driver):
             raise WriteError(f"{point.name}: {exc}", f"modbus:exception:{exc.code}") from exc
         except ModbusGarbled as exc:
             raise WriteError(f"{point.name}: {exc}", "garbled") from exc
+        finally:
+            self._end_poll()
         self._consecutive_timeouts = 0
