@@ -223,3 +223,44 @@ def _shared_buses(ctx: _Ctx, devices: Sequence[tuple[int, DeviceConfig]]) -> Ite
 
 def _given(ctx: _Ctx, i: int, key: str) -> bool:
     return ("devices", i, key) in ctx.positions.values
+
+
+def check_control(
+    devices: Sequence[CheckedDevice], data: Any, positions: Positions
+) -> list[Problem]:
+    """Problems of ``control:`` against ``devices:``: a referenced point that does not exist,
+    and a point the loop writes that is not writable. Skipped when ``control`` is absent or
+    not a mapping (the schema reports that)."""
+    control = data.get("control") if isinstance(data, dict) else None
+    if not isinstance(control, dict):
+        return []
+    ctx = _Ctx(data, positions)
+    points: dict[str, PointCommon] = {p.name: p for d in devices for _, p in d.points}
+    problems: list[Problem] = []
+    refs: list[tuple[Path_, str, bool]] = []
+    section = control.get("points")
+    for key, value in section.items() if isinstance(section, dict) else []:
+        refs.append((("control", "points", key), value, key in _CONTROL_WRITES))
+    pumps = control.get("pumps")
+    for i, pump in enumerate(pumps if isinstance(pumps, list) else []):
+        for key, value in pump.items() if isinstance(pump, dict) else []:
+            refs.append((("control", "pumps", i, key), value, key in ("cmd", "freq_ref")))
+    for path, name, written in refs:
+        if not isinstance(name, str):
+            continue  # the schema reports it
+        point = points.get(name)
+        if point is None:
+            msg = f"no point named '{name}' in devices"
+            close = [n for n in points if n.lower() == name.lower()]
+            if close:
+                msg += f" (did you mean '{close[0]}'?)"
+            problems.append(ctx.at(path, msg))
+        elif written and not point.writable:
+            problems.append(
+                ctx.at(path, f"the control loop writes '{name}', but that point is not writable")
+            )
+    return problems
+
+
+_CONTROL_WRITES = {"setpoint", "run_enable", "cabinet_mode"}
+"""``control.points`` keys the loop writes (the others it reads)."""

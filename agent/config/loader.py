@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from agent.config.checks import CheckedDevice, check_devices
+from agent.config.checks import CheckedDevice, check_control, check_devices
 from agent.config.messages import path_text, problems_from
 from agent.config.overrides import apply_overrides
 from agent.config.problems import ConfigError, Path_, Positions, Problem
@@ -73,7 +73,9 @@ def validate(data: Any, positions: Positions, problems: Sequence[Problem] = ()) 
         config = SiteConfig.model_validate(data)
     except ValidationError as exc:
         found += problems_from(exc, SiteConfig, data, positions)
-    found += check_devices(_checked_devices(data), data, positions)
+    checked = _checked_devices(data)
+    found += check_devices(checked, data, positions)
+    found += check_control(checked, data, positions)
     if found or config is None:
         raise ConfigError(found)
     return config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agent.config import plan
+from agent.config.control import ControlConfig
 from agent.config.schema import Buffer, Device, Site, Strict, Uplink
 
 
@@ -15,12 +16,14 @@ class SiteConfig(Strict):
         devices: Modbus TCP, Modbus RTU and OPC UA devices, in file order.
         uplink: MQTT session settings.
         buffer: SQLite store-and-forward settings.
+        control: the local constant-pressure loop, or ``None`` (no loop).
     """
 
     site: Site
     devices: list[Device]
     uplink: Uplink
     buffer: Buffer
+    control: ControlConfig | None = None
 
     def connections(self) -> list[plan.ConnectionPlan]:
         """One :class:`~agent.config.plan.ConnectionPlan` per driver (see
