@@ -38,7 +38,10 @@ def main() -> None:
     default="N",
     show_default=True,
     type=click.Choice(["N", "E", "O"]),
-    help="Parity the RTU bus is paced for. N by default: Linux refuses even/odd parity on a pseudo-terminal (tcsetattr EINVAL), so a client of the pty must open it 8N1.",
+    help=(
+        "Parity the RTU bus is paced for. N by default: Linux refuses even/odd parity on a "
+        "pseudo-terminal (tcsetattr EINVAL), so a client of the pty must open it 8N1."
+    ),
 )
 @click.option("--control-port", default=15080, show_default=True, type=int)
 @click.option("--truth", "truth_path", type=click.Path(dir_okay=False), help="JSON-lines file.")
@@ -114,6 +117,15 @@ def run(
 def _say(line: str) -> None:
     click.echo(line)
     sys.stdout.flush()
+
+
+@main.command()
+@click.option("--seconds", type=float, default=None, help="Stop after this long (default: Ctrl-C).")
+def demo(seconds: float | None) -> None:
+    """Run broker, simulator and agent together and show what the platform receives."""
+    from hil_sim.demo import run_demo
+
+    sys.exit(run_demo(seconds))
 
 
 async def _run(options: SimOptions) -> None:

@@ -2,10 +2,10 @@
 
 :class:`Simulator` owns one :class:`~hil_sim.plant.Plant`, the device register maps, a Modbus
 TCP server (cabinet unit 1, flow meter unit 2), a Modbus RTU server on a pty (VFDs 11–13,
-pressure transmitters 21–22, 19200 8N1 by default), the OPC UA server, the JSON-lines control port and the
-truth writer. ``await sim.start()`` brings everything up (servers announce themselves through
-``announce``), ``await sim.run()`` steps until :meth:`request_stop`, ``await sim.stop()`` ends
-it all.
+pressure transmitters 21–22, 19200 8N1 by default), the OPC UA server, the JSON-lines control
+port and the truth writer. ``await sim.start()`` brings everything up (servers announce
+themselves through ``announce``), ``await sim.run()`` steps until :meth:`request_stop`,
+``await sim.stop()`` ends it all.
 
 Timing: every ``step_s`` of wall time (monotonic deadlines, no catch-up queue) the plant advances
 ``step_s × speed`` of plant time in sub-steps of at most ``step_s``, then every device re-serves
