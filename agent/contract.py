@@ -25,8 +25,9 @@ Each sample is ``[seq, t_ms, value]`` when its quality is good, else
 ``[seq, t_ms, value, q, reason]`` with ``q`` one of ``c`` (comm fail), ``b`` (bad value),
 ``s`` (stale). ``seq`` is the sample's sequence number: unique per gateway buffer, strictly
 increasing in poll order, kept by backfill, so the platform deduplicates on (gw, seq) and detects
-loss as a gap that no data-loss event explains. ``unsynced`` lists the seqs taken while the
-gateway clock was not synchronised (absent when empty).
+loss as a gap that no data-loss event explains. Clock state: ``"synced": false`` when every
+sample of the message was taken while the gateway clock was not synchronised; otherwise
+``unsynced`` lists the seqs that were (both absent when all were synchronised).
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ def telemetry(
             unsynced.append(s.seq)
     msg = ident.header()
     msg.update(stream="telemetry", hist=hist, sent=sent_ms, series=series)
-    if unsynced:
+    if len(unsynced) == len(samples):
+        msg["synced"] = False
+    elif unsynced:
         msg["unsynced"] = unsynced
     return dumps(msg)
 

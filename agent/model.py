@@ -15,6 +15,7 @@ Shapes
 from __future__ import annotations
 
 import enum
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -188,10 +189,12 @@ def _kernel_clock_synced() -> bool:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         tx = _Timex()
         state = libc.adjtimex(ctypes.byref(tx))
-        # adjtimex(2): TIME_ERROR (5) means the clock is not synchronised.
-        return bool(state != 5)
     except (OSError, AttributeError):
-        return False
+        state = -1
+    if state < 0:  # refused (systemd ProtectClock=): ask systemd-timesyncd instead
+        return os.path.exists("/run/systemd/timesync/synchronized")
+    # adjtimex(2): TIME_ERROR (5) means the clock is not synchronised.
+    return bool(state != 5)
 
 
 clock = WallClock()
