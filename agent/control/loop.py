@@ -1,0 +1,569 @@
+"""The control loop around the pure law: reads the latest-value cache, decides, writes.
+
+Every ``period_s`` (monotonic deadlines; a late tick is skipped and counted, never queued) one
+synchronous :meth:`ControlLoop.tick` reads only :class:`agent.cache.Cache`, runs the pure parts
+(:mod:`~agent.control.protect`, :mod:`~agent.control.lowdemand`, :mod:`~agent.control.law`,
+:mod:`~agent.control.staging`) and hands writes to per-connection :class:`~agent.control.io.Writer`
+tasks and events to an :class:`~agent.control.io.EventQueue` task. A tick has no ``await``: a slow
+bus, disk or broker never delays it.
+
+Modes (``control.mode``):
+
+* ``supervisory``: the cabinet's own PID runs the pumps. The loop writes the ramped setpoint
+  (clock program, remote setpoint, proportional pressure applied) and run enable (0 while an
+  interlock is active), keeps the cabinet in automatic mode, and raises events on sensor
+  faults, interlocks and under-pressure.
+* ``direct``: the loop puts the cabinet into bus mode and closes the loop: PI on the outlet
+  pressure → lead frequency (every running pump gets it, master/follower), cascade staging,
+  sleep, interlocks. Each drive gets a control write at least every ``watchdog_refresh_s``, so
+  the drive's communication watchdog (Danfoss 8-03/8-04 [S29]) acts only if the agent dies.
+  On a bad outlet pressure the loop enters its ``fallback`` on the same tick: ``freeze``,
+  ``fixed`` (``fallback_hz``) or ``local`` (cabinet back to automatic). A clean stop hands
+  control back to the cabinet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from agent.cache import Cache
+from agent.config.control import ControlConfig
+from agent.control.io import EventQueue, Writer
+from agent.control.law import Mode, PidInput, PidState, pid_step, ramp, reset_for
+from agent.control.lowdemand import (
+    Phase,
+    SleepInput,
+    SleepState,
+    proportional_setpoint,
+    scheduled_setpoint,
+    sleep_offset,
+    sleep_step,
+)
+from agent.control.protect import (
+    InterlockState,
+    PvReading,
+    SensorState,
+    SupplyReading,
+    check_pv,
+    interlocks,
+)
+from agent.control.remote import RemoteSetpoint
+from agent.control.staging import StagingInput, StagingState, stage
+from agent.control.state import ACTIVE_BITS, MODE_CODES, LawParams, SetpointResult
+from agent.model import Quality, Reading, WallClock, clock
+from drivers.base import Driver
+from drivers.specs import PointSpec
+
+log = logging.getLogger(__name__)
+
+Outputs = Mapping[str, tuple[Driver, PointSpec]]
+"""Point name → (the driver its poller uses, its spec)."""
+
+START_FRACTION = 0.8
+"""A pump started from standstill begins at this fraction of ``out_max`` before the PI takes
+over (Danfoss 20-82 PID start speed: ramp open-loop to a start speed, then close the loop [S6])."""
+RECOVER_S = 2.0
+"""A good outlet pressure must last this long before the loop leaves its fallback (derived)."""
+
+_QUALITY = {
+    Quality.GOOD: "good",
+    Quality.COMM_FAIL: "comms",
+    Quality.BAD_VALUE: "bad",
+    Quality.STALE: "stale",
+}
+
+
+def outputs_from_pollers(pollers: Sequence[Any]) -> dict[str, tuple[Driver, PointSpec]]:
+    """Point name → (driver, spec) over the agent's pollers (``agent.pollers``)."""
+    out: dict[str, tuple[Driver, PointSpec]] = {}
+    for poller in pollers:
+        for group in poller.groups:
+            for spec in group.points:
+                out[spec.name] = (poller.driver, spec)
+    return out
+
+
+class ControlLoop:
+    """See the module docstring.
+
+    Args:
+        config: the ``control:`` section.
+        cache: the latest-value cache (the only thing read).
+        outputs: point name → (driver, spec) for writes (:func:`outputs_from_pollers`).
+        publish: receives the loop's telemetry readings (``ingest.submit``); must not block.
+        event_sink: awaited with each event body (store it, wake the uplink).
+        wall: wall clock for event times.
+        time_of_day: local time of day in s since midnight, for the clock program (default:
+            the system's local time).
+    """
+
+    def __init__(
+        self,
+        config: ControlConfig,
+        cache: Cache,
+        outputs: Outputs,
+        *,
+        publish: Callable[[Sequence[Reading]], None] | None = None,
+        event_sink: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        wall: WallClock = clock,
+        time_of_day: Callable[[], float] | None = None,
+    ) -> None:
+        self.cfg = config
+        self.law = LawParams.from_config(config)
+        self.cache = cache
+        self.outputs = outputs
+        self.publish = publish
+        self.wall = wall
+        self.time_of_day = time_of_day or _local_time_of_day
+        self.events = EventQueue(event_sink or _discard)
+        self.writers: dict[int, Writer] = {}
+        for driver, _spec in outputs.values():
+            self.writers.setdefault(id(driver), Writer(driver, timeout_s=1.0))
+        self.mode = Mode.AUTO
+        self.manual_hz = 0.0
+        self.local_lock = False
+        self.remote = RemoteSetpoint(config.remote, config.setpoint_mpa)
+        self.sp = config.setpoint_mpa
+        self.sp_eff = config.setpoint_mpa
+        self.pv: float | None = None
+        self.pid = PidState()
+        self.staging = StagingState.initial(len(config.pumps))
+        self.sensor = SensorState()
+        self.pv_fault: str | None = None
+        self.inter = InterlockState()
+        self.sleep = SleepState()
+        self.fallback = False
+        self.handed_back = False
+        self.active: set[str] = set()
+        self.state = "starting"
+        self.ticks = 0
+        self.overruns = 0
+        self.lateness_ms: list[float] = []
+        self.tick_ms: list[float] = []
+        self._good_since: float | None = None
+        self._under_since: float | None = None
+        self._last_tick: float | None = None
+        self._last_publish = -math.inf
+        self._sent: dict[str, tuple[float, Any]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Tick every period until cancelled; on the way out hand control back (direct)."""
+        self._tasks = [
+            asyncio.create_task(w.run(), name="control-writer") for w in self.writers.values()
+        ]
+        self._tasks.append(asyncio.create_task(self.events.run(), name="control-events"))
+        self._running = True
+        period = self.cfg.period_s
+        self._event("started", mode=self.cfg.mode, setpoint_mpa=self.sp)
+        try:
+            deadline = time.monotonic()
+            while True:
+                deadline += period
+                now = time.monotonic()
+                if now > deadline:
+                    self.overruns += 1
+                    deadline = now + period
+                await asyncio.sleep(deadline - now)
+                woke = time.monotonic()
+                self.lateness_ms.append((woke - deadline) * 1000.0)
+                if len(self.lateness_ms) > 100_000:
+                    del self.lateness_ms[:50_000]
+                self.tick(woke)
+                self.tick_ms.append((time.monotonic() - woke) * 1000.0)
+                if len(self.tick_ms) > 100_000:
+                    del self.tick_ms[:50_000]
+        finally:
+            self._running = False
+            await self._hand_back()
+            for t in self._tasks:
+                t.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _hand_back(self) -> None:
+        """Clean stop in direct mode: put the cabinet back in automatic (bounded, best effort)."""
+        name = self.cfg.points.cabinet_mode
+        if self.cfg.mode != "direct" or name is None or name not in self.outputs:
+            return
+        driver, spec = self.outputs[name]
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(driver.write(spec, self.cfg.codes.cabinet_auto), 1.0)
+
+    # --- commands (in-process API for the command channel) --------------------------------
+
+    async def request_setpoint(self, value_mpa: float, *, cmd_id: str, by: str) -> SetpointResult:
+        """Ask for a new pressure setpoint from the platform.
+
+        Bounded (``control.remote``: min/max, largest step, least interval; out of bounds is
+        refused, never clamped), refused in manual/local mode and under an active interlock or
+        fallback, ramped at ``remote.ramp_mpa_per_s``, audited (an event per accepted change).
+
+        Returns:
+            :class:`SetpointResult` with code OK, OUT_OF_RANGE, RATE_LIMITED, NOT_PERMITTED,
+            UNAVAILABLE or INVALID_ARGUMENT.
+        """
+        if not self._running:
+            return SetpointResult("UNAVAILABLE", {"reason": "control loop not running"})
+        if self.mode is Mode.MANUAL or self.local_lock or self.handed_back:
+            return SetpointResult("NOT_PERMITTED", {"reason": "local or manual control"})
+        if self.inter.active:
+            return SetpointResult(
+                "NOT_PERMITTED", {"reason": "interlock", "active": sorted(self.inter.active)}
+            )
+        if self.fallback:
+            return SetpointResult(
+                "UNAVAILABLE", {"reason": f"outlet sensor fault: {self.pv_fault}"}
+            )
+        result = self.remote.request(value_mpa, time.monotonic())
+        if result.ok:
+            self.mode = Mode.REMOTE
+            self._event("setpoint_change", cmd_id=cmd_id, by=by, **result.detail)
+        else:
+            self._event("setpoint_refused", cmd_id=cmd_id, by=by, code=result.code, **result.detail)
+        return result
+
+    async def wait_reached(self, timeout_s: float) -> bool:
+        """Wait until the remote setpoint is reached (ramp done, pressure within
+        ``remote.reached_band_mpa``); False on timeout."""
+        try:
+            await asyncio.wait_for(self.remote.reached.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    def set_manual(self, out_hz: float) -> None:
+        """Manual mode: the lead output is ``out_hz`` (direct mode); bumpless both ways."""
+        self.mode, self.manual_hz = Mode.MANUAL, out_hz
+        self._event("mode", to="manual", out_hz=out_hz)
+
+    def set_auto(self) -> None:
+        """Back to automatic on the local setpoint (bumpless; the setpoint ramps)."""
+        self.mode = Mode.AUTO
+        self.remote.cancel()
+        self._event("mode", to="auto")
+
+    # --- one tick -------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """One control period at monotonic time ``now`` (s). Synchronous; never blocks."""
+        cfg, law = self.cfg, self.law
+        dt = cfg.period_s if self._last_tick is None else max(now - self._last_tick, 1e-3)
+        self._last_tick = now
+        self.ticks += 1
+        pts = cfg.points
+        lead_hz = self._lead_hz()
+        pvr = self._pv_reading(now, lead_hz)
+        self.sensor, fault = check_pv(law.sensor, self.sensor, pvr)
+        self.pv = pvr.value if fault is None else None
+        flow = self._value(pts.flow)
+        self._track_sensor(now, fault)
+
+        supply = SupplyReading(
+            now,
+            suction_mpa=self._value(pts.suction),
+            suction_switch_low=_as_bool(self._value(pts.suction_switch)),
+            tank_m=self._value(pts.tank_level),
+            outlet_mpa=self.pv,
+        )
+        self.inter, changes = interlocks(law.interlocks, self.inter, supply)
+        for name, raised in changes:
+            self._event(
+                "interlock",
+                name=name,
+                raised=raised,
+                suction_mpa=supply.suction_mpa,
+                outlet_mpa=self.pv,
+            )
+        self._set_active("interlock", bool(self.inter.active))
+
+        base, period = scheduled_setpoint(cfg.setpoint_mpa, law.program, self.time_of_day())
+        self._set_active("clock_program", period is not None)
+        target = self.remote.target if self.mode is Mode.REMOTE else base
+        self._set_active("remote_setpoint", self.mode is Mode.REMOTE)
+        rate = self.remote.ramp if self.mode is Mode.REMOTE else cfg.setpoint_ramp_mpa_per_s
+        self.sp = ramp(self.sp, target, rate, dt)
+        sp = self.sp
+        if cfg.proportional is not None:
+            sp = proportional_setpoint(
+                sp, flow, cfg.proportional.nominal_flow_m3h, cfg.proportional.rise_mpa
+            )
+            self._set_active("proportional", sp != self.sp)
+        self.sp_eff = sp + sleep_offset(law.sleep, self.sleep)
+        self._under_pressure(now, flow)
+        if cfg.mode == "direct":
+            self._direct(now, dt, flow)
+        else:
+            self._supervisory(now)
+        if self.mode is Mode.REMOTE:
+            self.remote.check_reached(self.sp, self.pv, self._reached_event)
+        if now - self._last_publish >= cfg.publish_interval_s:
+            self._last_publish = now
+            self._publish()
+
+    def _direct(self, now: float, dt: float, flow: float | None) -> None:
+        cfg, law = self.cfg, self.law
+        if self.handed_back:
+            self.state = "local"
+            return
+        self._write_once(cfg.points.cabinet_mode, cfg.codes.cabinet_bus)
+        if self.state == "starting":
+            self._resync()
+        running = self.staging.count
+        demand = not self.inter.active
+        track: float | None = None
+        if self.fallback:
+            track = self.pid.out if cfg.fallback == "freeze" else cfg.fallback_hz
+            if running == 0:
+                track = 0.0
+        elif not demand or self.sleep.phase is Phase.SLEEP or running == 0:
+            track = 0.0
+        pv = self.pv if self.pv is not None else self.sp_eff
+        self.pid = pid_step(
+            law.pid,
+            self.pid,
+            PidInput(dt, self.sp_eff, pv, self.mode, self.manual_hz, track),
+        )
+        if not self.fallback and demand:
+            self.sleep = self._sleep_step(now, dt, flow, running)
+        elif self.sleep.phase is not Phase.RUN:
+            self.sleep = SleepState()
+            self._set_active("sleep", False)
+            self._set_active("boost", False)
+        demand = demand and self.sleep.phase is not Phase.SLEEP
+        result = stage(
+            law.staging,
+            self.staging,
+            StagingInput(
+                now, dt, self.pid.out, pv, self.sp_eff, self._available(), self._hours(), flow,
+                demand,
+            ),
+        )  # fmt: skip
+        if self.fallback and cfg.fallback != "fixed":
+            result = type(result)(self.staging)  # freeze: no staging while the PV is unknown
+        for ev in result.events:
+            self._event(
+                ev.kind,
+                pump=ev.pump + 1,
+                reason=ev.reason,
+                pv=self.pv,
+                mv_hz=round(self.pid.out, 2),
+            )
+        if running == 0 and result.state.count > 0:
+            self.pid = reset_for(self.pid, START_FRACTION * law.pid.out_max)
+        self.staging = result.state
+        self.state = (
+            "interlock"
+            if self.inter.active
+            else "fallback"
+            if self.fallback
+            else ("manual" if self.mode is Mode.MANUAL else "direct")
+        )
+        self._drive_outputs(now)
+
+    def _drive_outputs(self, now: float) -> None:
+        cfg = self.cfg
+        fixed_max = self.law.pid.out_max
+        for i, pump in enumerate(cfg.pumps):
+            run = self.staging.running[i]
+            hz = self.pid.out if (cfg.staging.topology == "all_vfd" or i == 0) else fixed_max
+            if pump.freq_ref and run:
+                self._write(pump.freq_ref, round(max(hz, 0.0), 2), now, tolerance=0.05)
+            if pump.cmd:
+                self._write(pump.cmd, cfg.codes.run if run else cfg.codes.stop, now)
+
+    def _supervisory(self, now: float) -> None:
+        cfg = self.cfg
+        self._write_once(cfg.points.cabinet_mode, cfg.codes.cabinet_auto)
+        if cfg.points.run_enable:
+            self._write(cfg.points.run_enable, 0 if self.inter.active else 1, now)
+        if cfg.points.setpoint:
+            self._write(cfg.points.setpoint, round(self.sp_eff, 3), now, tolerance=0.004)
+        self.state = "interlock" if self.inter.active else "supervisory"
+
+    # --- pieces ---------------------------------------------------------------------------
+
+    def _sleep_step(self, now: float, dt: float, flow: float | None, running: int) -> SleepState:
+        old = self.sleep.phase
+        pv = self.pv if self.pv is not None else self.sp_eff
+        new = sleep_step(
+            self.law.sleep,
+            self.sleep,
+            SleepInput(now, dt, running, self.pid.out, flow, pv, self.sp),
+        )
+        if new.phase is not old:
+            self._event("sleep", phase=str(new.phase), pv=self.pv, flow_m3h=flow)
+        self._set_active("sleep", new.phase is Phase.SLEEP)
+        self._set_active("boost", new.phase is Phase.BOOST)
+        return new
+
+    def _track_sensor(self, now: float, fault: str | None) -> None:
+        if fault is not None:
+            self._good_since = None
+            if fault != self.pv_fault:
+                self._event(
+                    "pv_fault",
+                    fault=fault,
+                    fallback=self.cfg.fallback if self.cfg.mode == "direct" else None,
+                )
+            self.pv_fault = fault
+            if not self.fallback:
+                self.fallback = True
+                self._set_active("fallback", True)
+                if self.cfg.mode == "direct" and self.cfg.fallback == "local":
+                    self._hand_over_to_cabinet()
+            return
+        if not self.fallback:
+            return
+        if self._good_since is None:
+            self._good_since = now
+        if now - self._good_since >= RECOVER_S:
+            self._event("pv_recovered", fault=self.pv_fault)
+            self.fallback, self.pv_fault = False, None
+            self._set_active("fallback", False)
+            if self.handed_back:
+                self.handed_back = False
+                self._sent.pop(self.cfg.points.cabinet_mode or "", None)
+                self.state = "starting"  # re-enter bus mode and resync from the drives
+
+    def _hand_over_to_cabinet(self) -> None:
+        name = self.cfg.points.cabinet_mode
+        if name:
+            self._write(name, self.cfg.codes.cabinet_auto, math.inf)
+        self.handed_back = True
+
+    def _resync(self) -> None:
+        """Take over from whatever runs now: pumps turning stay running, PI starts from their
+        frequency (bumpless)."""
+        running = []
+        for pump in self.cfg.pumps:
+            hz = self._value(pump.freq)
+            running.append(bool(hz and hz > 0.5))
+        n = len(running)
+        self.staging = StagingState(tuple(running), (-1.0e9,) * n, ((),) * n)
+        outs = [v for v in (self._value(p.freq) for p in self.cfg.pumps) if v]
+        self.pid = reset_for(self.pid, max(outs) if outs else 0.0)
+        self.state = "direct"
+
+    def _under_pressure(self, now: float, flow: float | None) -> None:
+        il = self.cfg.interlocks
+        low = self.pv is not None and self.pv < self.sp_eff - il.under_pressure_band_mpa
+        low = low and self.sleep.phase is Phase.RUN
+        if low:
+            if self._under_since is None:
+                self._under_since = now
+            if (
+                now - self._under_since >= il.under_pressure_s
+                and "under_pressure" not in self.active
+            ):
+                self._set_active("under_pressure", True)
+                burst = flow is not None and self.staging.count >= self.law.staging.max_running
+                self._event("under_pressure", pv=self.pv, sp=round(self.sp_eff, 3), flow_m3h=flow,
+                            pumps_running=self.staging.count, burst_suspected=burst)  # fmt: skip
+        else:
+            self._under_since = None
+            if "under_pressure" in self.active:
+                self._set_active("under_pressure", False)
+                self._event("under_pressure_cleared", pv=self.pv)
+
+    def _reached_event(self) -> None:
+        self._event("setpoint_reached", setpoint_mpa=self.remote.target, pv=self.pv)
+
+    # --- cache and outputs ----------------------------------------------------------------
+
+    def _value(self, name: str | None) -> float | None:
+        if name is None:
+            return None
+        latest = self.cache.get(name)
+        if latest is None or latest.quality is not Quality.GOOD or latest.value is None:
+            return None
+        return float(latest.value)
+
+    def _pv_reading(self, now: float, lead_hz: float | None) -> PvReading:
+        latest = self.cache.get(self.cfg.points.pv)
+        if latest is None:
+            return PvReading(now, None, "missing", lead_hz=lead_hz)
+        value = None if latest.value is None else float(latest.value)
+        ma = self._value(self.cfg.points.pv_ma) if self.cfg.points.pv_ma else None
+        return PvReading(now, value, _QUALITY[latest.quality], now - latest.mono, ma, lead_hz)
+
+    def _lead_hz(self) -> float | None:
+        vals = [self._value(p.freq) for p in self.cfg.pumps]
+        known = [v for v in vals if v is not None]
+        return max(known) if known else None
+
+    def _available(self) -> list[bool]:
+        out = []
+        for pump in self.cfg.pumps:
+            fault = self._value(pump.fault)
+            mode = self._value(pump.mode)
+            out.append(not fault and (mode is None or int(mode) == self.cfg.codes.pump_auto))
+        return out
+
+    def _hours(self) -> list[float]:
+        return [self._value(p.hours) or 0.0 for p in self.cfg.pumps]
+
+    def _write(self, name: str, value: Any, now: float, tolerance: float = 0.0) -> None:
+        """Write unless the same value was sent within ``watchdog_refresh_s``."""
+        last = self._sent.get(name)
+        if last is not None:
+            t, v = last
+            same = v == value or (tolerance and abs(float(v) - float(value)) < tolerance)
+            if same and now - t < self.cfg.watchdog_refresh_s:
+                return
+        target = self.outputs.get(name)
+        if target is None:
+            return
+        driver, spec = target
+        self._sent[name] = (now if math.isfinite(now) else time.monotonic(), value)
+        self.writers[id(driver)].put(spec, value)
+
+    def _write_once(self, name: str | None, value: Any) -> None:
+        if name and self._sent.get(name, (0, None))[1] != value:
+            self._write(name, value, time.monotonic())
+
+    # --- telemetry and events -------------------------------------------------------------
+
+    def _set_active(self, name: str, on: bool) -> None:
+        (self.active.add if on else self.active.discard)(name)
+
+    def _publish(self) -> None:
+        if self.publish is None:
+            return
+        bits = sum(ACTIVE_BITS[a] for a in self.active)
+        pv_q = Quality.GOOD if self.pv is not None else Quality.BAD_VALUE
+        readings = [
+            Reading("ctl.sp", round(self.sp_eff, 4)),
+            Reading("ctl.pv", self.pv, pv_q, None if self.pv is not None else self.pv_fault),
+            Reading("ctl.mv", round(self.pid.out, 2) if self.cfg.mode == "direct" else 0.0),
+            Reading("ctl.mode", MODE_CODES[self.state]),
+            Reading("ctl.pumps_running", self.staging.count),
+            Reading("ctl.active", bits),
+        ]
+        self.publish(readings)
+
+    def _event(self, kind: str, **detail: Any) -> None:
+        body = {"type": f"control.{kind}", "t": self.wall.now_ms(), **detail}
+        log.info("control: %s %s", kind, detail)
+        self.events.put(body)
+
+
+def _as_bool(v: float | None) -> bool | None:
+    return None if v is None else bool(v)
+
+
+def _local_time_of_day() -> float:
+    t = time.localtime()
+    return t.tm_hour * 3600.0 + t.tm_min * 60.0 + t.tm_sec
+
+
+async def _discard(body: dict[str, Any]) -> None:
+    return None

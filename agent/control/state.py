@@ -1,0 +1,150 @@
+"""Shared shapes of the control loop: setpoint-command results, telemetry codes, parameters.
+
+Telemetry points published by the loop (``ingest.submit``), every ``publish_interval_s``:
+
+* ``ctl.sp`` effective setpoint, MPa; ``ctl.pv`` outlet pressure as used, MPa;
+  ``ctl.mv`` lead frequency output, Hz (direct) or 0 (supervisory);
+* ``ctl.mode`` a :data:`MODE_CODES` value; ``ctl.pumps_running`` pumps commanded to run;
+* ``ctl.active`` a bitmap of :data:`ACTIVE_BITS` (active functions, after the Grundfos
+  booster "active functions" status, [S22]).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.config.control import ControlConfig
+from agent.control.law import PidParams
+from agent.control.lowdemand import ClockPeriod, SleepParams, parse_hhmm
+from agent.control.protect import InterlockParams, SensorParams
+from agent.control.staging import StagingParams
+
+MODE_CODES = {
+    "starting": 0,
+    "supervisory": 1,
+    "direct": 2,
+    "manual": 3,
+    "fallback": 4,
+    "local": 5,
+    "interlock": 6,
+}
+"""``ctl.mode`` values: the loop's operating state."""
+
+ACTIVE_BITS = {
+    "sleep": 1,
+    "boost": 2,
+    "clock_program": 4,
+    "fallback": 8,
+    "interlock": 16,
+    "remote_setpoint": 32,
+    "proportional": 64,
+    "under_pressure": 128,
+}
+"""``ctl.active`` bits: active functions."""
+
+_MODES = ", ".join(f"{v} {k}" for k, v in MODE_CODES.items())
+_BITS = ", ".join(f"{v} {k}" for k, v in ACTIVE_BITS.items())
+CATALOGUE = (
+    ("ctl.sp", "MPa", "control: effective pressure setpoint"),
+    ("ctl.pv", "MPa", "control: outlet pressure used by the loop"),
+    ("ctl.mv", "Hz", "control: lead drive frequency output"),
+    ("ctl.mode", None, f"control: state code {_MODES}"),
+    ("ctl.pumps_running", None, "control: pumps commanded to run"),
+    ("ctl.active", None, f"control: active functions bitmap {_BITS}"),
+)
+"""``(name, unit, description)`` of each telemetry point, for the point catalogue."""
+
+RESULT_CODES = (
+    "OK",
+    "OUT_OF_RANGE",
+    "RATE_LIMITED",
+    "NOT_PERMITTED",
+    "UNAVAILABLE",
+    "INVALID_ARGUMENT",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SetpointResult:
+    """Answer to a setpoint request.
+
+    Attributes:
+        code: one of :data:`RESULT_CODES`.
+        detail: JSON-able details (bounds, the accepted from/to, the reason).
+    """
+
+    code: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the request was accepted."""
+        return self.code == "OK"
+
+
+@dataclass(frozen=True, slots=True)
+class LawParams:
+    """The pure parts' parameters, built once from the config."""
+
+    pid: PidParams
+    staging: StagingParams
+    sensor: SensorParams
+    interlocks: InterlockParams
+    sleep: SleepParams
+    program: tuple[ClockPeriod, ...]
+
+    @classmethod
+    def from_config(cls, c: ControlConfig) -> LawParams:
+        """Translate ``control:`` into the pure parameter objects."""
+        st = c.staging
+        return cls(
+            pid=PidParams(
+                kp=c.pid.kp_hz_per_mpa,
+                ti_s=c.pid.ti_s if c.pid.ti_s > 0 else math.inf,
+                td_s=c.pid.td_s,
+                out_min=c.pid.out_min_hz,
+                out_max=c.pid.out_max_hz,
+                rate_hz_per_s=c.pid.rate_hz_per_s,
+            ),
+            staging=StagingParams(
+                n_pumps=len(c.pumps),
+                topology=st.topology,
+                standby=st.standby,
+                stage_on_hz=st.stage_on_hz,
+                stage_off_hz=st.stage_off_hz,
+                pump_capacity_m3h=st.pump_capacity_m3h,
+                staging_band=st.staging_band,
+                override_band=st.override_band,
+                stage_delay_s=st.stage_delay_s,
+                destage_delay_s=st.destage_delay_s,
+                obw_time_s=st.obw_time_s,
+                override_interval_s=st.override_interval_s,
+                min_run_s=st.min_run_s,
+                min_stop_s=st.min_stop_s,
+                max_starts_per_hour=st.max_starts_per_hour,
+            ),
+            sensor=SensorParams(
+                stale_s=c.sensor.stale_s,
+                pv_min=c.sensor.pv_min_mpa,
+                pv_max=c.sensor.pv_max_mpa,
+                frozen_s=c.sensor.frozen_s,
+                frozen_hz=c.sensor.frozen_hz,
+            ),
+            interlocks=InterlockParams(
+                suction_min_mpa=c.interlocks.suction_min_mpa,
+                suction_recover_mpa=c.interlocks.suction_recover_mpa,
+                tank_min_m=c.interlocks.tank_min_m,
+                tank_recover_m=c.interlocks.tank_recover_m,
+                recover_delay_s=c.interlocks.recover_delay_s,
+                outlet_max_mpa=c.interlocks.outlet_max_mpa,
+                outlet_recover_mpa=c.interlocks.outlet_recover_mpa,
+                outlet_recover_s=c.interlocks.outlet_recover_s,
+            ),
+            sleep=SleepParams(**c.sleep.model_dump()),
+            program=tuple(
+                ClockPeriod(p.name, parse_hhmm(p.start), parse_hhmm(p.end), p.setpoint_mpa)
+                for p in c.clock_program
+            ),
+        )

@@ -1,0 +1,220 @@
+"""A closed-loop rig: the simulator's servers on loopback, the agent's real drivers and pollers
+feeding a latest-value cache, and the control loop writing back through the same drivers.
+
+Used by the closed-loop tests and by ``python -m agent.control.plots``. Everything runs in one
+event loop; only loopback addresses and a pty are used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import drivers
+from agent.cache import Cache
+from agent.config import load_config
+from agent.control.loop import ControlLoop, outputs_from_pollers
+from agent.poller import ConnectionPoller
+from hil_sim import commands
+from hil_sim.sim import SimOptions, Simulator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+POLL_S = {"pt_outlet": 0.2, "pt_suction": 0.5, "flowmeter": 0.5, "cabinet": 1.0}
+"""Poll intervals of the rig, s (the drives use 0.5 s)."""
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def control_section(mode: str = "direct", **extra: Any) -> dict[str, Any]:
+    """A ``control:`` section for the simulator's points."""
+    pumps = [
+        {
+            "cmd": f"pump{n}.cmd",
+            "freq_ref": f"pump{n}.freq_ref",
+            "freq": f"pump{n}.freq",
+            "fault": f"pump{n}.fault_code",
+            "mode": f"pump{n}.mode",
+            "hours": f"pump{n}.run_hours",
+        }
+        for n in (1, 2, 3)
+    ]
+    section: dict[str, Any] = {
+        "mode": mode,
+        "period_s": 0.2,
+        "setpoint_mpa": 0.40,
+        "points": {
+            "pv": "p_out",
+            "flow": "flow",
+            "suction": "p_in",
+            "suction_switch": "di.suction_low",
+            "setpoint": "setpoint",
+            "run_enable": "cabinet.drives_on",
+            "cabinet_mode": "cabinet.mode",
+        },
+        "pumps": pumps,
+        "staging": {"pump_capacity_m3h": 11.0},
+        "remote": {"min_interval_s": 2.0, "ramp_mpa_per_s": 0.01},
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(section.get(key), dict):
+            section[key] = {**section[key], **value}
+        else:
+            section[key] = value
+    return section
+
+
+def site_yaml(tcp_port: int, rtu_link: str, control: dict[str, Any] | None) -> dict[str, Any]:
+    """The example config pointed at the rig's simulator (OPC UA analyser left out)."""
+    data = yaml.safe_load((ROOT / "config" / "example.yaml").read_text(encoding="utf-8"))
+    devices = []
+    for dev in data["devices"]:
+        if dev["transport"] == "opcua":
+            continue
+        if dev["transport"] == "modbus-tcp":
+            dev["port"] = tcp_port
+        else:
+            dev["port"] = rtu_link
+        dev["poll_interval_s"] = POLL_S.get(dev["name"], 0.5)
+        dev["timeout_s"] = 0.5
+        devices.append(dev)
+    data["devices"] = devices
+    if control is not None:
+        data["control"] = control
+    return data
+
+
+@dataclass
+class Trace:
+    """Plant truth sampled every 0.1 s: time (s since start), outlet pressure (MPa), setpoint
+    the loop used (MPa), pump output frequencies (Hz), flow (m³/h), pumps running, sleep/boost
+    state of the loop."""
+
+    t: list[float] = field(default_factory=list)
+    p_out: list[float] = field(default_factory=list)
+    sp: list[float] = field(default_factory=list)
+    freqs: list[tuple[float, ...]] = field(default_factory=list)
+    flow: list[float] = field(default_factory=list)
+    running: list[int] = field(default_factory=list)
+    quiet: list[bool] = field(default_factory=list)
+    p_in: list[float] = field(default_factory=list)
+
+
+class Rig:
+    """Simulator + pollers + cache + control loop. ``async with Rig(tmp, control=...) as rig``."""
+
+    def __init__(self, tmp: Path, control: dict[str, Any] | None, seed: int = 1,
+                 start_time_of_day_s: float = 8 * 3600.0) -> None:  # fmt: skip
+        self.tmp = tmp
+        self.control = control
+        self.options = SimOptions(
+            modbus_tcp_port=free_port(),
+            opcua_port=free_port(),
+            rtu_link=str(tmp / "ttyRTU0"),
+            control_port=None,
+            seed=seed,
+            start_time_of_day_s=start_time_of_day_s,
+            summary_every_s=3600.0,
+        )
+        self.sim = Simulator(self.options, announce=lambda line: None)
+        self.cache = Cache()
+        self.events: list[dict[str, Any]] = []
+        self.telemetry: list[Any] = []
+        self.trace = Trace()
+        self.loop: ControlLoop | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._t0 = 0.0
+
+    def config_path(self) -> Path:
+        """Write the rig's site config and return its path."""
+        path = self.tmp / "site.yaml"
+        data = site_yaml(self.options.modbus_tcp_port, str(self.options.rtu_link), self.control)
+        data["buffer"]["path"] = str(self.tmp / "buffer.sqlite")
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        return path
+
+    def set(self, name: str, value: Any) -> None:
+        """A simulator ``set`` command (as on its control port)."""
+        commands.execute(self.sim, {"cmd": "set", "name": name, "value": value})
+
+    async def __aenter__(self) -> Rig:
+        await self.sim.start()
+        self.sim.advance(20.0)  # past the start transient, under the cabinet's own control
+        config = load_config(self.config_path())
+        self.pollers = [
+            ConnectionPoller(drivers.create(cp.spec), cp.groups, self._sink)
+            for cp in config.connections()
+        ]
+        self._tasks.append(asyncio.create_task(self.sim.run(), name="sim"))
+        self._tasks += [asyncio.create_task(p.run(), name=f"poll {p.name}") for p in self.pollers]
+        if config.control is not None:
+            self.loop = ControlLoop(
+                config.control,
+                self.cache,
+                outputs_from_pollers(self.pollers),
+                publish=self.telemetry.extend,
+                event_sink=self._event,
+            )
+        self._t0 = time.monotonic()
+        self._tasks.append(asyncio.create_task(self._sample(), name="trace"))
+        return self
+
+    def start_loop(self) -> None:
+        """Start the control loop task."""
+        assert self.loop is not None
+        self._tasks.append(asyncio.create_task(self.loop.run(), name="control"))
+
+    async def wait_polled(self, timeout_s: float = 5.0) -> None:
+        """Until the outlet pressure and every drive frequency are in the cache."""
+        deadline = time.monotonic() + timeout_s
+        names = ["p_out", "pump1.freq", "pump2.freq", "pump3.freq", "flow", "p_in"]
+        while not all(self.cache.get(n) for n in names):
+            assert time.monotonic() < deadline, "no polls"
+            await asyncio.sleep(0.05)
+
+    async def __aexit__(self, *exc: object) -> None:
+        for t in reversed(self._tasks):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await self.sim.stop()
+
+    def _sink(self, readings: Any, ts_ms: int | None = None) -> None:
+        self.cache.update(readings, ts_ms or int(time.time() * 1000), time.monotonic())
+
+    async def _event(self, body: dict[str, Any]) -> None:
+        body = dict(body, rel_s=round(time.monotonic() - self._t0, 2))
+        self.events.append(body)
+
+    def kinds(self, prefix: str = "control.") -> list[str]:
+        """Event types seen so far, without the ``control.`` prefix."""
+        return [e["type"].removeprefix(prefix) for e in self.events]
+
+    async def _sample(self) -> None:
+        tr, pl = self.trace, self.sim.plant
+        while True:
+            tr.t.append(time.monotonic() - self._t0)
+            tr.p_out.append(pl.p_out)
+            tr.p_in.append(pl.p_in)
+            tr.sp.append(self.loop.sp_eff if self.loop else pl.setpoint)
+            tr.freqs.append(tuple(p.drive.f_out_hz for p in pl.pumps))
+            tr.flow.append(pl.flow_m3h)
+            tr.running.append(pl.running_count)
+            tr.quiet.append(bool(self.loop and self.loop.sleep.phase != "run"))
+            await asyncio.sleep(0.1)
+
+    def now(self) -> float:
+        """Seconds since the rig started."""
+        return time.monotonic() - self._t0
