@@ -118,14 +118,12 @@ class ModbusDriver(Driver):
 
     async def connect(self) -> None:
         """Open the TCP socket or serial port; forget learned-unreadable points. In per-poll
-        mode the socket is opened once to prove the device is reachable, then closed.
+        mode the socket opened here serves the first poll, which closes it.
 
         Raises:
             ConnectError: refused, port missing, or timed out.
         """
         await self._link.connect()
-        if self._per_poll:
-            self._link.close()
         self._forget()
         self._consecutive_timeouts = 0
 
@@ -134,7 +132,7 @@ class ModbusDriver(Driver):
         self._link.close()
 
     async def _open_for_poll(self) -> None:
-        if self._per_poll:
+        if self._per_poll and not self._link.connected:
             try:
                 await self._link.connect()
             except ConnectError as exc:

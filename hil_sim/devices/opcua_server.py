@@ -14,6 +14,7 @@ written only when they change.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -86,16 +87,40 @@ class OpcUaFacade:
         self.served: dict[str, float | int | bool] = {}
         self._server: Server | None = None
         self._nodes: dict[str, ua.NodeId] = {}
+        self._idx = 2
+        self._loader: asyncio.Task | None = None
 
-    async def start(self) -> None:
-        """Build the address space and start listening. Raises OSError if the port is taken."""
+    async def start(self, load_delay_s: float = 0.0) -> None:
+        """Start listening, then build the address space.
+
+        Args:
+            load_delay_s: fault: the server listens and accepts sessions at once but adds its
+                variables only this many seconds later (a PLC still loading its project), so
+                reads meanwhile answer BadNodeIdUnknown.
+
+        Raises:
+            OSError: the port is taken.
+        """
         logging.getLogger("asyncua").setLevel(logging.WARNING)
         server = Server()
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name("pumproom-edge HIL simulator")
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        idx = await server.register_namespace(NAMESPACE_URI)
+        self._idx = await server.register_namespace(NAMESPACE_URI)
+        self._server = server
+        await server.start()
+        if load_delay_s > 0:
+            self._loader = asyncio.get_running_loop().create_task(
+                self._populate(server, load_delay_s), name="opcua-slow-load"
+            )
+        else:
+            await self._populate(server, 0.0)
+
+    async def _populate(self, server: Server, delay_s: float) -> None:
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        idx = self._idx
         objects = server.nodes.objects
         folders = {}
         values = ua_values(self.plant, self.analyser_status)
@@ -114,12 +139,26 @@ class OpcUaFacade:
             )
             self._nodes[p.name] = node_id
         self.served = values
-        self._server = server
-        await server.start()
+
+    async def restart(self, down_s: float = 0.0, load_delay_s: float = 0.0) -> None:
+        """Fault: stop the server (every session and subscription is gone), stay down
+        ``down_s`` seconds, start again on the same endpoint (see :meth:`start`)."""
+        await self.stop()
+        if down_s:
+            await asyncio.sleep(down_s)
+        await self.start(load_delay_s)
+
+    async def remove_node(self, name: str) -> None:
+        """Fault: delete the variable of point ``name`` from the address space (a PLC project
+        change); reads of it then answer BadNodeIdUnknown."""
+        node_id = self._nodes.pop(name, None)
+        if self._server is not None and node_id is not None:
+            await self._server.delete_nodes([self._server.get_node(node_id)])
+            self.served.pop(name, None)
 
     async def update(self) -> None:
         """Write the values that changed since the last update."""
-        if self._server is None:
+        if self._server is None or len(self._nodes) < len(UA_POINTS):
             return
         values = ua_values(self.plant, self.analyser_status)
         vtypes = {p.name: p.vtype for p in UA_POINTS}
@@ -132,6 +171,11 @@ class OpcUaFacade:
 
     async def stop(self) -> None:
         """Stop the server (idempotent)."""
+        loader, self._loader = self._loader, None
+        if loader is not None:
+            loader.cancel()
+            await asyncio.gather(loader, return_exceptions=True)
         server, self._server = self._server, None
+        self._nodes = {}
         if server is not None:
             await server.stop()

@@ -34,6 +34,8 @@ class UnitFaults:
             blocking the link: the server goes on serving the next requests and the stale reply
             arrives later (answer after the master's timeout).
         wrong_tid: TCP only: answer with the transaction id plus one (mod 65536).
+        reset: TCP only: probability 0..1 that a request is answered by resetting the TCP
+            connection (RST) instead (a device or gateway that restarts or drops its socket).
     """
 
     silent: bool = False
@@ -45,6 +47,7 @@ class UnitFaults:
     garbage_before: bytes = b""
     late_reply_s: float = 0.0
     wrong_tid: bool = False
+    reset: float = 0.0
 
     def exception_for(self, table: str, address: int, count: int) -> int | None:
         """The injected exception code for a request on ``table`` covering

@@ -146,6 +146,10 @@ class ModbusTcpServer:
         uf = self.faults.peek(unit_id)
         if uf is not None and uf.silent:
             return
+        if uf is not None and uf.reset > 0 and self.faults.rng.random() < uf.reset:
+            self.counters.count_error("tcp", "reset")
+            writer.transport.abort()
+            return
         slave = self.slaves.get(unit_id)
         if slave is None:
             response = exception_response(fc, GATEWAY_TARGET_FAILED)
