@@ -156,20 +156,44 @@ class Backoff:
         return self._attempt
 
 
+CLOCK_OFFSET_ENV = "PUMPROOM_CLOCK_OFFSET_FILE"
+"""TEST HOOK: environment variable naming a file whose content is an integer offset in ms that
+:class:`WallClock` adds to the system clock (re-read at most once per second; a missing or
+unreadable file keeps the last offset). It lets a test step the agent's wall clock back and forth
+without touching the machine's clock. Never set it in production."""
+
+
 class WallClock:
     """The single source of wall-clock time for the agent, so tests can step it.
 
     All scheduling uses ``time.monotonic()``; wall time only stamps samples and messages.
-    ``offset_ms`` is added to the system clock (tests step it back and forth).
+    ``offset_ms`` is added to the system clock (tests step it back and forth). When the
+    environment variable :data:`CLOCK_OFFSET_ENV` names a file (a test hook), the offset is read
+    from it, at most once per second of monotonic time.
     """
 
     def __init__(self) -> None:
         self.offset_ms = 0
         self.synced_override: bool | None = None
+        self._offset_file = os.environ.get(CLOCK_OFFSET_ENV) or None
+        self._offset_read_at = -2.0
 
     def now_ms(self) -> int:
-        """UTC time in milliseconds since the epoch."""
+        """UTC time in milliseconds since the epoch (plus the test offset, if any)."""
+        if self._offset_file is not None:
+            self._refresh_offset()
         return time.time_ns() // 1_000_000 + self.offset_ms
+
+    def _refresh_offset(self) -> None:
+        mono = time.monotonic()
+        if mono - self._offset_read_at < 1.0:
+            return
+        self._offset_read_at = mono
+        try:
+            with open(self._offset_file, encoding="ascii") as f:  # type: ignore[arg-type]
+                self.offset_ms = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            pass
 
     def synced(self) -> bool:
         """Whether the system clock is synchronised (adjtimex reports no STA_UNSYNC)."""
