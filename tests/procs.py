@@ -7,6 +7,7 @@ Everything listens on 127.0.0.1 only, on free ports. Each class stops its proces
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -188,6 +189,11 @@ class AgentProc:
     extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     runs: int = 0
+    config: Path = EXAMPLE
+    device_sets: list[str] | None = None
+    """``--set`` overrides for the devices; ``None``: the simulator's, for config/example.yaml."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment variables for the agent process."""
 
     @property
     def buffer(self) -> Path:
@@ -199,20 +205,26 @@ class AgentProc:
 
     def start(self) -> AgentProc:
         sets = [
-            *self.sim.overrides(),
+            *(self.sim.overrides() if self.device_sets is None else self.device_sets),
             f"site.id={self.site}",
             f"uplink.broker=mqtt://127.0.0.1:{self.broker_port}",
             "uplink.keepalive_s=5",
             f"buffer.path={self.buffer}",
             *self.extra,
         ]
-        args = [sys.executable, "-m", "agent.cli", "run", "-c", str(EXAMPLE)]
+        args = [sys.executable, "-m", "agent.cli", "run", "-c", str(self.config)]
         for s in sets:
             args += ["--set", s]
         self.runs += 1
         with open(self.log, "ab") as out:
             out.write(f"---- run {self.runs}\n".encode())
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+            self.proc = subprocess.Popen(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env={**os.environ, **self.env} if self.env else None,
+            )
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
