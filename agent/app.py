@@ -22,6 +22,7 @@ from typing import Any
 import drivers
 from agent import __version__, contract
 from agent.cache import Cache
+from agent.commands import CommandHandler, Request
 from agent.config import SiteConfig
 from agent.model import clock
 from agent.mqtt import BrokerSettings
@@ -127,6 +128,8 @@ class Agent:
         self.store: Store | None = None
         self.uplink: Uplink | None = None
         self.ingest: Ingest | None = None
+        self.control: Any = None
+        """The local control loop (``agent.control``), when ``control:`` is configured."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then stop cleanly."""
@@ -149,12 +152,22 @@ class Agent:
             ),
             clock=clock,
             status_extra=lambda: {"sw": __version__, "clock": {"synced": clock.synced()}},
+            meta_extra={"sw": __version__, "commands": _command_meta(cfg)},
         )
         ingest = self.ingest = Ingest(store, self.cache, uplink, clock)
         self.pollers = [
             ConnectionPoller(drivers.create(cp.spec), cp.groups, ingest.submit)
             for cp in cfg.connections()
         ]
+
+        async def reply(body: dict[str, Any], req: Request | None) -> None:
+            corr, topic = (req.correlation, req.response_topic) if req else (None, None)
+            await uplink.reply(body, corr, topic)
+
+        commands = CommandHandler(
+            clock, store.command_answer, store.remember_command, self.control, reply
+        )
+        uplink.on_command = commands.handle
         uplink_task = asyncio.create_task(uplink.run(), name="uplink")
         ingest_task = asyncio.create_task(ingest.run(), name="ingest")
         poll_tasks = [asyncio.create_task(p.run(), name=f"poll {p.name}") for p in self.pollers]
@@ -175,6 +188,7 @@ class Agent:
             await _cancel(*poll_tasks, status_task)
             await ingest.flush()
             await _cancel(ingest_task)
+            await commands.close()
             await uplink.stop()
             await _cancel(uplink_task)
             await store.close()
@@ -194,6 +208,24 @@ class Agent:
                 self.uplink.counters.samples_backfill,
                 "up" if self.uplink.connected.is_set() else "down",
             )
+
+
+def _command_meta(cfg: SiteConfig) -> dict[str, Any]:
+    """The commands this gateway takes, with their bounds (published in ``meta``)."""
+    control = getattr(cfg, "control", None)
+    if control is None:
+        return {}
+    r = control.remote
+    return {
+        "setpoint.set": {
+            "unit": "MPa",
+            "min": r.min_mpa,
+            "max": r.max_mpa,
+            "max_step": r.max_step_mpa,
+            "min_interval_s": r.min_interval_s,
+            "ramp_mpa_per_s": r.ramp_mpa_per_s,
+        }
+    }
 
 
 def _point_meta(p: Any) -> dict[str, Any]:

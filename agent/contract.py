@@ -8,6 +8,9 @@ shared/reference/uplink-protocol.md §6.2)::
     {prefix}/{site}/{gw}/telemetry            up, QoS 1: live sample batches
     {prefix}/{site}/{gw}/telemetry/backfill   up, QoS 1: buffered sample batches (``hist: true``)
     {prefix}/{site}/{gw}/event                up, QoS 1: data-loss and other events
+    {prefix}/{site}/{gw}/cmd/req              down, QoS 1, never retained: command requests
+    {prefix}/{site}/{gw}/cmd/res              up, QoS 1: command acks and results (stream "cmd")
+    {prefix}/{site}/{gw}/ingest               down, QoS 1, retained: platform watermark (optional)
 
 Every message carries ``v`` (schema version), ``site``, ``gw`` and ``session`` (grows by one on
 every MQTT connect, persisted in the buffer, so the platform can order a late last will against a
@@ -72,6 +75,21 @@ class Topics:
     @property
     def event(self) -> str:
         return f"{self.base}/event"
+
+    @property
+    def cmd_req(self) -> str:
+        """Down: command requests (never retained)."""
+        return f"{self.base}/cmd/req"
+
+    @property
+    def cmd_res(self) -> str:
+        """Up: command acks and results."""
+        return f"{self.base}/cmd/res"
+
+    @property
+    def ingest(self) -> str:
+        """Down, retained: the platform's watermark ``{"v":1,"telemetry":seq,"event":seq}``."""
+        return f"{self.base}/ingest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,4 +175,13 @@ def events(
     """Encode an event batch: ``items`` are (event seq, event body) pairs."""
     msg = ident.header()
     msg.update(stream="event", sent=sent_ms, events=[{"seq": seq, **body} for seq, body in items])
+    return dumps(msg)
+
+
+def command_response(ident: Identity, seq: int, body: Mapping[str, Any]) -> bytes:
+    """Encode a command ack or result: ``body`` from :mod:`agent.commands` plus the header and
+    the ``cmd`` stream's seq."""
+    msg = ident.header()
+    msg.update(stream="cmd", seq=seq)
+    msg.update(body)
     return dumps(msg)

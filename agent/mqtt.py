@@ -84,7 +84,8 @@ class MqttConnection:
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._misc_task: asyncio.Task[None] | None = None
         self._sock: Any = None
-        self.on_message: Callable[[str, bytes, Any], None] | None = None
+        self.on_message: Callable[[str, bytes, Any, bool], None] | None = None
+        """Called with (topic, payload, MQTT 5 properties or None, retained flag)."""
         protocol = paho.MQTTv5 if settings.mqtt5 else paho.MQTTv311
         self._client = paho.Client(
             paho.CallbackAPIVersion.VERSION2,
@@ -148,7 +149,15 @@ class MqttConnection:
         if code != 0:
             raise ConnectFailed(f"CONNACK refused: {paho.connack_string(code)} ({code})")
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> asyncio.Future[None]:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        correlation: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> asyncio.Future[None]:
         """Publish at QoS 1. The returned future resolves on a successful PUBACK.
 
         Raises (through the future):
@@ -158,7 +167,14 @@ class MqttConnection:
         if self.closed.is_set():
             fut.set_exception(PublishFailed("not connected"))
             return fut
-        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        props = None
+        if self.settings.mqtt5:
+            props = Properties(PacketTypes.PUBLISH)
+            props.ContentType = content_type
+            props.PayloadFormatIndicator = 1 if content_type == "application/json" else 0
+            if correlation is not None:
+                props.CorrelationData = correlation
+        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=props)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             fut.set_exception(PublishFailed(paho.error_string(info.rc)))
             return fut
@@ -244,7 +260,8 @@ class MqttConnection:
 
     def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
         if self.on_message is not None:
-            self.on_message(msg.topic, bytes(msg.payload), msg.properties)
+            props = msg.properties if self.settings.mqtt5 else None
+            self.on_message(msg.topic, bytes(msg.payload), props, bool(msg.retain))
 
     def _mark_closed(self, why: str) -> None:
         if self.closed.is_set():

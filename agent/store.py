@@ -30,6 +30,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
+COMMAND_MEMORY_MS = 24 * 3600 * 1000
+"""How long command ids are remembered to answer duplicates (uplink-protocol.md §6.7: ≥ 24 h)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +184,19 @@ class Store:
         """Increment and return the persisted MQTT session number (grows on every connect)."""
         return await self._submit(self._next_session)
 
+    async def next_seq(self, stream: str) -> int:
+        """Increment and return the persisted, gap-free sequence number of ``stream`` (e.g.
+        ``"cmd"`` for command responses)."""
+        return await self._submit(lambda db: self._next_counter(db, f"seq.{stream}"))
+
+    async def command_answer(self, cmd_id: str) -> dict[str, Any] | None:
+        """The answer last given to command ``cmd_id`` within 24 h, or ``None``."""
+        return await self._submit(lambda db: self._command_answer(db, cmd_id))
+
+    async def remember_command(self, cmd_id: str, answer: dict[str, Any]) -> None:
+        """Keep the answer given to ``cmd_id`` (for duplicate detection, 24 h)."""
+        await self._submit(lambda db: self._remember_command(db, cmd_id, answer))
+
     async def close(self) -> None:
         """Stop the writer thread after it has finished queued work; close the database."""
         if self._thread is None:
@@ -294,6 +310,10 @@ class Store:
             )
             db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
             db.execute("INSERT INTO meta VALUES ('schema', ?), ('session', 0)", (SCHEMA_VERSION,))
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY,"
+            " received INTEGER NOT NULL, answer TEXT NOT NULL)"
+        )
         self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
         for pid, name in db.execute("SELECT id, name FROM points"):
             self._point_ids[name] = pid
@@ -396,8 +416,32 @@ class Store:
         ]
 
     def _next_session(self, db: sqlite3.Connection) -> int:
-        db.execute("UPDATE meta SET value = value + 1 WHERE key = 'session'")
-        return int(db.execute("SELECT value FROM meta WHERE key = 'session'").fetchone()[0])
+        return self._next_counter(db, "session")
+
+    def _next_counter(self, db: sqlite3.Connection, key: str) -> int:
+        db.execute(
+            "INSERT INTO meta VALUES (?, 1) ON CONFLICT(key) DO UPDATE SET value = value + 1",
+            (key,),
+        )
+        return int(db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
+
+    def _command_answer(self, db: sqlite3.Connection, cmd_id: str) -> dict[str, Any] | None:
+        horizon = time.time_ns() // 1_000_000 - COMMAND_MEMORY_MS
+        row = db.execute(
+            "SELECT answer FROM commands WHERE id = ? AND received > ?", (cmd_id, horizon)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def _remember_command(
+        self, db: sqlite3.Connection, cmd_id: str, answer: dict[str, Any]
+    ) -> None:
+        now = time.time_ns() // 1_000_000  # wall time: a reboot must not reset the memory
+        db.execute("DELETE FROM commands WHERE received < ?", (now - COMMAND_MEMORY_MS,))
+        db.execute(
+            "INSERT INTO commands VALUES (?, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET answer = excluded.answer",
+            (cmd_id, now, json.dumps(answer)),
+        )
 
 
 def _storable(value: Any) -> Any:

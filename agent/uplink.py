@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +94,7 @@ class Uplink:
         settings: batching and flow settings.
         clock: wall clock for stamps.
         status_extra: callable returning extra fields for the birth message.
+        meta_extra: extra fields for the retained meta message (versions, command bounds).
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class Uplink:
         settings: UplinkSettings,
         clock: WallClock,
         status_extra: Callable[[], dict[str, Any]] | None = None,
+        meta_extra: Mapping[str, Any] | None = None,
     ) -> None:
         self.broker = broker
         self.topics = topics
@@ -116,6 +119,7 @@ class Uplink:
         self.settings = settings
         self.clock = clock
         self.status_extra = status_extra or (lambda: {})
+        self.meta_extra = dict(meta_extra or {})
         self.counters = UplinkCounters()
         self.backoff = Backoff(initial_s=0.5, cap_s=30.0)
         self.connected = asyncio.Event()
@@ -129,6 +133,11 @@ class Uplink:
         self._failing = False
         self._stopping = False
         self._settling: set[asyncio.Task[None]] = set()
+        self._inbox: set[asyncio.Task[None]] = set()
+        self.on_command: Callable[[bytes, Any, bool], Coroutine[Any, Any, None]] | None = None
+        """Handles a command request: (payload, MQTT 5 properties or None, retained)."""
+        self.watermark: dict[str, int] = {}
+        """The platform's last ``ingest`` watermark (stream → seq stored by the platform)."""
 
     # ---- pipeline side -----------------------------------------------------------------------
 
@@ -235,9 +244,12 @@ class Uplink:
         self._window = asyncio.Semaphore(self.settings.inflight_window)
         now = self.clock.now_ms()
         birth = contract.status(ident, "online", ts_ms=now, **self.status_extra())
-        meta = contract.meta(ident, self.catalogue, ts_ms=now)
+        meta = contract.meta(ident, self.catalogue, ts_ms=now, **self.meta_extra)
         await asyncio.wait_for(conn.publish(self.topics.status, birth, retain=True), 10.0)
         await asyncio.wait_for(conn.publish(self.topics.meta, meta, retain=True), 10.0)
+        conn.on_message = self._on_message
+        conn.subscribe(self.topics.cmd_req)
+        conn.subscribe(self.topics.ingest)
         self._conn = conn
         self.connected.set()
         tasks = [
@@ -352,3 +364,46 @@ class Uplink:
                 await asyncio.sleep(1.0)
                 continue
             await self.store.ack_events(e.seq for e in items)
+
+    # ---- downlink --------------------------------------------------------------------------------
+
+    def _on_message(self, topic: str, payload: bytes, props: Any, retained: bool) -> None:
+        if topic == self.topics.cmd_req and self.on_command is not None:
+            task = asyncio.create_task(self.on_command(payload, props, retained), name="command")
+            self._inbox.add(task)
+            task.add_done_callback(self._inbox.discard)
+        elif topic == self.topics.ingest:
+            self._on_watermark(payload)
+
+    def _on_watermark(self, payload: bytes) -> None:
+        try:
+            body = json.loads(payload)
+            marks = {k: int(v) for k, v in body.items() if k in ("telemetry", "event")}
+        except (ValueError, TypeError, AttributeError):
+            log.warning("uplink: ignoring a malformed ingest watermark: %.100r", payload)
+            return
+        self.watermark.update(marks)
+
+    async def reply(
+        self, body: Mapping[str, Any], correlation: bytes | None, topic: str | None
+    ) -> bool:
+        """Publish a command response (stream ``cmd``, persisted seq); True once PUBACKed.
+
+        ``topic`` (a request's MQTT 5 Response Topic) is used only when it lies under this
+        gateway's topics; otherwise ``cmd/res``. Returns False when not connected or refused.
+        """
+        conn = self._conn
+        if conn is None:
+            return False
+        seq = await self.store.next_seq("cmd")
+        ident = contract.Identity(self.ident.site, self.ident.gateway, self._session)
+        target = (
+            topic if topic and topic.startswith(self.topics.base + "/") else self.topics.cmd_res
+        )
+        payload = contract.command_response(ident, seq, body)
+        try:
+            await asyncio.wait_for(conn.publish(target, payload, correlation=correlation), 10.0)
+        except (TimeoutError, PublishFailed) as exc:
+            log.warning("uplink: command response %s not delivered: %s", body.get("id"), exc)
+            return False
+        return True
