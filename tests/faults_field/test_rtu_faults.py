@@ -1,0 +1,133 @@
+"""One case per RS-485 fault kind, against the simulator's RTU server on a pty pair."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from agent.model import Quality
+from tests.drivers.conftest import VALUES, typed_points
+
+
+def good(readings) -> bool:
+    return all(r.quality is Quality.GOOD for r in readings)
+
+
+def values_ok(readings) -> bool:
+    return all(r.value == pytest.approx(VALUES[r.point.split(".", 1)[1]]) for r in readings)
+
+
+async def test_local_echo_verified_and_discarded(rtu_server, rtu_driver_for):
+    rtu_server.faults.unit(1).echo = True
+    drv = await rtu_driver_for(local_echo=True)
+    plan = drv.plan(typed_points(1))
+    got = await drv.read(plan)
+    assert good(got) and values_ok(got)
+    c = drv.counters()
+    assert c["echoes_seen"] == 0 and c["garbled"] == 0
+
+
+async def test_echo_without_option_is_skipped_with_one_hint(rtu_server, rtu_driver_for, caplog):
+    rtu_server.faults.unit(1).echo = True
+    drv = await rtu_driver_for(local_echo=False)
+    plan = drv.plan(typed_points(1))
+    with caplog.at_level(logging.WARNING, logger="drivers.modbus.rtu_port"):
+        for _ in range(3):
+            got = await drv.read(plan)
+            assert good(got) and values_ok(got)  # never garbage data
+    hints = [r for r in caplog.records if "local_echo" in r.getMessage()]
+    assert len(hints) == 1
+    assert drv.counters()["echoes_seen"] == 3 * plan.request_count
+
+
+async def test_fragmented_reply_is_reassembled(rtu_server, rtu_driver_for):
+    rtu_server.faults.unit(1).fragment_gap_s = 0.03  # ~17 × t3.5 at 19200: USB latency
+    drv = await rtu_driver_for()
+    got = await drv.read(drv.plan(typed_points(1)))
+    assert good(got) and values_ok(got)
+
+
+@pytest.mark.parametrize(("probability", "expect_good"), [(1.0, False), (0.0, True)])
+async def test_crc_corruption_counted_and_retried(
+    rtu_server, rtu_driver_for, probability, expect_good
+):
+    rtu_server.faults.unit(1).corrupt_crc = probability
+    drv = await rtu_driver_for()
+    plan = drv.plan(typed_points(1)[:2])  # one request
+    got = await drv.read(plan)
+    c = drv.counters()
+    if expect_good:
+        assert good(got) and c["crc_errors"] == 0 and c["requests"] == 1
+    else:
+        assert {(r.quality, r.reason) for r in got} == {(Quality.COMM_FAIL, "crc")}
+        assert c["crc_errors"] == 2 and c["requests"] == 2  # sent, bad CRC, resent once
+        assert c["devices"]["dev1"]["crc_errors"] == 1
+        rtu_server.faults.unit(1).corrupt_crc = 0.0
+        assert good(await drv.read(plan))
+
+
+async def test_one_corrupt_reply_is_recovered_by_the_retry(rtu_server, rtu_driver_for):
+    drv = await rtu_driver_for()
+    plan = drv.plan(typed_points(1)[:2])
+    rtu_server.faults.unit(1).corrupt_crc = 0.5
+    rtu_server.faults.rng.seed(3)  # first reply corrupt, second good with this seed
+    first = [rtu_server.faults.rng.random() < 0.5 for _ in range(2)]
+    rtu_server.faults.rng.seed(3)
+    assert first == [True, False]
+    got = await drv.read(plan)
+    assert good(got) and values_ok(got)
+    assert drv.counters()["crc_errors"] == 1
+
+
+async def test_line_noise_before_reply_is_skipped_and_flushed(rtu_server, rtu_driver_for):
+    rtu_server.faults.unit(2).garbage_before = b"\x02\x03\xff\x00\x13"  # looks like a header
+    drv = await rtu_driver_for()
+    got = await drv.read(drv.plan(typed_points(2)))
+    assert good(got) and values_ok(got)
+    assert drv.counters()["noise_bytes"] >= 5
+
+
+@pytest.mark.parametrize("late_s", [0.22, 0.3])
+async def test_late_reply_never_answers_the_next_request(rtu_server, rtu_driver_for, late_s):
+    """0.22 s: the stale reply lands inside the guard time after the timeout and is flushed;
+    0.3 s: it lands while the next request (same unit, function code and byte count) waits."""
+    drv = await rtu_driver_for(timeout_s=0.2, guard_s=0.05)
+    u1 = drv.plan(typed_points(1)[:1])  # f32 at HR 0
+    u1b = drv.plan(typed_points(1)[1:2])  # f32 CDAB at HR 2: the same reply shape
+    rtu_server.faults.unit(1).late_reply_s = late_s
+    noise = drv.counters()["noise_bytes"]
+    got = await drv.read(u1)
+    assert got[0].reason == "timeout"
+    rtu_server.faults.unit(1).late_reply_s = 0.0
+    got = await drv.read(u1b)
+    assert got[0].quality is Quality.GOOD and got[0].value == pytest.approx(-12.5)
+    await asyncio.sleep(0.1)
+    got = await drv.read(u1b)
+    assert got[0].value == pytest.approx(-12.5)
+    assert drv.counters()["noise_bytes"] - noise == 9  # the stale 9-byte reply, flushed
+
+
+async def test_dead_slave_does_not_stop_the_others(rtu_server, rtu_driver_for):
+    drv = await rtu_driver_for()
+    plan = drv.plan(typed_points(1) + typed_points(2))
+    rtu_server.faults.unit(1).silent = True
+    for _ in range(6):
+        got = await drv.read(plan)
+        assert good([r for r in got if r.point.startswith("u2.")])
+    c = drv.counters()
+    assert c["devices"]["dev1"]["offline"] and c["devices"]["dev1"]["skipped"] >= 2
+    assert c["timeouts"] <= 4  # two to go offline, then one probe every second read
+    rtu_server.faults.unit(1).silent = False
+    reads = [good(await drv.read(plan)) for _ in range(2)]
+    assert reads[-1]
+
+
+async def test_one_request_at_a_time_on_the_port(rtu_server, rtu_driver_for):
+    drv = await rtu_driver_for()
+    plans = [drv.plan(typed_points(u)) for u in (1, 2)]
+    rtu_server.faults.unit(1).delay_s = 0.02
+    results = await asyncio.gather(*(drv.read(p) for p in plans * 3))
+    assert all(good(r) and values_ok(r) for r in results)
+    assert rtu_server.counters.errors().get(("rtu", "bad_crc"), 0) == 0  # no collisions
