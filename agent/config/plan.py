@@ -226,6 +226,8 @@ def _spec(group: list[DeviceConfig]) -> ConnectionSpec:
             bytesize=first.bytesize,
             timeout_s=timeout,
             limits=tuple(limits.items()),
+            local_echo=any(d.local_echo for d in group if isinstance(d, ModbusRtuDevice)),
+            guard_s=max(d.guard_s for d in group if isinstance(d, ModbusRtuDevice)),
         )
     assert isinstance(first, ModbusTcpDevice)
     tcp = [d for d in group if isinstance(d, ModbusTcpDevice)]
@@ -236,6 +238,10 @@ def _spec(group: list[DeviceConfig]) -> ConnectionSpec:
         timeout_s=timeout,
         connect_timeout_s=max(d.connect_timeout_s for d in tcp),
         limits=tuple(limits.items()),
+        connection_mode="per-poll"
+        if any(d.connection_mode == "per-poll" for d in tcp)
+        else "persistent",
+        lenient_tid=any(d.lenient_tid for d in tcp),
     )
 
 

@@ -142,6 +142,11 @@ class ModbusTcpDevice(_ModbusDevice):
     host: Annotated[str, Field(pattern=HOST_PATTERN)]
     port: Annotated[int, Field(ge=1, le=65535)] = 502
     connect_timeout_s: Seconds = 3.0
+    # per-poll: hold the socket only for each poll, for devices that accept one TCP client
+    connection_mode: Literal["persistent", "per-poll"] = "persistent"
+    # accept replies with any transaction id (gateways that never echo it), checked by unit id,
+    # function code and byte count
+    lenient_tid: bool = False
 
 
 class ModbusRtuDevice(_ModbusDevice):
@@ -154,6 +159,11 @@ class ModbusRtuDevice(_ModbusDevice):
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
+    # the RS-485 adapter echoes what it sends (port-wide: true if any device on the port says so)
+    local_echo: bool = False
+    # wait after a timeout before flushing the line, so a late reply is never taken (port-wide:
+    # the longest of the port's devices)
+    guard_s: Seconds = 0.1
 
 
 class OpcUaDevice(_DeviceCommon):
