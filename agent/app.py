@@ -24,6 +24,7 @@ from agent import __version__, contract
 from agent.cache import Cache
 from agent.commands import CommandHandler, Request
 from agent.config import SiteConfig
+from agent.exception import Deadband, ReportByException
 from agent.model import clock
 from agent.mqtt import BrokerSettings
 from agent.pipeline import Ingest
@@ -149,12 +150,24 @@ class Agent:
                 batch_interval_s=up.batch_interval_s,
                 backlog_rate_per_s=up.backlog_rate_per_s,
                 inflight_window=up.inflight_window,
+                compression=up.compression,
             ),
             clock=clock,
             status_extra=lambda: {"sw": __version__, "clock": {"synced": clock.synced()}},
-            meta_extra={"sw": __version__, "commands": _command_meta(cfg)},
+            meta_extra={
+                "sw": __version__,
+                "commands": _command_meta(cfg),
+                "encoding": {"telemetry": up.compression},
+            },
         )
-        ingest = self.ingest = Ingest(store, self.cache, uplink, clock)
+        bands = {
+            p.name: Deadband(p.deadband, p.deadband_pct, p.heartbeat_s)
+            for p in catalogue
+            if p.deadband is not None or p.deadband_pct is not None
+        }
+        ingest = self.ingest = Ingest(
+            store, self.cache, uplink, clock, rbe=ReportByException(bands)
+        )
         self.pollers = [
             ConnectionPoller(drivers.create(cp.spec), cp.groups, ingest.submit)
             for cp in cfg.connections()

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.cache import Cache
+from agent.exception import ReportByException
 from agent.model import Reading, WallClock
 from agent.store import Evicted, Poll, Store, StoreError
 from agent.uplink import Uplink
@@ -42,16 +43,24 @@ class Ingest:
         clock: the wall clock used to stamp polls.
         queue_max: most readings waiting for the buffer; beyond that the oldest waiting polls
             are dropped and counted (only when the disk stalls for a long time).
+        rbe: report-by-exception filter between the cache and the buffer (default: none).
     """
 
     def __init__(
-        self, store: Store, cache: Cache, uplink: Uplink, clock: WallClock, queue_max: int = 200_000
+        self,
+        store: Store,
+        cache: Cache,
+        uplink: Uplink,
+        clock: WallClock,
+        queue_max: int = 200_000,
+        rbe: ReportByException | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
         self.uplink = uplink
         self.clock = clock
         self.queue_max = queue_max
+        self.rbe = rbe or ReportByException({})
         self.counters = IngestCounters()
         self._queue: list[Poll] = []
         self._queued = 0
@@ -74,6 +83,9 @@ class Ingest:
         if mono - self._synced_at > 10.0:
             self._synced, self._synced_at = self.clock.synced(), mono
         self.cache.update(readings, ts_ms, mono)
+        readings = self.rbe.filter(readings, mono)
+        if not readings:
+            return
         self._queue.append(Poll(readings, ts_ms, self._synced))
         self._queued += len(readings)
         self.counters.polls += 1

@@ -26,6 +26,7 @@ import collections
 import json
 import logging
 import time
+import zlib
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,8 @@ class UplinkSettings:
         inflight_window: most messages awaiting PUBACK at once.
         live_queue_max: most live samples held for publishing; beyond it the oldest are left to
             the backlog (they are safe in the buffer).
+        compression: ``none`` or ``zlib`` (telemetry payloads over 256 bytes are deflated and
+            sent with content type ``application/json+zlib``).
     """
 
     batch_max_samples: int = 500
@@ -56,6 +59,7 @@ class UplinkSettings:
     backlog_rate_per_s: float = 20000.0
     inflight_window: int = 10
     live_queue_max: int = 50_000
+    compression: str = "none"
 
 
 @dataclass(slots=True)
@@ -69,6 +73,7 @@ class UplinkCounters:
     samples_backfill: int = 0
     publish_failures: int = 0
     live_overflow: int = 0
+    bytes_published: int = 0
     last_error: str | None = None
 
 
@@ -313,7 +318,11 @@ class Uplink:
             ident, batch, self.units, hist=hist, sent_ms=self.clock.now_ms()
         )
         topic = self.topics.backfill if hist else self.topics.telemetry
-        fut = conn.publish(topic, payload)
+        content_type = "application/json"
+        if self.settings.compression == "zlib" and len(payload) > 256:
+            payload, content_type = zlib.compress(payload, 6), "application/json+zlib"
+        fut = conn.publish(topic, payload, content_type=content_type)
+        self.counters.bytes_published += len(payload)
         self.counters.messages_published += 1
         seqs = [b.seq for b in batch]
         task = asyncio.create_task(self._settle(fut, seqs, window), name="uplink-settle")

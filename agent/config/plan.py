@@ -159,6 +159,8 @@ class PointInfo:
         valid_min: lowest valid engineering value or ``None``.
         valid_max: highest valid engineering value or ``None``.
         description: free text or ``None``.
+        deadband / deadband_pct / heartbeat_s: report-by-exception settings (see
+            :mod:`agent.exception`), ``None`` when not set.
         source: where it is read, e.g. ``"modbus-tcp 127.0.0.1:15020 unit 1 holding 0"`` (PDU
             address; `` bit 3`` appended for register bits) or ``"opcua ns=2;s=Pump1.Speed"``.
     """
@@ -171,6 +173,9 @@ class PointInfo:
     valid_max: float | None
     description: str | None
     source: str
+    deadband: float | None = None
+    deadband_pct: float | None = None
+    heartbeat_s: float | None = None
 
 
 def connections(devices: Sequence[DeviceConfig]) -> list[ConnectionPlan]:
@@ -273,4 +278,7 @@ def _info(p: PointCommon, device: str, source: str) -> PointInfo:
         valid_max=p.valid_max,
         description=p.description,
         source=source,
+        deadband=p.deadband,
+        deadband_pct=p.deadband_pct,
+        heartbeat_s=p.heartbeat_s,
     )

@@ -68,6 +68,13 @@ class PointCommon(Strict):
     valid_min: float | None = None
     valid_max: float | None = None
     description: str | None = None
+    deadband: Annotated[float, Field(ge=0)] | None = None
+    """Report by exception: a good value within this absolute band of the last reported one is
+    not buffered or sent (engineering units)."""
+    deadband_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+    """As ``deadband``, relative: percent of the last reported value's magnitude."""
+    heartbeat_s: Seconds | None = None
+    """With a deadband: a value is reported at least this often even when unchanged."""
 
     @field_validator("scale")
     @classmethod
@@ -213,6 +220,9 @@ class Uplink(Strict):
     batch_interval_s: Seconds = 1.0
     backlog_rate_per_s: Annotated[float, Field(gt=0)] = 20000
     inflight_window: Annotated[int, Field(ge=1, le=100)] = 10
+    compression: Literal["none", "zlib"] = "none"
+    """Telemetry payload compression (RFC 1950 zlib); announced per message by the MQTT 5
+    content type ``application/json+zlib`` and in ``meta``."""
 
     @field_validator("broker")
     @classmethod

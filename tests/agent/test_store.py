@@ -1,0 +1,118 @@
+"""The SQLite outbox on disk: order, ack, seq never reused, size bound, counters, commands."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from agent.model import Quality, Reading
+from agent.store import Poll, Store
+
+
+def _poll(n: int, ts: int, prefix: str = "p") -> Poll:
+    return Poll([Reading(f"{prefix}{i}", float(i)) for i in range(n)], ts, True)
+
+
+async def test_append_begin_ack_keeps_order_and_values(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "b.sqlite", 1 << 20)
+    try:
+        r = await store.append([
+            Poll([Reading("a", 1.5), Reading("b", None, Quality.COMM_FAIL, "timeout")], 1000, True),
+            Poll([Reading("a", 7), Reading("c", True)], 2000, False),
+        ])  # fmt: skip
+        assert [s.seq for s in r.samples] == [1, 2, 3, 4]
+        rows = await store.begin(10)
+        assert [
+            (s.seq, s.point, s.ts_ms, s.value, s.quality, s.reason, s.synced) for s in rows
+        ] == [
+            (1, "a", 1000, 1.5, Quality.GOOD, None, True),
+            (2, "b", 1000, None, Quality.COMM_FAIL, "timeout", True),
+            (3, "a", 2000, 7, Quality.GOOD, None, False),
+            (4, "c", 2000, 1, Quality.GOOD, None, False),
+        ]
+        await store.ack([1, 3])
+        assert [s.seq for s in await store.begin(10)] == [2, 4]
+        assert [s.seq for s in await store.begin(10, after_seq=2)] == [4]
+        assert await store.pending() == 2
+    finally:
+        await store.close()
+
+
+async def test_seq_is_never_reused_after_the_newest_rows_are_acked_and_a_restart(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "b.sqlite"
+    store = await Store.open(path, 1 << 20)
+    r = await store.append([_poll(5, 1)])
+    await store.ack(s.seq for s in r.samples)
+    await store.close()
+    store = await Store.open(path, 1 << 20)
+    try:
+        again = await store.append([_poll(1, 2)])
+        assert again.samples[0].seq == 6
+    finally:
+        await store.close()
+
+
+async def test_size_bound_evicts_oldest_first_and_reports_the_range(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "b.sqlite", 1 << 20)  # 1 MiB
+    evicted = []
+    try:
+        for i in range(600):
+            r = await store.append([_poll(200, i, prefix="point-with-a-longer-name-")])
+            evicted.extend(r.evicted)
+        assert evicted, "the bound was never reached"
+        first = evicted[0]
+        assert first.first_seq == 1 and first.last_seq >= first.first_seq
+        assert store.counters.evicted == sum(e.count for e in evicted)
+        oldest = (await store.begin(1))[0].seq
+        assert oldest == evicted[-1].last_seq + 1, "eviction is contiguous from the oldest"
+        with sqlite3.connect(tmp_path / "b.sqlite") as db:
+            used = (
+                db.execute("PRAGMA page_count").fetchone()[0]
+                - db.execute("PRAGMA freelist_count").fetchone()[0]
+            ) * 4096
+        assert used <= (1 << 20) + 64 * 1024
+    finally:
+        await store.close()
+
+
+async def test_session_and_stream_counters_persist(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    store = await Store.open(path, 1 << 20)
+    assert [await store.next_session(), await store.next_session()] == [1, 2]
+    assert [await store.next_seq("cmd"), await store.next_seq("cmd")] == [1, 2]
+    await store.remember_command("c-1", {"code": "OK"})
+    await store.close()
+    store = await Store.open(path, 1 << 20)
+    try:
+        assert await store.next_session() == 3
+        assert await store.next_seq("cmd") == 3
+        assert await store.command_answer("c-1") == {"code": "OK"}
+        assert await store.command_answer("c-2") is None
+    finally:
+        await store.close()
+
+
+async def test_many_concurrent_appends_share_transactions(tmp_path: Path) -> None:
+    import asyncio
+
+    store = await Store.open(tmp_path / "b.sqlite", 1 << 26)
+    try:
+        results = await asyncio.gather(*(store.append([_poll(10, i)]) for i in range(100)))
+        seqs = [s.seq for r in results for s in r.samples]
+        assert sorted(seqs) == list(range(1, 1001))
+        assert store.counters.transactions < 100, "appends queued together commit together"
+    finally:
+        await store.close()
+
+
+async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    import pytest
+
+    from agent.store import StoreError
+
+    bad = tmp_path / "b.sqlite"
+    bad.write_bytes(b"this is not sqlite" * 1000)
+    with pytest.raises(StoreError, match="not a usable SQLite database"):
+        await Store.open(bad, 1 << 20)
