@@ -16,6 +16,7 @@ import os
 import signal
 import ssl
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,12 @@ log = logging.getLogger("agent")
 
 
 def gateway_id(config: SiteConfig) -> str:
-    """The configured gateway id, or one derived from ``/etc/machine-id``.
+    """The configured gateway id, or one derived from this machine's identity.
 
-    systemd machine-id(5): unique per installation, so two gateways cloned from one image differ
-    once it is regenerated.
+    The derivation hashes ``/etc/machine-id`` (systemd machine-id(5)) together with the hardware
+    address of a network interface (``uuid.getnode()``): two gateways cloned from one SD-card
+    image share the machine-id but not the Ethernet/Wi-Fi MAC, so they get different ids (and MQTT
+    client ids) and do not knock each other off the broker.
     """
     if config.site.gateway_id:
         return config.site.gateway_id
@@ -47,7 +50,8 @@ def gateway_id(config: SiteConfig) -> str:
         mid = Path("/etc/machine-id").read_text().strip()
     except OSError:
         mid = os.uname().nodename
-    return "gw-" + hashlib.sha256(mid.encode()).hexdigest()[:12]
+    node = uuid.getnode()
+    return "gw-" + hashlib.sha256(f"{mid}:{node:012x}".encode()).hexdigest()[:12]
 
 
 def broker_settings(config: SiteConfig, gw: str) -> BrokerSettings:

@@ -33,7 +33,14 @@ from typing import Any
 
 from agent import contract
 from agent.model import Backoff, Sample, WallClock
-from agent.mqtt import BrokerSettings, ConnectFailed, MqttConnection, PublishFailed, Will
+from agent.mqtt import (
+    SESSION_TAKEN_OVER,
+    BrokerSettings,
+    ConnectFailed,
+    MqttConnection,
+    PublishFailed,
+    Will,
+)
 from agent.store import Store
 
 log = logging.getLogger(__name__)
@@ -207,7 +214,18 @@ class Uplink:
                 self._conn = None
                 self.connected.clear()
                 conn.abort()
-            if not self._stopping:
+            if self._stopping:
+                continue
+            if conn.disconnect_reason == SESSION_TAKEN_OVER:
+                # Another client uses our client id (a cloned gateway?): do not fight over it.
+                log.error(
+                    "uplink: the broker gave our client id %r to another connection; retrying"
+                    " in %.0f s (is a cloned gateway using the same id?)",
+                    self.broker.client_id,
+                    self.backoff.cap_s,
+                )
+                await asyncio.sleep(self.backoff.cap_s)
+            else:
                 log.warning("uplink: connection lost; buffering until it is back")
                 await asyncio.sleep(self.backoff.next())
 
