@@ -119,7 +119,7 @@ async def test_exception_2_in_block_split_learned_and_reprobed_after_reconnect(t
         tcp_server.faults.unit(1).exceptions[("holding_register", 6)] = 2  # i32_badc
         got = {r.point: r for r in await drv.read(plan)}
         assert got["u1.i32_badc"].reason == "modbus:exception:2"
-        assert sum(not r.quality is Quality.GOOD for r in got.values()) == 1
+        assert sum(r.quality is not Quality.GOOD for r in got.values()) == 1
         before = tcp_server.counters.total("tcp")
         got = {r.point: r for r in await drv.read(plan)}
         assert got["u1.i32_badc"].reason == "modbus:exception:2"
