@@ -34,6 +34,10 @@ class PublishFailed(Exception):
     ended first). The message must be sent again later."""
 
 
+SESSION_TAKEN_OVER = 0x8E
+"""MQTT 5 §3.14.2.1 DISCONNECT reason: another connection with the same client id."""
+
+
 class ConnectFailed(Exception):
     """The broker could not be reached, refused the connection, or did not answer in time."""
 
@@ -84,6 +88,8 @@ class MqttConnection:
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._misc_task: asyncio.Task[None] | None = None
         self._sock: Any = None
+        self.disconnect_reason = 0
+        """MQTT 5 reason code of the broker's DISCONNECT (0 when none came)."""
         self.on_message: Callable[[str, bytes, Any, bool], None] | None = None
         """Called with (topic, payload, MQTT 5 properties or None, retained flag)."""
         protocol = paho.MQTTv5 if settings.mqtt5 else paho.MQTTv311
@@ -247,6 +253,7 @@ class MqttConnection:
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
+        self.disconnect_reason = int(getattr(reason, "value", 0) or 0)
         self._mark_closed(f"disconnected: {reason}")
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
