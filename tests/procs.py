@@ -76,8 +76,12 @@ class Mosquitto:
         self.dir = workdir / f"mosquitto-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "mosquitto.conf"
+        # As root, Mosquitto drops to user 'mosquitto', which cannot write into a 0700 pytest
+        # folder: no log and, worse, no persistence (the subscriber's session would not survive
+        # a restart). 'user root' keeps it as the user that started it.
+        user = "user root\n" if os.geteuid() == 0 else ""
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"{user}listener {self.port} 127.0.0.1\nallow_anonymous true\n"
             f"persistence true\npersistence_location {self.dir}/\n"
             f"log_dest file {self.dir}/mosquitto.log\n{extra_conf}"
         )
