@@ -210,6 +210,11 @@ class Uplink:
             )
             try:
                 await self._serve(conn, ident)
+            except (PublishFailed, TimeoutError) as exc:
+                # The link died during the birth/meta publish: reconnect, never end the task.
+                self.counters.last_error = f"session start: {exc}"
+            except Exception:  # a bug must not end the uplink for good: log and reconnect
+                log.exception("uplink: session failed")
             finally:
                 self._conn = None
                 self.connected.clear()
