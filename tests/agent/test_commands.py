@@ -1,0 +1,191 @@
+"""Command intake: codes for every kind of bad request, duplicates, expiry, and a fuzz that never
+crashes. The setpoint target uses the control loop's real bound checks (RemoteSetpoint)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent.commands import CODES, CommandHandler, Request
+from agent.config.control import Remote
+from agent.control.remote import RemoteSetpoint
+from agent.model import WallClock
+from agent.store import Store
+
+
+class BoundedTarget:
+    """The control loop's command API over its real bound checks; records what it applied."""
+
+    def __init__(self) -> None:
+        self.remote = RemoteSetpoint(
+            Remote(min_mpa=0.2, max_mpa=0.6, max_step_mpa=0.1, min_interval_s=10), 0.40
+        )
+        self.applied: list[float] = []
+
+    async def request_setpoint(self, value_mpa: float, *, cmd_id: str, by: str) -> Any:
+        result = self.remote.request(value_mpa, time.monotonic())
+        if result.ok:
+            self.applied.append(value_mpa)
+            self.remote.reached.set()
+        return result
+
+    async def wait_reached(self, timeout_s: float) -> bool:
+        return True
+
+
+class Rig:
+    def __init__(self, store: Store, clock: WallClock) -> None:
+        self.target = BoundedTarget()
+        self.replies: list[dict[str, Any]] = []
+
+        async def reply(body: dict[str, Any], req: Request | None) -> None:
+            self.replies.append(body)
+
+        self.handler = CommandHandler(
+            clock, store.command_answer, store.remember_command, self.target, reply
+        )
+
+    async def send(self, msg: Any, retained: bool = False) -> list[dict[str, Any]]:
+        before = len(self.replies)
+        payload = msg if isinstance(msg, bytes) else json.dumps(msg).encode()
+        await self.handler.handle(payload, None, retained)
+        await asyncio.gather(*self.handler._tasks)
+        return self.replies[before:]
+
+
+def _cmd(cid: str, value: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "id": cid,
+        "method": "setpoint.set",
+        "params": {"value": value, "unit": "MPa"},
+        **extra,
+    }
+
+
+async def _rig(tmp_path: Path) -> tuple[Rig, Store]:
+    clock = WallClock()
+    clock.synced_override = True
+    store = await Store.open(tmp_path / "b.sqlite", 1 << 20)
+    return Rig(store, clock), store
+
+
+async def test_valid_change_is_acked_then_completed_and_applied(tmp_path: Path) -> None:
+    rig, store = await _rig(tmp_path)
+    try:
+        out = await rig.send(_cmd("c-1", 0.45))
+        assert [(r["phase"], r["status"], r["code"]) for r in out] == [
+            ("ack", "accepted", "OK"),
+            ("result", "completed", "OK"),
+        ]
+        assert all(r["id"] == "c-1" for r in out)
+        assert rig.target.applied == [0.45]
+    finally:
+        await store.close()
+
+
+async def test_each_bad_request_gets_its_code_and_nothing_is_applied(tmp_path: Path) -> None:
+    rig, store = await _rig(tmp_path)
+    now = int(time.time() * 1000)
+    cases = [
+        (_cmd("r-1", 0.9), "OUT_OF_RANGE"),
+        (_cmd("r-2", 0.55), "OUT_OF_RANGE"),  # a step of 0.15 > max_step 0.1
+        (_cmd("r-3", 0.45, expires_at=now - 1000), "EXPIRED"),
+        (_cmd("r-4", "high"), "INVALID_ARGUMENT"),
+        (_cmd("r-5", 0.45) | {"method": "reboot"}, "INVALID_ARGUMENT"),
+        (_cmd("r-6", 0.45) | {"v": 2}, "INVALID_ARGUMENT"),
+        (_cmd("r-7", 0.45) | {"params": {"value": 0.45, "unit": "bar"}}, "INVALID_ARGUMENT"),
+        (b"{not json", "INVALID_ARGUMENT"),
+        ({"v": 1, "method": "setpoint.set"}, "INVALID_ARGUMENT"),
+    ]
+    try:
+        for msg, code in cases:
+            out = await rig.send(msg)
+            assert [(r["phase"], r["status"], r["code"]) for r in out] == [
+                ("ack", "rejected", code)
+            ], msg
+        out = await rig.send(_cmd("r-8", 0.45), retained=True)
+        assert out[0]["code"] == "INVALID_ARGUMENT" and "retained" in out[0]["detail"]["reason"]
+        assert rig.target.applied == []
+    finally:
+        await store.close()
+
+
+async def test_too_frequent_and_duplicate(tmp_path: Path) -> None:
+    rig, store = await _rig(tmp_path)
+    try:
+        assert (await rig.send(_cmd("d-1", 0.45)))[0]["code"] == "OK"
+        assert (await rig.send(_cmd("d-2", 0.40)))[0]["code"] == "RATE_LIMITED"
+        dup = await rig.send(_cmd("d-1", 0.45))
+        assert [r["code"] for r in dup] == ["DUPLICATE"]
+        assert dup[0]["detail"]["previous"]["phase"] == "result", "the earlier answer is replayed"
+        assert rig.target.applied == [0.45]
+    finally:
+        await store.close()
+
+
+async def test_duplicates_are_remembered_across_a_restart(tmp_path: Path) -> None:
+    rig, store = await _rig(tmp_path)
+    await rig.send(_cmd("p-1", 0.45))
+    await store.close()
+    rig, store = await _rig(tmp_path)
+    try:
+        assert [r["code"] for r in await rig.send(_cmd("p-1", 0.45))] == ["DUPLICATE"]
+        assert rig.target.applied == []
+    finally:
+        await store.close()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+payloads = st.one_of(
+    st.binary(max_size=200),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries(
+        {
+            "v": json_values,
+            "id": json_values,
+            "method": st.sampled_from(["setpoint.set", "x"]) | json_values,
+        },
+        optional={
+            "params": st.fixed_dictionaries(
+                {}, optional={"value": json_values, "unit": json_values}
+            )
+            | json_values,
+            "expires_at": json_values,
+            "issuer": json_values,
+        },
+    ).map(lambda d: json.dumps(d).encode()),
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(payload=payloads)
+def test_fuzzed_payloads_never_crash_and_always_get_one_known_code(
+    tmp_path: Path, payload: bytes
+) -> None:
+    async def run() -> None:
+        rig, store = await _rig(tmp_path)
+        rig.handler.max_per_minute = 10**9
+        try:
+            out = await rig.send(payload)
+            assert out, "every request is answered"
+            assert all(r["code"] in CODES for r in out)
+            assert out[0]["phase"] == "ack"
+        finally:
+            await store.close()
+
+    asyncio.run(run())
