@@ -67,8 +67,8 @@ class DriveCodes(Strict):
 class Pid(Strict):
     """PI(D) tuning (see :class:`agent.control.law.PidParams`)."""
 
-    kp_hz_per_mpa: Annotated[float, Field(ge=0)] = 150.0
-    ti_s: Seconds = 1.5
+    kp_hz_per_mpa: Annotated[float, Field(ge=0)] = 100.0
+    ti_s: Seconds = 2.0
     td_s: Annotated[float, Field(ge=0)] = 0.0
     out_min_hz: Hz = 25.0
     out_max_hz: Hz = 50.0

@@ -27,7 +27,8 @@ Default gains: Danfoss FC 202 20-93 PID proportional gain 0.50 (range 0–10, no
 proportional band is max reference/Kp) and 20-94 integral time 20 s [S6]; Grundfos CR(E)
 Kp 0.5, Ti 0.5 s [S7]; Wilo IP-E P 0.5, I 0.5 s, D off [S8]. Here the gain is in Hz per MPa:
 normalised Kp = kp_hz_per_mpa × (sensor span MPa / f_max Hz); with the simulator's 1.6 MPa
-transmitter and 50 Hz, 60 Hz/MPa ≈ normalised 1.9. Ti 1–20 s for a loop closed over the
+transmitter and 50 Hz, 100 Hz/MPa ≈ normalised 3.2 (tuned on the simulator: the loop
+closed over RS-485 has 0.2–0.4 s of dead time). Ti 1–20 s for a loop closed over the
 fieldbus at 200–500 ms (domain.md §1.2 design notes).
 """
 
@@ -66,8 +67,8 @@ class PidParams:
         rate_hz_per_s: largest output change per second, Hz/s; ``math.inf`` = no limit.
     """
 
-    kp: float = 60.0
-    ti_s: float = 1.5
+    kp: float = 100.0
+    ti_s: float = 2.0
     td_s: float = 0.0
     d_filter_n: float = 10.0
     out_min: float = 25.0
