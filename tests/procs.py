@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,10 +257,16 @@ class Subscriber:
     the broker's duplicates; tests count samples by seq.
     """
 
-    def __init__(self, port: int, site: str, prefix: str = "pumproom/v1") -> None:
+    def __init__(
+        self, port: int, site: str, prefix: str = "pumproom/v1", validate: bool = False
+    ) -> None:
         self.port = port
         self.topic = f"{prefix}/{site}/#"
         self.messages: list[tuple[str, dict[str, Any], bool]] = []
+        self.validate = validate
+        self.violations: list[tuple[str, str]] = []
+        """(topic, what is wrong) for every received uplink message that breaks the contract
+        (``agent/schemas``); filled only with ``validate=True``."""
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = paho.Client(
@@ -280,9 +287,44 @@ class Subscriber:
         return self
 
     def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
-        body = json.loads(msg.payload) if msg.payload else {}
+        payload = msg.payload
+        if payload[:1] == b"\x78":  # zlib header (RFC 1950): application/json+zlib
+            payload = zlib.decompress(payload)
+        try:
+            body = json.loads(payload) if payload else {}
+        except ValueError as exc:
+            body = {}
+            self._violation(msg.topic, f"not JSON: {exc}")
+        if self.validate and payload:
+            self._check(msg.topic, body)
         with self._lock:
             self.messages.append((msg.topic, body, bool(msg.retain)))
+
+    def _check(self, topic: str, body: Any) -> None:
+        """Validate an uplink message against its schema; down topics (commands and watermarks
+        that tests publish, malformed on purpose) are not the gateway's to answer for."""
+        from agent import schemas
+
+        try:
+            kind = schemas.message_type(topic)
+        except KeyError as exc:
+            self._violation(topic, str(exc))
+            return
+        if kind in schemas.DOWN_TYPES:
+            return
+        for e in schemas.iter_errors(topic, body):
+            where = "/".join(str(p) for p in e.absolute_path) or "(root)"
+            self._violation(topic, f"{where}: {e.message[:300]}")
+
+    def _violation(self, topic: str, what: str) -> None:
+        with self._lock:
+            self.violations.append((topic, what))
+
+    def assert_valid(self) -> None:
+        """Fail unless every uplink message received so far kept the contract."""
+        with self._lock:
+            bad = list(self.violations)
+        assert not bad, f"{len(bad)} contract violations, first: {bad[:5]}"
 
     def stop(self) -> None:
         self.client.loop_stop()

@@ -46,6 +46,9 @@ MESSAGE_TYPES = (
 )
 """Every message type with a schema (``common`` holds shared definitions only)."""
 
+DOWN_TYPES = frozenset({"command-request", "ingest"})
+"""Message types the platform sends to the gateway; all others are sent by the gateway."""
+
 TOPIC_SUFFIXES = {
     "status": "status",
     "meta": "meta",

@@ -34,9 +34,10 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 
 @pytest.fixture
 def subscriber(broker: Mosquitto, site: str) -> Iterator[Subscriber]:
-    s = Subscriber(broker.port, site).start()
+    s = Subscriber(broker.port, site, validate=True).start()
     yield s
     s.stop()
+    s.assert_valid()  # every uplink message of every e2e test keeps the contract (agent/schemas)
 
 
 @pytest.fixture
