@@ -39,6 +39,7 @@ def snapshot(agent: app.Agent) -> dict[str, Any]:
         "t": time.time(),
         "tasks": len(asyncio.all_tasks()),
         "polls": sum(p.counters.polls for p in agent.pollers),
+        "polls_failed": sum(p.counters.polls_failed for p in agent.pollers),
         "overruns": sum(p.counters.overruns for p in agent.pollers),
         "lateness_p50_ms": _percentile(lateness, 0.50),
         "lateness_p99_ms": _percentile(lateness, 0.99),
