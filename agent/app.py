@@ -25,6 +25,7 @@ from agent import __version__, contract
 from agent.cache import Cache
 from agent.commands import CommandHandler, Request
 from agent.config import SiteConfig
+from agent.control.loop import for_agent
 from agent.exception import Deadband, ReportByException
 from agent.model import clock
 from agent.mqtt import BrokerSettings
@@ -176,6 +177,7 @@ class Agent:
             ConnectionPoller(drivers.create(cp.spec), cp.groups, ingest.submit)
             for cp in cfg.connections()
         ]
+        self.control = for_agent(self, ingest, store, uplink)  # None without control:
 
         async def reply(body: dict[str, Any], req: Request | None) -> None:
             corr, topic = (req.correlation, req.response_topic) if req else (None, None)
@@ -189,6 +191,7 @@ class Agent:
         ingest_task = asyncio.create_task(ingest.run(), name="ingest")
         poll_tasks = [asyncio.create_task(p.run(), name=f"poll {p.name}") for p in self.pollers]
         status_task = asyncio.create_task(self._log_status(), name="status-log")
+        ctl_task = [asyncio.create_task(self.control.run(), name="control")] if self.control else []
         log.info(
             "agent %s: site %s, gateway %s, %d connections, %d points, buffer %s",
             __version__,
@@ -202,6 +205,7 @@ class Agent:
             await stop.wait()
         finally:
             log.info("stopping: pollers, then buffer flush, then uplink")
+            await _cancel(*ctl_task)  # the control loop first: it hands back to the cabinet
             await _cancel(*poll_tasks, status_task)
             await ingest.flush()
             await _cancel(ingest_task)
