@@ -567,3 +567,23 @@ def _local_time_of_day() -> float:
 
 async def _discard(body: dict[str, Any]) -> None:
     return None
+
+
+def for_agent(agent: Any, ingest: Any, store: Any, uplink: Any) -> ControlLoop | None:
+    """The control loop of a running :class:`agent.app.Agent` (after its pollers exist), or
+    ``None`` without ``control:``. Telemetry goes to ``ingest.submit``; events are stored with
+    ``store.add_event`` and the uplink is woken."""
+    if agent.config.control is None:
+        return None
+
+    async def sink(body: dict[str, Any]) -> None:
+        await store.add_event(body)
+        uplink.wake()
+
+    return ControlLoop(
+        agent.config.control,
+        agent.cache,
+        outputs_from_pollers(agent.pollers),
+        publish=ingest.submit,
+        event_sink=sink,
+    )
