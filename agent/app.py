@@ -22,6 +22,7 @@ from typing import Any
 
 import drivers
 from agent import __version__, contract
+from agent import status as status_page
 from agent.cache import Cache
 from agent.commands import CommandHandler, Request
 from agent.config import SiteConfig
@@ -158,7 +159,11 @@ class Agent:
                 compression=up.compression,
             ),
             clock=clock,
-            status_extra=lambda: {"sw": __version__, "clock": {"synced": clock.synced()}},
+            status_extra=lambda: {
+                "sw": __version__,
+                "clock": {"synced": clock.synced()},
+                "health": status_page.snapshot(self, points=False),
+            },
             meta_extra={
                 "sw": __version__,
                 "commands": _command_meta(cfg),
@@ -192,6 +197,9 @@ class Agent:
         poll_tasks = [asyncio.create_task(p.run(), name=f"poll {p.name}") for p in self.pollers]
         status_task = asyncio.create_task(self._log_status(), name="status-log")
         ctl_task = [asyncio.create_task(self.control.run(), name="control")] if self.control else []
+        page = None
+        if cfg.status is not None and cfg.status.enabled:
+            page = await status_page.serve(self, cfg.status.host, cfg.status.port)
         log.info(
             "agent %s: site %s, gateway %s, %d connections, %d points, buffer %s",
             __version__,
@@ -205,6 +213,8 @@ class Agent:
             await stop.wait()
         finally:
             log.info("stopping: pollers, then buffer flush, then uplink")
+            if page is not None:
+                await page.cleanup()
             await _cancel(*ctl_task)  # the control loop first: it hands back to the cabinet
             await _cancel(*poll_tasks, status_task)
             await ingest.flush()

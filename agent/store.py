@@ -120,6 +120,8 @@ class Store:
         self._point_ids: dict[str, int] = {}
         self._point_names: dict[int, str] = {}
         self._page_size = 4096
+        self.pending_rows = 0
+        """Samples in the buffer now (kept by the writer thread; read it from anywhere)."""
 
     @classmethod
     async def open(cls, path: str | Path, max_bytes: int, synchronous: str = "full") -> Store:
@@ -315,6 +317,7 @@ class Store:
             " received INTEGER NOT NULL, answer TEXT NOT NULL)"
         )
         self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        self.pending_rows = db.execute("SELECT count(*) FROM samples").fetchone()[0]
         for pid, name in db.execute("SELECT id, name FROM points"):
             self._point_ids[name] = pid
             self._point_names[pid] = name
@@ -357,6 +360,7 @@ class Store:
                 out.append(Sample(seq, r.point, p.ts_ms, r.value, r.quality, r.reason, p.synced))
                 seq += 1
         self.counters.appended += len(rows)
+        self.pending_rows += len(rows)
         return result
 
     def _used_bytes(self, db: sqlite3.Connection) -> int:
@@ -383,6 +387,7 @@ class Store:
             return []
         db.execute("DELETE FROM samples WHERE seq <= ?", (row[1],))
         self.counters.evicted += row[2]
+        self.pending_rows -= row[2]
         log.warning("buffer full: evicted %d oldest samples (seq %d..%d)", row[2], row[0], row[1])
         return [Evicted(row[0], row[1], row[2])]
 
@@ -398,9 +403,10 @@ class Store:
         ]
 
     def _delete(self, db: sqlite3.Connection, table: str, seqs: list[int]) -> None:
-        db.executemany(f"DELETE FROM {table} WHERE seq = ?", ((s,) for s in seqs))
+        cur = db.executemany(f"DELETE FROM {table} WHERE seq = ?", ((s,) for s in seqs))
         if table == "samples":
             self.counters.acked += len(seqs)
+            self.pending_rows -= cur.rowcount
 
     def _add_event(self, db: sqlite3.Connection, body: dict[str, Any]) -> Event:
         cur = db.execute("INSERT INTO events (body) VALUES (?)", (json.dumps(body),))

@@ -59,6 +59,7 @@ class UplinkSettings:
             the backlog (they are safe in the buffer).
         compression: ``none`` or ``zlib`` (telemetry payloads over 256 bytes are deflated and
             sent with content type ``application/json+zlib``).
+        status_interval_s: how often the retained ``online`` status is refreshed with health.
     """
 
     batch_max_samples: int = 500
@@ -67,6 +68,7 @@ class UplinkSettings:
     inflight_window: int = 10
     live_queue_max: int = 50_000
     compression: str = "none"
+    status_interval_s: float = 60.0
 
 
 @dataclass(slots=True)
@@ -284,6 +286,7 @@ class Uplink:
             asyncio.create_task(self._send_live(conn, ident), name="uplink-live"),
             asyncio.create_task(self._drain_backlog(conn, ident), name="uplink-backlog"),
             asyncio.create_task(self._send_events(conn, ident), name="uplink-events"),
+            asyncio.create_task(self._refresh_status(conn, ident), name="uplink-status"),
         ]
         closed = asyncio.create_task(conn.closed.wait(), name="uplink-watch")
         try:
@@ -373,6 +376,18 @@ class Uplink:
     def _rewind(self, seq: int) -> None:
         self._flow.cursor = min(self._flow.cursor, seq)
         self._flow.wake.set()
+
+    async def _refresh_status(self, conn: MqttConnection, ident: contract.Identity) -> None:
+        """Republish the retained ``online`` status with fresh health, periodically."""
+        while True:
+            await asyncio.sleep(self.settings.status_interval_s)
+            payload = contract.status(
+                ident, "online", ts_ms=self.clock.now_ms(), **self.status_extra()
+            )
+            try:
+                await asyncio.wait_for(conn.publish(self.topics.status, payload, retain=True), 10.0)
+            except (TimeoutError, PublishFailed) as exc:
+                log.debug("uplink: status refresh not acknowledged: %s", exc)
 
     # ---- events --------------------------------------------------------------------------------
 

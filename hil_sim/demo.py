@@ -129,7 +129,7 @@ class LiveView:
 def run_demo(duration_s: float | None = None) -> int:
     """Run the demo until Ctrl-C (or for ``duration_s`` seconds); returns the exit code."""
     work = Path(tempfile.mkdtemp(prefix="pumproom-demo-"))
-    broker_port, tcp_port, ua_port, ctl_port = (_free_port() for _ in range(4))
+    broker_port, tcp_port, ua_port, ctl_port, status_port = (_free_port() for _ in range(5))
     rtu_link = str(work / "ttyRTU0")
     conf = work / "mosquitto.conf"
     conf.write_text(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\n")
@@ -155,6 +155,7 @@ def run_demo(duration_s: float | None = None) -> int:
             f"devices.analyser.endpoint=opc.tcp://127.0.0.1:{ua_port}/pumproom/hil-sim/",
             f"uplink.broker=mqtt://127.0.0.1:{broker_port}",
             f"buffer.path={work / 'buffer.sqlite'}",
+            f"status.listen=127.0.0.1:{status_port}",
         ]
         cmd = [
             sys.executable,
@@ -180,7 +181,8 @@ def run_demo(duration_s: float | None = None) -> int:
                 screen = view.render()
                 if sys.stdout.isatty():
                     sys.stdout.write("\x1b[H\x1b[2J")
-                print(screen, f"\n\nlogs: {work}", flush=True)
+                page = f"http://127.0.0.1:{status_port}/"
+                print(screen, f"\n\nagent status page: {page}   logs: {work}", flush=True)
                 time.sleep(1.0)
         except KeyboardInterrupt:
             pass

@@ -199,6 +199,8 @@ class AgentProc:
     """``--set`` overrides for the devices; ``None``: the simulator's, for config/example.yaml."""
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment variables for the agent process."""
+    status_port: int = field(default_factory=free_port)
+    """Where the agent's status page listens (127.0.0.1)."""
 
     @property
     def buffer(self) -> Path:
@@ -215,6 +217,7 @@ class AgentProc:
             f"uplink.broker=mqtt://127.0.0.1:{self.broker_port}",
             "uplink.keepalive_s=5",
             f"buffer.path={self.buffer}",
+            f"status.listen=127.0.0.1:{self.status_port}",
             *self.extra,
         ]
         args = [sys.executable, "-m", "agent.cli", "run", "-c", str(self.config)]

@@ -256,6 +256,22 @@ def _split_broker(url: str) -> tuple[str, int]:
     return host, port
 
 
+class StatusPage(Strict):
+    """``status:``: the local status page for technicians (``GET /`` and ``/status.json``)."""
+
+    listen: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$")] = "127.0.0.1:8080"
+    """``host:port`` to listen on; loopback by default (reach it through SSH or a local screen)."""
+    enabled: bool = True
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
 class Buffer(Strict):
     """``buffer:``: the SQLite store-and-forward file. ``synchronous`` is SQLite's PRAGMA
     synchronous (https://sqlite.org/pragma.html#pragma_synchronous)."""

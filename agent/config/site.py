@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.config import plan
 from agent.config.control import ControlConfig
-from agent.config.schema import Buffer, Device, Site, Strict, Uplink
+from agent.config.schema import Buffer, Device, Site, StatusPage, Strict, Uplink
 
 
 class SiteConfig(Strict):
@@ -17,6 +17,7 @@ class SiteConfig(Strict):
         uplink: MQTT session settings.
         buffer: SQLite store-and-forward settings.
         control: the local constant-pressure loop, or ``None`` (no loop).
+        status: the local status page, or ``None`` (no page).
     """
 
     site: Site
@@ -24,6 +25,7 @@ class SiteConfig(Strict):
     uplink: Uplink
     buffer: Buffer
     control: ControlConfig | None = None
+    status: StatusPage | None = None
 
     def connections(self) -> list[plan.ConnectionPlan]:
         """One :class:`~agent.config.plan.ConnectionPlan` per driver (see

@@ -232,3 +232,30 @@ def test_requests_per_poll_cycle_are_the_minimum_the_limits_allow(
     }
     print("requests per cycle by (transport, unit):", measured, "minimum:", expected)
     assert measured == {k: float(v) for k, v in expected.items()}
+
+
+def test_status_page_shows_connections_buffer_and_points(
+    sim: Simulator, subscriber: Subscriber, agent: AgentProc
+) -> None:
+    import json
+    import urllib.request
+
+    agent.start()
+    wait_for(lambda: subscriber.samples(), 20, "first telemetry")
+    base = f"http://127.0.0.1:{agent.status_port}"
+
+    def fetch() -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"{base}/status.json", timeout=2) as r:
+                return json.load(r)
+        except OSError:
+            return None
+
+    snap = wait_for(fetch, 10, "the status page")
+    assert snap["site"] == agent.site and snap["uplink"]["connected"] is True
+    assert {c["name"] for c in snap["connections"]} >= {"analyser"}
+    assert all(c["connected"] and c["polls"] > 0 for c in snap["connections"])
+    assert snap["points"]["cabinet.p_out"]["q"] == "g"
+    with urllib.request.urlopen(base + "/", timeout=2) as r:
+        page = r.read().decode()
+    assert "cabinet.p_out" in page and "connected" in page

@@ -1,0 +1,158 @@
+"""The local status view for technicians: one snapshot of the whole agent, as JSON and as a page.
+
+``GET /status.json`` returns :func:`snapshot`; ``GET /`` renders the same as a plain HTML page
+that refreshes itself every 2 s (no JavaScript, readable on a phone in the pump room). The
+server (aiohttp) listens where ``status.listen`` says, loopback by default. The same snapshot,
+shortened, goes into the retained ``status`` message every minute.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from agent.app import Agent
+
+log = logging.getLogger(__name__)
+_STARTED = time.monotonic()
+
+
+def snapshot(agent: Agent, *, points: bool = True) -> dict[str, Any]:
+    """The agent's state now: uplink, buffer, connections with their counters, latest values.
+
+    Shape: ``{"gateway", "site", "uptime_s", "uplink": {...}, "buffer": {...},
+    "connections": [{"name", "connected", "polls", "overruns", "last_error", "driver": {...}}],
+    "points": {name: {"value", "q", "reason", "age_s"}}}`` (``points`` only when asked).
+    """
+    now = time.monotonic()
+    out: dict[str, Any] = {
+        "gateway": agent.gateway,
+        "site": agent.config.site.id,
+        "uptime_s": round(now - _STARTED, 1),
+    }
+    if agent.uplink is not None:
+        c = agent.uplink.counters
+        out["uplink"] = {
+            "connected": agent.uplink.connected.is_set(),
+            "connects": c.connects,
+            "connect_failures": c.connect_failures,
+            "samples_live": c.samples_live,
+            "samples_backfill": c.samples_backfill,
+            "publish_failures": c.publish_failures,
+            "last_error": c.last_error,
+            "watermark": dict(agent.uplink.watermark),
+        }
+    if agent.store is not None:
+        s = agent.store.counters
+        out["buffer"] = {
+            "pending": agent.store.pending_rows,
+            "appended": s.appended,
+            "acked": s.acked,
+            "evicted": s.evicted,
+            "rejected": s.rejected,
+        }
+    out["connections"] = [
+        {
+            "name": p.name,
+            "connected": p.counters.connected,
+            "polls": p.counters.polls,
+            "polls_failed": p.counters.polls_failed,
+            "overruns": p.counters.overruns,
+            "last_error": p.counters.last_error,
+            "driver": _jsonable(p.driver.counters()),
+        }
+        for p in agent.pollers
+    ]
+    if points:
+        out["points"] = {
+            name: {
+                "value": latest.value,
+                "q": latest.quality.code,
+                "reason": latest.reason,
+                "age_s": round(now - latest.mono, 1),
+            }
+            for name, latest in sorted(agent.cache.snapshot().items())
+        }
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def render(snap: dict[str, Any]) -> str:
+    """The snapshot as a self-refreshing HTML page."""
+    e = html.escape
+    up = snap.get("uplink", {})
+    buf = snap.get("buffer", {})
+    rows = []
+    for c in snap["connections"]:
+        state = "connected" if c["connected"] else "DOWN"
+        rows.append(
+            f"<tr><td>{e(c['name'])}</td><td>{state}</td><td>{c['polls']}</td>"
+            f"<td>{c['polls_failed']}</td><td>{c['overruns']}</td>"
+            f"<td>{e(str(c['last_error'] or ''))}</td></tr>"
+        )
+    points = []
+    for name, p in snap.get("points", {}).items():
+        style = "" if p["q"] == "g" else ' style="color:#b00"'
+        points.append(
+            f"<tr{style}><td>{e(name)}</td><td>{e(str(p['value']))}</td><td>{p['q']}"
+            f" {e(p['reason'] or '')}</td><td>{p['age_s']}</td></tr>"
+        )
+    return (
+        "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=2>"
+        f"<title>pumproom-edge {e(snap['gateway'])}</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}</style>"
+        f"<h1>{e(snap['site'])} / {e(snap['gateway'])}</h1>"
+        f"<p>uplink: <b>{'connected' if up.get('connected') else 'DOWN'}</b>, "
+        f"{up.get('samples_live', 0)} live + {up.get('samples_backfill', 0)} backfill samples"
+        " sent; "
+        f"buffer: <b>{buf.get('pending', 0)}</b> samples waiting, {buf.get('evicted', 0)} evicted; "
+        f"up {snap['uptime_s']} s</p>"
+        "<h2>Connections</h2><table><tr><th>connection</th><th>state</th><th>polls</th>"
+        "<th>failed</th><th>overruns</th><th>last error</th></tr>" + "".join(rows) + "</table>"
+        "<h2>Points</h2><table><tr><th>point</th><th>value</th><th>quality</th><th>age s</th></tr>"
+        + "".join(points)
+        + "</table>"
+    )
+
+
+async def serve(agent: Agent, host: str, port: int) -> web.AppRunner | None:
+    """Start the status server; returns its runner, or ``None`` (logged) when the port is taken."""
+    app = web.Application()
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=render(snapshot(agent)), content_type="text/html")
+
+    async def status_json(request: web.Request) -> web.Response:
+        return web.json_response(snapshot(agent))
+
+    app.router.add_get("/", page)
+    app.router.add_get("/status.json", status_json)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        log.error(
+            "status page: cannot listen on %s:%d: %s (the agent runs on without it)",
+            host,
+            port,
+            exc,
+        )
+        await runner.cleanup()
+        return None
+    log.info("status page on http://%s:%d/", host, port)
+    return runner
