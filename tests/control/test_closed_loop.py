@@ -128,3 +128,41 @@ async def test_outlet_sensor_fault_enters_fallback_within_one_period(
         assert loop.state == "local"
         tail = window(rig, rig.now() - 1.0, rig.now())
         assert all(0.3 < p < 0.55 for p in tail)
+
+
+async def test_complaint_scenario_supervisory(tmp_path: Path) -> None:
+    """Platform raises the setpoint +0.05 MPa: acknowledged, ramped on the cabinet's setpoint
+    register, reached, audited; out-of-bounds and too-frequent requests are refused."""
+    section = control_section("supervisory", remote={"min_interval_s": 30.0})
+    async with Rig(tmp_path, section) as rig:
+        await rig.wait_polled()
+        rig.start_loop()
+        await asyncio.sleep(2.0)
+        loop, pl = rig.loop, rig.sim.plant
+        assert pl.mode == MODE_AUTO and loop.state == "supervisory"
+        assert (await loop.request_setpoint(0.70, cmd_id="a", by="ops")).code == "OUT_OF_RANGE"
+        assert (await loop.request_setpoint(0.15, cmd_id="b", by="ops")).code == "OUT_OF_RANGE"
+        nan = await loop.request_setpoint(float("nan"), cmd_id="c", by="ops")
+        assert nan.code == "INVALID_ARGUMENT"
+        ok = await loop.request_setpoint(0.45, cmd_id="d", by="ops")
+        assert ok.code == "OK" and ok.detail["ramp_s"] == 5.0
+        again = await loop.request_setpoint(0.46, cmd_id="e", by="ops")
+        assert again.code == "RATE_LIMITED"
+        seen = set()
+        t0 = rig.now()
+        reached = asyncio.create_task(loop.wait_reached(20.0))
+        while not reached.done():
+            seen.add(round(pl.setpoint, 2))
+            await asyncio.sleep(0.1)
+        assert reached.result() is True
+        assert rig.now() - t0 >= 4.0  # ramped (0.01 MPa/s), not jumped
+        assert {0.41, 0.42, 0.43, 0.44, 0.45} <= seen  # the cabinet register walked up
+        await asyncio.sleep(0.5)
+        audit = [e for e in rig.events if e["type"] == "control.setpoint_change"]
+        assert audit and audit[0]["cmd_id"] == "d" and audit[0]["by"] == "ops"
+        assert audit[0]["from"] == 0.40 and audit[0]["to"] == 0.45
+        assert "setpoint_reached" in rig.kinds()
+        assert "setpoint_refused" in rig.kinds()
+        loop.set_manual(40.0)
+        manual = await loop.request_setpoint(0.44, cmd_id="f", by="ops")
+        assert manual.code == "NOT_PERMITTED"
