@@ -282,8 +282,15 @@ class BenchAgent:
 
 @contextmanager
 def broker(workdir: Path) -> Iterator[Mosquitto]:
-    """A private Mosquitto on a free loopback port for the ``with`` block."""
-    m = Mosquitto(workdir).start()
+    """A private Mosquitto on a free loopback port for the ``with`` block.
+
+    ``set_tcp_nodelay true`` (mosquitto.conf(5)): without it Nagle's algorithm on the broker's
+    socket holds a small PUBLISH until the previous segment is ACKed, and the receiver's delayed
+    ACK (40 ms on Linux) shows up in every command round trip. ``BENCH_MOSQ_NODELAY=0`` turns
+    it off to see the difference.
+    """
+    nodelay = os.environ.get("BENCH_MOSQ_NODELAY", "1") != "0"
+    m = Mosquitto(workdir, extra_conf="set_tcp_nodelay true\n" if nodelay else "").start()
     try:
         yield m
     finally:
