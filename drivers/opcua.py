@@ -9,6 +9,15 @@
   ``opcua:BadNodeIdUnknown``); other nodes are unaffected.
 * ``write`` writes the Value attribute as a Variant of the node's own data type (read once per node
   and session), so a Float variable receives a Float, not a Double.
+* Points with ``mode: subscribe`` are monitored items of one data-change subscription per session
+  (:mod:`drivers.opcua_session`); ``read`` reports the latest published value, and items the
+  server refused (``BadNodeIdUnknown`` while it loads) are retried on every read. Every read also
+  reads Server/ServerStatus/State, so a network that silently drops packets is detected by the
+  timeout even when every point is subscribed; a keep-alive task keeps the session alive within
+  the server's *revised* session timeout between slow polls.
+* Security policy None or Basic256Sha256 (Sign / SignAndEncrypt), identity anonymous, user name or
+  X.509 certificate: see :func:`drivers.opcua_session.make_client`. Each connect makes a fresh
+  client object (and so a fresh subscription).
 * A timeout of the Read/Write call, a closed socket or a session/channel-level status means the
   session is gone: :class:`~agent.model.ConnectionLost`. asyncua's auto-reconnect stays off: the
   agent owns reconnects.
@@ -27,6 +36,7 @@ from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from agent.model import ConnectError, ConnectionLost, Quality, Reading, Value, WriteError
 from drivers.base import Driver, ReadPlan
+from drivers.opcua_session import SERVER_STATE, KeepAlive, Subscriptions, make_client
 from drivers.specs import OpcUaConnection, OpcUaPoint
 from drivers.values import to_engineering
 
@@ -90,6 +100,8 @@ class OpcUaDriver(Driver):
         self._connects = 0
         self._last_error: str | None = None
         self._last_ok: float | None = None
+        self._keepalive: KeepAlive | None = None
+        self._subs: Subscriptions | None = None
 
     def plan(self, points: Sequence[Any]) -> OpcUaReadPlan:
         """Plan ``points`` as one Read call.
@@ -112,7 +124,11 @@ class OpcUaDriver(Driver):
             ConnectError: refused, unreachable, rejected, or not done within connect_timeout_s.
         """
         await self.close()
-        client = Client(self.spec.endpoint, timeout=self.spec.timeout_s + _LIB_TIMEOUT_MARGIN_S)
+        try:
+            client = await make_client(self.spec, self.spec.timeout_s + _LIB_TIMEOUT_MARGIN_S)
+        except (ValueError, OSError, UaError) as exc:
+            self._last_error = f"client set-up: {exc!r}"
+            raise ConnectError(f"{self.name}: {exc}") from exc
         try:
             await asyncio.wait_for(client.connect(), self.spec.connect_timeout_s)
             self._client = client
@@ -130,10 +146,16 @@ class OpcUaDriver(Driver):
             raise
         self._vtypes.clear()
         self._connects += 1
+        self._keepalive = KeepAlive(client, self.spec.timeout_s)
+        self._subs = Subscriptions(client, self.spec.publish_interval_s, self.spec.timeout_s)
 
     async def close(self) -> None:
         """Close session and channel (bounded by :data:`CLOSE_TIMEOUT_S`). Idempotent, never
         raises."""
+        keepalive, self._keepalive = self._keepalive, None
+        self._subs = None
+        if keepalive is not None:
+            await keepalive.stop()
         client, self._client = self._client, None
         if client is None:
             return
@@ -150,8 +172,13 @@ class OpcUaDriver(Driver):
 
     def counters(self) -> dict[str, Any]:
         """Health counters: ``requests``, ``responses``, ``timeouts``, ``bad_status`` (status
-        name → count of node results), ``reconnects``, ``last_error``, ``last_ok``."""
+        name → count of node results), ``reconnects``, ``last_error``, ``last_ok``,
+        ``session_timeout_s`` (as revised by the server), ``refused_items`` (monitored items the
+        server refused, retried)."""
+        ka, subs = self._keepalive, self._subs
         return {
+            "session_timeout_s": ka.revised_s if ka else None,
+            "refused_items": dict(subs.refused) if subs else {},
             "requests": self._requests,
             "responses": self._responses,
             "timeouts": self._timeouts,
@@ -179,6 +206,10 @@ class OpcUaDriver(Driver):
     async def _call(self, coro: Any) -> Any:
         """Await one service call with ``timeout_s``; map transport failures to ConnectionLost."""
         self._requests += 1
+        if self._keepalive is not None and self._keepalive.failed:
+            coro.close()
+            self._last_error = self._keepalive.failed
+            raise ConnectionLost(f"{self.name}: {self._keepalive.failed}")
         try:
             result = await asyncio.wait_for(coro, self.spec.timeout_s)
         except TimeoutError as exc:
@@ -196,6 +227,8 @@ class OpcUaDriver(Driver):
             raise ConnectionLost(f"{self.name}: {exc!r}") from exc
         self._responses += 1
         self._last_ok = time.monotonic()
+        if self._keepalive is not None:
+            self._keepalive.last_request = self._last_ok
         return result
 
     def _require_client(self) -> Client:
@@ -214,21 +247,57 @@ class OpcUaDriver(Driver):
             raise ValueError("not an OPC UA read plan")
         client = self._require_client()
         out: list[Reading | None] = [None] * len(plan.points)
-        nodes, where = [], []
+        nodes, where, subscribed = [], [], []
         for i, p in enumerate(plan.points):
             try:
-                nodes.append(client.get_node(self._node_id(p)))
-                where.append(i)
+                node_id = self._node_id(p)
             except KeyError:
                 out[i] = Reading(p.name, None, Quality.BAD_VALUE, "opcua:BadNamespaceUnknown")
-        if nodes:
-            try:
-                results = await self._call(client.read_attributes(nodes))
-            except UaStatusCodeError as exc:  # a service-level result that is not a lost session
-                results = [ua.DataValue(StatusCode=ua.StatusCode(exc.code))] * len(nodes)
-            for i, dv in zip(where, results, strict=True):
-                out[i] = self._reading(plan.points[i], dv)
+                continue
+            if p.mode == "subscribe":
+                subscribed.append((i, node_id))
+            else:
+                nodes.append(client.get_node(node_id))
+                where.append(i)
+        if subscribed:
+            await self._read_subscribed(plan, subscribed, out)
+        # Server state rides along: a silently dead network shows as a timeout on every read
+        nodes.append(client.get_node(SERVER_STATE))
+        try:
+            results = await self._call(client.read_attributes(nodes))
+        except UaStatusCodeError as exc:  # a service-level result that is not a lost session
+            results = [ua.DataValue(StatusCode=ua.StatusCode(exc.code))] * len(nodes)
+        for i, dv in zip(where, results[:-1], strict=True):
+            out[i] = self._reading(plan.points[i], dv)
         return [r for r in out if r is not None]
+
+    async def _read_subscribed(
+        self,
+        plan: OpcUaReadPlan,
+        subscribed: list[tuple[int, ua.NodeId]],
+        out: list[Reading | None],
+    ) -> None:
+        subs = self._subs
+        assert subs is not None
+        failed: str | None = None
+        try:
+            await self._call(subs.ensure([n for _, n in subscribed]))
+        except UaStatusCodeError as exc:
+            failed = f"opcua:{ua.StatusCode(exc.code).name}"
+        if subs.status is not None:
+            self._last_error = subs.status
+            raise ConnectionLost(f"{self.name}: {subs.status}")
+        for i, node_id in subscribed:
+            p = plan.points[i]
+            dv = subs.latest(node_id)
+            refused = subs.refused.get(node_id.to_string())
+            if dv is not None:
+                out[i] = self._reading(p, dv)
+            elif refused is not None or failed is not None:
+                reason = failed or f"opcua:{refused}"
+                out[i] = Reading(p.name, None, Quality.BAD_VALUE, reason)
+            else:
+                out[i] = Reading(p.name, None, Quality.COMM_FAIL, "opcua:no_data_yet")
 
     def _reading(self, point: OpcUaPoint, dv: ua.DataValue) -> Reading:
         status = dv.StatusCode if dv.StatusCode is not None else ua.StatusCode()

@@ -130,6 +130,9 @@ class OpcUaPoint:
         writable: whether the agent may write it.
         valid_min: lowest valid engineering value.
         valid_max: highest valid engineering value.
+        mode: ``"poll"`` (read with the Read service on every poll) or ``"subscribe"``
+            (monitored item of a data-change subscription; each poll reports the latest value
+            the server published).
     """
 
     name: str
@@ -141,6 +144,7 @@ class OpcUaPoint:
     writable: bool = False
     valid_min: float | None = None
     valid_max: float | None = None
+    mode: str = "poll"
 
 
 PointSpec = ModbusPoint | OpcUaPoint
@@ -230,12 +234,33 @@ class OpcUaConnection:
         endpoint: ``opc.tcp://host:port/path``.
         timeout_s: per-request timeout, seconds.
         connect_timeout_s: connect and session-activation timeout, seconds.
+        session_timeout_s: session timeout requested; the server may revise it and the driver
+            keeps the session alive well within the revised value.
+        publish_interval_s: publishing interval of the data-change subscription, seconds.
+        security_policy: ``"None"`` or ``"Basic256Sha256"`` (OPC UA Part 7 security policies).
+        security_mode: ``"None"``, ``"Sign"`` or ``"SignAndEncrypt"`` (Part 4 §7.20).
+        certificate, private_key: client application instance certificate and key (PEM/DER
+            paths), required with a security policy other than None.
+        server_certificate: the server's certificate (path), trusted for the secure channel.
+        username, password: user name identity token; ``user_certificate`` and
+            ``user_private_key``: X.509 identity token instead.
     """
 
     name: str
     endpoint: str
     timeout_s: float = 2.0
     connect_timeout_s: float = 5.0
+    session_timeout_s: float = 60.0
+    publish_interval_s: float = 1.0
+    security_policy: str = "None"
+    security_mode: str = "None"
+    certificate: str | None = None
+    private_key: str | None = None
+    server_certificate: str | None = None
+    username: str | None = None
+    password: str | None = None
+    user_certificate: str | None = None
+    user_private_key: str | None = None
 
 
 ConnectionSpec = ModbusTcpConnection | ModbusRtuConnection | OpcUaConnection

@@ -179,3 +179,21 @@ class OpcUaFacade:
         self._nodes = {}
         if server is not None:
             await server.stop()
+            await _end_orphaned_sessions(server)
+
+
+async def _end_orphaned_sessions(server: Server) -> None:
+    """asyncua's ``Server.stop`` leaves the session-timeout and subscription tasks of sessions
+    that were still open (a restart with clients connected); cancel the ones of ``server``."""
+    iserver = server.iserver
+    mine = []
+    for task in asyncio.all_tasks():
+        frame = getattr(task.get_coro(), "cr_frame", None)
+        owner = frame.f_locals.get("self") if frame is not None else None
+        if getattr(owner, "iserver", None) is iserver or (
+            type(owner).__name__ == "InternalSubscription"
+            and getattr(owner.monitored_item_srv, "aspace", None) is iserver.aspace
+        ):
+            task.cancel()
+            mine.append(task)
+    await asyncio.gather(*mine, return_exceptions=True)

@@ -78,3 +78,65 @@ async def test_removed_node_costs_only_that_point(ua_server, ua_driver):
     got = {r.point: r for r in await ua_driver.read(plan)}
     assert got["wq.ph"].reason == "opcua:BadNodeIdUnknown"
     assert good([r for name, r in got.items() if name != "wq.ph"])
+
+
+SUBSCRIBED = [
+    OpcUaPoint(
+        p.name, "analyser", f"ns=2;s={p.node}", namespace_uri=NAMESPACE_URI, mode="subscribe"
+    )
+    for p in UA_POINTS
+]
+
+
+async def wait_good(drv, plan, within_s=3.0):
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        got = await drv.read(plan)
+        if good(got) or asyncio.get_running_loop().time() > deadline:
+            return got
+        await asyncio.sleep(0.1)
+
+
+async def test_subscription_recreated_after_restart_and_slow_load(ua_server):
+    spec = OpcUaConnection("analyser", ua_server.endpoint, 1.0, 2.0, publish_interval_s=0.1)
+    drv = create(spec)
+    await drv.connect()
+    try:
+        plan = drv.plan(SUBSCRIBED[:3] + POINTS[3:])  # mixed: subscribed and polled points
+        got = await wait_good(drv, plan)
+        assert good(got)
+        ua_server.plant.quality.turbidity_base_ntu = 0.42
+        await ua_server.update()
+        await asyncio.sleep(0.4)
+        got = {r.point: r for r in await drv.read(plan)}
+        assert got["wq.turbidity"].value == pytest.approx(0.42)
+        await ua_server.restart(load_delay_s=0.6)  # new server: old subscription ids are void
+        with pytest.raises(ConnectionLost):
+            for _ in range(20):
+                await drv.read(plan)
+                await asyncio.sleep(0.1)
+        await drv.close()
+        await drv.connect()
+        got = await drv.read(plan)
+        assert {r.reason for r in got[:3]} == {"opcua:BadNodeIdUnknown"}  # still loading
+        assert drv.counters()["refused_items"]
+        got = await wait_good(drv, plan)
+        assert good(got) and got[0].value == pytest.approx(0.42)
+        assert drv.counters()["refused_items"] == {}
+    finally:
+        await drv.close()
+
+
+async def test_revised_session_timeout_is_honoured(ua_server):
+    spec = OpcUaConnection("analyser", ua_server.endpoint, 1.0, 2.0, session_timeout_s=1.0)
+    drv = create(spec)
+    await drv.connect()
+    try:
+        # asyncua's server raises a 1 s request to its 5 s minimum: the driver keeps what was
+        # granted, and its keep-alive runs at a third of it
+        revised = drv.counters()["session_timeout_s"]
+        assert revised == pytest.approx(5.0)
+        assert drv._keepalive.interval_s == pytest.approx(revised / 3)
+        assert good(await drv.read(drv.plan(POINTS)))
+    finally:
+        await drv.close()
