@@ -34,6 +34,7 @@ from typing import Any
 
 from agent.cache import Cache
 from agent.config.control import ControlConfig
+from agent.control.events import to_contract
 from agent.control.io import EventQueue, Writer
 from agent.control.law import Mode, PidInput, PidState, pid_step, ramp, reset_for
 from agent.control.lowdemand import (
@@ -577,7 +578,7 @@ def for_agent(agent: Any, ingest: Any, store: Any, uplink: Any) -> ControlLoop |
         return None
 
     async def sink(body: dict[str, Any]) -> None:
-        await store.add_event(body)
+        await store.add_event(to_contract(body))
         uplink.wake()
 
     return ControlLoop(
