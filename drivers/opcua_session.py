@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from asyncua import Client, ua
@@ -34,7 +35,7 @@ _MODES = {
     "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt,
 }
 
-SERVER_STATE = ua.NodeId(ua.ObjectIds.Server_ServerStatus_State)
+SERVER_STATE = ua.NodeId(ua.Int32(ua.ObjectIds.Server_ServerStatus_State))
 """Node i=2259, Server/ServerStatus/State (Part 5 §6.3.1): read to prove the session alive."""
 
 
@@ -68,7 +69,7 @@ async def make_client(spec: OpcUaConnection, lib_timeout_s: float) -> Client:
         client.set_password(spec.password or "")
     elif spec.user_certificate and spec.user_private_key:
         await client.load_client_certificate(spec.user_certificate)
-        await client.load_private_key(spec.user_private_key)
+        await client.load_private_key(Path(spec.user_private_key))
     return client
 
 
