@@ -295,9 +295,14 @@ class Uplink:
                 if t is not closed and t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
         finally:
-            for t in [closed, *tasks]:
-                t.cancel()
-            await asyncio.gather(closed, *tasks, return_exceptions=True)
+            # Cancel until they end: Python 3.11's wait_for can swallow a cancellation that
+            # arrives as its inner future completes (CPython gh-86296), and then a plain
+            # gather() would wait for ever.
+            pending: set[asyncio.Task[Any]] = {closed, *tasks}
+            while pending:
+                for t in pending:
+                    t.cancel()
+                _, pending = await asyncio.wait(pending, timeout=1.0)
 
     # ---- telemetry -----------------------------------------------------------------------------
 
@@ -321,10 +326,7 @@ class Uplink:
             rows = await self.store.begin(s.batch_max_samples * 4, after_seq=flow.cursor)
             if not rows:
                 flow.wake.clear()
-                try:
-                    await asyncio.wait_for(flow.wake.wait(), 1.0)
-                except TimeoutError:
-                    pass
+                await _wait_event(flow.wake, 1.0)
                 continue
             flow.cursor = rows[-1].seq
             todo = [r for r in rows if r.seq not in flow.claimed]
@@ -396,10 +398,7 @@ class Uplink:
             items = await self.store.begin_events(100)
             if not items:
                 self._events_wake.clear()
-                try:
-                    await asyncio.wait_for(self._events_wake.wait(), 1.0)
-                except TimeoutError:
-                    pass
+                await _wait_event(self._events_wake, 1.0)
                 continue
             payload = contract.events(
                 ident, [(e.seq, e.body) for e in items], sent_ms=self.clock.now_ms()
@@ -454,3 +453,13 @@ class Uplink:
             log.warning("uplink: command response %s not delivered: %s", body.get("id"), exc)
             return False
         return True
+
+
+async def _wait_event(event: asyncio.Event, timeout_s: float) -> None:
+    """Wait for ``event`` at most ``timeout_s`` seconds. Unlike ``asyncio.wait_for`` in Python
+    3.11 (CPython gh-86296), ``asyncio.timeout`` never swallows a cancellation of the caller."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        pass
