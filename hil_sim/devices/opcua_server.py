@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass
 
 from asyncua import Server, ua
+from asyncua.server.user_managers import User, UserManager, UserRole
 
 from hil_sim.plant import Plant
 
@@ -78,10 +79,26 @@ class OpcUaFacade:
         plant: the plant whose analyser and room I/O are served.
         host: listen address (loopback in tests).
         port: TCP port (default 14840 in the CLI).
+        certificate, private_key: server certificate and key (paths); when given the server
+            offers only Basic256Sha256 Sign and SignAndEncrypt (no unsecured endpoint).
+        users: user name → password; when given, anonymous sessions are refused and a user name
+            token or an X.509 user certificate is required.
     """
 
-    def __init__(self, plant: Plant, host: str, port: int) -> None:
+    def __init__(
+        self,
+        plant: Plant,
+        host: str,
+        port: int,
+        *,
+        certificate: str | None = None,
+        private_key: str | None = None,
+        users: dict[str, str] | None = None,
+    ) -> None:
         self.plant = plant
+        self.certificate = certificate
+        self.private_key = private_key
+        self.users = users
         self.endpoint = f"opc.tcp://{host}:{port}/pumproom/hil-sim/"
         self.analyser_status = STATUS_NORMAL
         self.served: dict[str, float | int | bool] = {}
@@ -102,11 +119,23 @@ class OpcUaFacade:
             OSError: the port is taken.
         """
         logging.getLogger("asyncua").setLevel(logging.WARNING)
-        server = Server()
+        server = Server(user_manager=_Users(self.users) if self.users is not None else None)
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name("pumproom-edge HIL simulator")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if self.certificate and self.private_key:
+            await server.load_certificate(self.certificate)
+            await server.load_private_key(self.private_key)
+            server.set_security_policy(
+                [
+                    ua.SecurityPolicyType.Basic256Sha256_Sign,
+                    ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+                ]
+            )
+        else:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if self.users is not None:
+            server.set_security_IDs(["Username", "Basic256Sha256"])
         self._idx = await server.register_namespace(NAMESPACE_URI)
         self._server = server
         await server.start()
@@ -197,3 +226,20 @@ async def _end_orphaned_sessions(server: Server) -> None:
             task.cancel()
             mine.append(task)
     await asyncio.gather(*mine, return_exceptions=True)
+
+
+class _Users(UserManager):
+    """Accepts the configured user names with their passwords, or any X.509 user certificate
+    (the secure channel has already checked it); refuses anonymous sessions."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self._users = users
+
+    def get_user(self, iserver, username=None, password=None, certificate=None):  # type: ignore[no-untyped-def]
+        if username is not None:
+            if self._users.get(username) == password:
+                return User(role=UserRole.User, name=username)
+            return None
+        if certificate is not None:
+            return User(role=UserRole.User, name="certificate")
+        return None
