@@ -212,7 +212,8 @@ def stage(p: StagingParams, s: StagingState, inp: StagingInput) -> StagingResult
 
     n = s.count
     lower = inp.sp * (1.0 - p.staging_band)
-    override = inp.pv < inp.sp * (1.0 - p.override_band)
+    # the lead near full speed too: a setpoint step alone must not stage pumps at once
+    override = inp.pv < inp.sp * (1.0 - p.override_band) and inp.mv_hz >= p.stage_on_hz
     want_on = n < p.max_running and (override or (inp.mv_hz >= p.stage_on_hz and inp.pv < lower))
     on_timer = s.on_timer_s + inp.dt_s if want_on else 0.0
     if want_on:
