@@ -163,6 +163,11 @@ unreadable file keeps the last offset). It lets a test step the agent's wall clo
 without touching the machine's clock. Never set it in production."""
 
 
+CLOCK_SYNCED_ENV = "PUMPROOM_CLOCK_SYNCED"
+"""Test hook: ``1`` or ``0`` overrides whether the clock counts as synchronised (machines in CI
+often run unsynchronised containers)."""
+
+
 class WallClock:
     """The single source of wall-clock time for the agent, so tests can step it.
 
@@ -176,6 +181,8 @@ class WallClock:
         self.offset_ms = 0
         self.synced_override: bool | None = None
         self._offset_file = os.environ.get(CLOCK_OFFSET_ENV) or None
+        if os.environ.get(CLOCK_SYNCED_ENV) in ("0", "1"):  # test hook
+            self.synced_override = os.environ[CLOCK_SYNCED_ENV] == "1"
         self._offset_read_at = -2.0
 
     def now_ms(self) -> int:

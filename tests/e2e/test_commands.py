@@ -1,0 +1,216 @@
+"""Commands end to end: the platform raises the outlet setpoint over MQTT 5; the agent's control
+loop (supervisory) writes it to the simulated cabinet; bad requests are refused with their codes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from tests.procs import EXAMPLE, AgentProc, Mosquitto, Simulator, Subscriber, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CONTROL = """
+control:
+  mode: supervisory
+  period_s: 0.2
+  setpoint_mpa: 0.40
+  points: {pv: p_out, flow: flow, suction: p_in, suction_switch: di.suction_low,
+           setpoint: setpoint, run_enable: cabinet.drives_on, cabinet_mode: cabinet.mode}
+  pumps:
+    - {cmd: pump1.cmd, freq_ref: pump1.freq_ref, freq: pump1.freq, fault: pump1.fault_code, mode: pump1.mode, hours: pump1.run_hours}
+    - {cmd: pump2.cmd, freq_ref: pump2.freq_ref, freq: pump2.freq, fault: pump2.fault_code, mode: pump2.mode, hours: pump2.run_hours}
+    - {cmd: pump3.cmd, freq_ref: pump3.freq_ref, freq: pump3.freq, fault: pump3.fault_code, mode: pump3.mode, hours: pump3.run_hours}
+  remote: {min_mpa: 0.20, max_mpa: 0.60, max_step_mpa: 0.10, min_interval_s: 3, ramp_mpa_per_s: 0.05}
+"""
+
+
+class Platform:
+    """The central platform's side of the command channel (MQTT 5, response topic + correlation)."""
+
+    def __init__(self, port: int, base: str) -> None:
+        self.base = base
+        self.responses: list[tuple[dict[str, Any], bytes | None, float]] = []
+        self._ready = threading.Event()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"ops-{uuid.uuid4().hex[:6]}",
+                                  protocol=paho.MQTTv5)  # fmt: skip
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{base}/cmd/res", qos=1)
+        self.client.on_subscribe = lambda *a: self._ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self._ready.wait(10)
+
+    def _on_message(self, c: Any, u: Any, msg: paho.MQTTMessage) -> None:
+        corr = getattr(msg.properties, "CorrelationData", None)
+        self.responses.append((json.loads(msg.payload), corr, time.monotonic()))
+
+    def send(self, body: dict[str, Any] | bytes) -> float:
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = f"{self.base}/cmd/res"
+        cid = body.get("id") if isinstance(body, dict) else None
+        props.CorrelationData = str(cid or "none").encode()
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        sent = time.monotonic()
+        self.client.publish(
+            f"{self.base}/cmd/req", payload, qos=1, properties=props
+        ).wait_for_publish(5)
+        return sent
+
+    def answers(self, cid: str) -> list[dict[str, Any]]:
+        return [r for r, _, _ in self.responses if r.get("id") == cid]
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _request(cid: str, value: Any, **extra: Any) -> dict[str, Any]:
+    return {"v": 1, "id": cid, "method": "setpoint.set", "issuer": {"principal": "ops:test"},
+            "params": {"value": value, "unit": "MPa"}, **extra}  # fmt: skip
+
+
+@pytest.fixture
+def controlled(tmp_path: Path, agent: AgentProc) -> AgentProc:
+    config = tmp_path / "site.yaml"
+    config.write_text(EXAMPLE.read_text() + CONTROL)
+    agent.config = config
+    agent.env = {"PUMPROOM_CLOCK_SYNCED": "1"}  # expiry is judged only on a synchronised clock
+    return agent
+
+
+def _base(sub: Subscriber) -> str:
+    for topic, _, _ in sub.snapshot():
+        if topic.endswith("/status"):
+            return topic.rsplit("/", 1)[0]
+    return ""
+
+
+def _wait_loop_ready(sub: Subscriber) -> None:
+    """Until the control loop reports supervisory mode (``ctl.mode`` 1), out of fallback, on a
+    good outlet PV."""
+
+    def ready() -> bool:
+        latest = sub.latest_by_point()
+        mode, active, pv = latest.get("ctl.mode"), latest.get("ctl.active"), latest.get("ctl.pv")
+        if not (mode and active and pv):
+            return False
+        return mode[1] == 1 and not active[1] & 8 and pv[2] == "g"  # 8: fallback
+
+    wait_for(ready, 20, "the control loop in supervisory mode")
+
+
+def test_setpoint_command_is_acked_within_a_second_ramped_written_and_audited(
+    sim: Simulator, broker: Mosquitto, subscriber: Subscriber, controlled: AgentProc
+) -> None:
+    controlled.start()
+    base = wait_for(lambda: _base(subscriber), 20, "the gateway's status")
+    wait_for(lambda: subscriber.latest_by_point().get("setpoint"), 20, "the setpoint point")
+    meta = next(b for t, b, _ in subscriber.snapshot() if t.endswith("/meta"))
+    assert meta["commands"]["setpoint.set"]["max_step"] == 0.10
+    platform = Platform(broker.port, base)
+    try:
+        _wait_loop_ready(subscriber)
+        sent = platform.send(_request("raise-1", 0.45))
+        acks = wait_for(lambda: platform.answers("raise-1"), 5, "the ack")
+        ack_latency = next(t for r, _, t in platform.responses if r.get("id") == "raise-1") - sent
+        assert acks[0]["phase"] == "ack" and acks[0]["code"] == "OK", acks
+        assert ack_latency < 1.0, f"ack after {ack_latency:.3f} s"
+        print(f"setpoint command ack latency: {ack_latency * 1000:.0f} ms")
+        # the cabinet's setpoint register ramps to 0.45 MPa
+        wait_for(lambda: abs(sim.command({"cmd": "truth"})["values"]["setpoint"] - 0.45) < 0.006, 15,
+                 "the cabinet setpoint at 0.45 MPa", step_s=0.2)  # fmt: skip
+        result = wait_for(lambda: [r for r in platform.answers("raise-1") if r["phase"] == "result"], 60,
+                          "the result", step_s=0.2)  # fmt: skip
+        assert result[0]["code"] == "OK" and result[0]["status"] == "completed", result
+        assert all(c == b"raise-1" for r, c, _ in platform.responses if r.get("id") == "raise-1")
+        events = [
+            e for t, b, _ in subscriber.snapshot() if t.endswith("/event") for e in b["events"]
+        ]
+        assert any(e.get("cmd_id") == "raise-1" for e in events), "every accepted change is audited"
+    finally:
+        platform.stop()
+
+
+def test_bad_requests_get_their_codes_and_write_nothing(
+    sim: Simulator, broker: Mosquitto, subscriber: Subscriber, controlled: AgentProc
+) -> None:
+    controlled.start()
+    base = wait_for(lambda: _base(subscriber), 20, "the gateway's status")
+    wait_for(lambda: subscriber.latest_by_point().get("setpoint"), 20, "the setpoint point")
+    platform = Platform(broker.port, base)
+    try:
+        _wait_loop_ready(subscriber)
+        now_ms = int(time.time() * 1000)
+        cases = {
+            "range": (_request("range", 0.9), "OUT_OF_RANGE"),
+            "step": (_request("step", 0.58), "OUT_OF_RANGE"),
+            "expired": (_request("expired", 0.42, expires_at=now_ms - 60_000), "EXPIRED"),
+            "malformed": (_request("malformed", "lots"), "INVALID_ARGUMENT"),
+            "method": (_request("method", 0.42) | {"method": "pump.start"}, "INVALID_ARGUMENT"),
+        }
+        for body, _ in cases.values():
+            platform.send(body)
+        platform.send(b"\x00not json at all")
+        for cid, (_, code) in cases.items():
+            got = wait_for(lambda cid=cid: platform.answers(cid), 5, f"the answer to {cid}")
+            assert [(r["phase"], r["code"]) for r in got] == [("ack", code)], (cid, got)
+        wait_for(lambda: [r for r, _, _ in platform.responses if r.get("id") is None], 5,
+                 "the answer to the non-JSON payload")  # fmt: skip
+        truth = sim.command({"cmd": "truth"})["values"]["setpoint"]
+        assert abs(truth - 0.40) < 0.006, f"nothing may be written: setpoint is {truth}"
+        # one valid change, then too frequent, then a duplicate of the first
+        platform.send(_request("ok-1", 0.42))
+        wait_for(lambda: platform.answers("ok-1"), 5, "ok-1")
+        platform.send(_request("fast", 0.44))
+        platform.send(_request("ok-1", 0.42))
+        assert [r["code"] for r in wait_for(lambda: platform.answers("fast"), 5, "fast")] == [
+            "RATE_LIMITED"
+        ]
+        dup = wait_for(
+            lambda: [r for r in platform.answers("ok-1") if r["code"] == "DUPLICATE"], 5, "dup"
+        )
+        assert dup[0]["phase"] == "ack"
+    finally:
+        platform.stop()
+
+
+def test_a_stream_of_malformed_commands_never_crashes_the_agent(
+    sim: Simulator, broker: Mosquitto, subscriber: Subscriber, controlled: AgentProc
+) -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    from tests.agent.test_commands import payloads
+
+    controlled.start()
+    base = wait_for(lambda: _base(subscriber), 20, "the gateway's status")
+    platform = Platform(broker.port, base)
+    sent = [0]
+
+    @settings(max_examples=150, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(payload=payloads)
+    def publish(payload: bytes) -> None:
+        platform.send(payload)
+        sent[0] += 1
+
+    try:
+        publish()
+        wait_for(lambda: len(platform.responses) >= sent[0] or controlled.proc.poll() is not None, 30,
+                 "an answer to every payload")  # fmt: skip
+        assert controlled.proc is not None and controlled.proc.poll() is None, "the agent died"
+        codes = {r["code"] for r, _, _ in platform.responses}
+        print(f"{sent[0]} fuzzed commands, answer codes {sorted(codes)}")
+        before = len(subscriber.samples())
+        wait_for(lambda: len(subscriber.samples()) > before + 50, 10, "telemetry still flowing")
+    finally:
+        platform.stop()
