@@ -125,6 +125,7 @@ def point_specs(device: DeviceConfig) -> list[tuple[float, PointSpec]]:
                 writable=p.writable,
                 valid_min=p.valid_min,
                 valid_max=p.valid_max,
+                mode=p.mode,
             )
             out.append((p.poll_interval_s or device.poll_interval_s, spec))
     else:
@@ -216,6 +217,17 @@ def _spec(group: list[DeviceConfig]) -> ConnectionSpec:
             endpoint=first.endpoint,
             timeout_s=first.timeout_s,
             connect_timeout_s=first.connect_timeout_s,
+            session_timeout_s=first.session_timeout_s,
+            publish_interval_s=first.publish_interval_s,
+            security_policy=first.security_policy,
+            security_mode=first.security_mode,
+            certificate=first.certificate,
+            private_key=first.private_key,
+            server_certificate=first.server_certificate,
+            username=first.username,
+            password=first.password,
+            user_certificate=first.user_certificate,
+            user_private_key=first.user_private_key,
         )
     limits: dict[int, ModbusLimits] = {}
     for d in group:

@@ -12,7 +12,7 @@ import re
 import warnings
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -119,6 +119,8 @@ class OpcUaPointConfig(PointCommon):
 
     node_id: Annotated[str, Field(pattern=NODE_ID_PATTERN)]
     namespace_uri: str | None = None
+    # poll: Read service each poll; subscribe: monitored item, each poll reports the latest value
+    mode: Literal["poll", "subscribe"] = "poll"
 
 
 class _DeviceCommon(Strict):
@@ -179,7 +181,32 @@ class OpcUaDevice(_DeviceCommon):
     transport: Literal["opcua"]
     endpoint: Annotated[str, Field(pattern=ENDPOINT_PATTERN)]
     connect_timeout_s: Seconds = 5.0
+    session_timeout_s: Seconds = 60.0
+    publish_interval_s: Seconds = 1.0
+    # OPC UA Part 7 security policy and Part 4 §7.20 message security mode
+    security_policy: Literal["None", "Basic256Sha256"] = "None"
+    security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    certificate: str | None = None
+    private_key: str | None = None
+    server_certificate: str | None = None
+    # identity: anonymous, user name + password, or an X.509 user certificate + key
+    username: str | None = None
+    password: str | None = None
+    user_certificate: str | None = None
+    user_private_key: str | None = None
     points: Annotated[list[OpcUaPointConfig], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _security_consistent(self) -> OpcUaDevice:
+        if (self.security_policy == "None") != (self.security_mode == "None"):
+            raise ValueError("security_policy and security_mode must both be None or both set")
+        if self.security_policy != "None" and not (self.certificate and self.private_key):
+            raise ValueError("a security policy needs certificate and private_key")
+        if self.username is not None and self.user_certificate is not None:
+            raise ValueError("give either username/password or user_certificate, not both")
+        if (self.user_certificate is None) != (self.user_private_key is None):
+            raise ValueError("user_certificate and user_private_key go together")
+        return self
 
 
 Device = Annotated[
