@@ -27,6 +27,7 @@ from agent.cache import Cache
 from agent.commands import CommandHandler, Request
 from agent.config import SiteConfig
 from agent.control.loop import for_agent
+from agent.control.state import catalogue_points
 from agent.exception import Deadband, ReportByException
 from agent.model import clock
 from agent.mqtt import BrokerSettings
@@ -141,7 +142,7 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then stop cleanly."""
         cfg = self.config
-        catalogue = cfg.catalogue()
+        catalogue = cfg.catalogue() + catalogue_points(cfg.control)  # ctl.* with control:
         store = self.store = await open_store(cfg)
         up = cfg.uplink
         uplink = self.uplink = Uplink(

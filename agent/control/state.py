@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config.control import ControlConfig
+from agent.config.plan import PointInfo
 from agent.control.law import PidParams
 from agent.control.lowdemand import ClockPeriod, SleepParams, parse_hhmm
 from agent.control.protect import InterlockParams, SensorParams
@@ -55,6 +56,20 @@ CATALOGUE = (
     ("ctl.active", None, f"control: active functions bitmap {_BITS}"),
 )
 """``(name, unit, description)`` of each telemetry point, for the point catalogue."""
+
+
+def catalogue_points(config: ControlConfig | None) -> list[PointInfo]:
+    """The loop's telemetry points as catalogue entries (device ``control``, read-only,
+    source ``agent control loop <mode>``); empty without ``control:``."""
+    if config is None:
+        return []
+    return [
+        PointInfo(
+            name, "control", unit, False, None, None, desc, f"agent control loop {config.mode}"
+        )
+        for name, unit, desc in CATALOGUE
+    ]
+
 
 RESULT_CODES = (
     "OK",
