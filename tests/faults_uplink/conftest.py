@@ -157,6 +157,10 @@ def account(
         last = n
         time.sleep(0.5)
     samples = sub.samples()
+    copies: dict[int, tuple[Any, ...]] = {}
+    for seq, point, t, value, q, reason, _hist in samples:
+        first = copies.setdefault(seq, (point, t, value, q, reason))
+        assert first == (point, t, value, q, reason), f"seq {seq} re-sent with other content"
     buffered = agent.buffered_seqs()
     evicted = evicted_seqs(sub)
     n = agent.appended()
