@@ -101,6 +101,7 @@ class OpcUaDriver(Driver):
         self._last_error: str | None = None
         self._last_ok: float | None = None
         self._keepalive: KeepAlive | None = None
+        self._unresponsive = False  # the last failure was silence: close without waiting
         self._subs: Subscriptions | None = None
 
     def plan(self, points: Sequence[Any]) -> OpcUaReadPlan:
@@ -138,6 +139,7 @@ class OpcUaDriver(Driver):
         except (TimeoutError, OSError, UaError, ConnectionError, ValueError) as exc:
             self._last_error = f"connect: {exc!r}"
             self._client = client
+            self._unresponsive = isinstance(exc, TimeoutError)
             await self.close()
             raise ConnectError(f"{self.name}: {exc!r}") from exc
         except asyncio.CancelledError:
@@ -157,8 +159,12 @@ class OpcUaDriver(Driver):
         if keepalive is not None:
             await keepalive.stop()
         client, self._client = self._client, None
+        unresponsive, self._unresponsive = self._unresponsive, False
         if client is None:
             return
+        if unresponsive:  # do not wait on a dead link: requests then fail at once
+            with contextlib.suppress(Exception):
+                client.disconnect_socket()
         try:
             await asyncio.wait_for(client.disconnect(), CLOSE_TIMEOUT_S)
         except asyncio.CancelledError:
@@ -208,6 +214,7 @@ class OpcUaDriver(Driver):
         self._requests += 1
         if self._keepalive is not None and self._keepalive.failed:
             coro.close()
+            self._unresponsive = True
             self._last_error = self._keepalive.failed
             raise ConnectionLost(f"{self.name}: {self._keepalive.failed}")
         try:
@@ -215,6 +222,7 @@ class OpcUaDriver(Driver):
         except TimeoutError as exc:
             self._timeouts += 1
             self._last_error = "timeout"
+            self._unresponsive = True
             raise ConnectionLost(f"{self.name}: no answer in {self.spec.timeout_s} s") from exc
         except UaStatusCodeError as exc:
             name = ua.StatusCode(exc.code).name

@@ -140,3 +140,32 @@ async def test_revised_session_timeout_is_honoured(ua_server):
         assert good(await drv.read(drv.plan(POINTS)))
     finally:
         await drv.close()
+
+
+async def test_silently_dropping_network_is_detected_and_recovered(ua_server):
+    from tests.faults_field.blackhole import BlackholeProxy
+
+    port = int(ua_server.endpoint.split(":")[2].split("/")[0])
+    proxy = BlackholeProxy(port)
+    await proxy.start()
+    endpoint = ua_server.endpoint.replace(f":{port}/", f":{proxy.port}/")
+    drv = create(OpcUaConnection("analyser", endpoint, 0.5, 1.0))
+    try:
+        await drv.connect()
+        plan = drv.plan(POINTS)
+        assert good(await drv.read(plan))
+        proxy.forwarding = False  # packets vanish; no FIN, no RST
+        t0 = asyncio.get_running_loop().time()
+        with pytest.raises(ConnectionLost):
+            await drv.read(plan)
+        assert asyncio.get_running_loop().time() - t0 < 1.5
+        await drv.close()
+        with pytest.raises(ConnectError):  # the connect attempt is bounded by our own timeout
+            await drv.connect()
+        assert asyncio.get_running_loop().time() - t0 < 4.5
+        proxy.forwarding = True
+        await drv.connect()  # a fresh client object and session
+        assert good(await drv.read(plan))
+    finally:
+        await drv.close()
+        await proxy.stop()
