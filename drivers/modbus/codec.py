@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from agent.model import Reading, Value
 from drivers.specs import DataType, ModbusPoint, Order
@@ -102,10 +102,49 @@ def decode_raw(point: ModbusPoint, words: Sequence[int] | Sequence[bool]) -> int
     return value
 
 
+_Decoder = Callable[[Sequence[int] | Sequence[bool], int], int | float | bool]
+_DECODERS: dict[int, tuple[ModbusPoint, _Decoder]] = {}
+"""id(point) → (point, its decoder); the point is kept so that its id is never reused."""
+
+
+def _make_decoder(point: ModbusPoint) -> _Decoder:
+    """A function (block, offset) → raw value of ``point``, equal to :func:`decode_raw` of its
+    slice but without building intermediate lists and bytes per call: with big byte order
+    the registers are packed as ``>nH`` in canonical (ABCD…) word order and unpacked at once."""
+    if point.table.is_bit:
+        return lambda block, offset: bool(block[offset])
+    if point.dtype is DataType.BOOL:
+        bit = point.bit
+        if bit is None:
+            return lambda block, offset: int(block[offset]) != 0
+        return lambda block, offset: bool((int(block[offset]) >> bit) & 1)
+    n = point.dtype.registers
+    if point.byte_order is not Order.BIG:
+        return lambda block, offset: decode_raw(point, block[offset : offset + n])
+    words = struct.Struct(f">{n}H")
+    value = struct.Struct(STRUCT_FORMAT[point.dtype])
+    pack, unpack = words.pack, value.unpack
+    if n == 1:
+        if point.dtype is DataType.UINT16:
+            return lambda block, offset: int(block[offset])
+        return lambda block, offset: unpack(pack(block[offset]))[0]
+    if point.word_order is Order.LITTLE:
+        return lambda block, offset: unpack(pack(*reversed(block[offset : offset + n])))[0]
+    return lambda block, offset: unpack(pack(*block[offset : offset + n]))[0]
+
+
 def decode_point(point: ModbusPoint, block: Sequence[int] | Sequence[bool], offset: int) -> Reading:
-    """Decode ``point`` from a request's ``block`` of registers or bits starting at ``offset``."""
-    width = 1 if point.table.is_bit or point.dtype is DataType.BOOL else point.dtype.registers
-    return to_engineering(point, decode_raw(point, block[offset : offset + width]))
+    """Decode ``point`` from a request's ``block`` of registers or bits starting at ``offset``.
+
+    The decoder of each point is built once and kept (points are immutable specs).
+
+    Raises:
+        struct.error / IndexError: the block is too short or holds a value outside 0–65535.
+    """
+    entry = _DECODERS.get(id(point))
+    if entry is None or entry[0] is not point:
+        entry = _DECODERS[id(point)] = (point, _make_decoder(point))
+    return to_engineering(point, entry[1](block, offset))
 
 
 def to_raw(point: ModbusPoint, value: Value) -> int | float:

@@ -137,13 +137,18 @@ class ModbusLink:
             ModbusGarbled: the answer did not match the request (ModbusCrcError: bad CRC twice).
         """
         async with self._lock:
-            log.debug(
-                "%s: unit %d fc %02X pdu %s",
-                self.spec.name,
-                request.unit_id,
-                request.function,
-                request.pdu.hex(" "),
-            )
+            if log.isEnabledFor(logging.DEBUG):
+                address = int.from_bytes(request.pdu[1:3], "big")
+                log.debug(
+                    "%s: unit %d fc %02X PDU address %d (0x%04X) count %d: %s",
+                    self.spec.name,
+                    request.unit_id,
+                    request.function,
+                    address,
+                    address,
+                    request.count,
+                    request.pdu.hex(" "),
+                )
             attempts = 1 + (CRC_RETRIES if isinstance(self.port, RtuPort) else 0)
             for attempt in range(attempts):
                 self.requests += 1

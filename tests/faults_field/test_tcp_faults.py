@@ -129,3 +129,17 @@ async def test_exception_2_in_block_split_learned_and_reprobed_after_reconnect(t
         assert good(await drv.read(plan))
     finally:
         await drv.close()
+
+
+async def test_debug_log_shows_the_pdu_address_sent(tcp_server, caplog):
+    import logging
+
+    drv = create(tcp_spec(tcp_server))
+    await drv.connect()
+    try:
+        point = next(p for p in typed_points(1) if p.name == "u1.i16")  # holding register 4
+        with caplog.at_level(logging.DEBUG, logger="drivers.modbus.link"):
+            await drv.read(drv.plan([point]))
+        assert any("fc 03 PDU address 4 (0x0004) count 1" in r.getMessage() for r in caplog.records)
+    finally:
+        await drv.close()
