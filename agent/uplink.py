@@ -3,17 +3,10 @@
 Guarantee: a sample leaves the buffer only after a successful PUBACK (QoS 1) of a message that
 contains it, so every sample the buffer accepted arrives at least once.
 
-How data flows while connected:
-
-* **Live**: the pipeline calls :meth:`Uplink.offer` with samples that are already committed to the
-  buffer. They are batched (up to ``batch_max_samples``, waiting at most ``batch_interval_s``
-  for company) and published on ``telemetry``. Live data is never queued behind a backlog.
-* **Backlog**: everything still in the buffer that is not in flight (samples taken while the broker
-  was away, or whose publish failed) is read oldest first by seq and published on
-  ``telemetry/backfill`` with ``hist: true``, at most ``backlog_rate_per_s`` samples per second.
-* At most ``inflight_window`` messages await their PUBACK at once. On PUBACK the samples are acked
-  in the buffer; on a failure reason code or a lost connection they stay buffered and the backlog
-  cursor moves back so they are sent again (as backfill, with their original seq).
+While connected, :class:`agent.telemetry.TelemetryFlow` moves samples (live first, the backlog
+oldest first and rate-limited, a bounded in-flight window); this module owns the session around
+it: connect and reconnect, birth and last will, retained metadata and status, events, and the
+downlink (command requests and the platform's ingest watermark).
 
 Reconnects use :class:`agent.model.Backoff`. ``session`` grows on every connect and is persisted
 in the buffer.
@@ -22,16 +15,14 @@ in the buffer.
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
-import time
-import zlib
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agent import contract
+from agent.aio import wait_event
 from agent.model import Backoff, Sample, WallClock
 from agent.mqtt import (
     SESSION_TAKEN_OVER,
@@ -42,6 +33,7 @@ from agent.mqtt import (
     Will,
 )
 from agent.store import Store
+from agent.telemetry import TelemetryFlow
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +76,6 @@ class UplinkCounters:
     live_overflow: int = 0
     bytes_published: int = 0
     last_error: str | None = None
-
-
-@dataclass(slots=True)
-class _Flow:
-    """Per-connection state of what is claimed (queued or in flight) and where the backlog is."""
-
-    claimed: set[int] = field(default_factory=set)
-    cursor: int = 0
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Uplink:
@@ -138,15 +121,11 @@ class Uplink:
         self.backoff = Backoff(initial_s=0.5, cap_s=30.0)
         self.connected = asyncio.Event()
         self._conn: MqttConnection | None = None
-        self._live: collections.deque[Sample] = collections.deque()
-        self._live_ready = asyncio.Event()
-        self._flow = _Flow()
-        self._window = asyncio.Semaphore(settings.inflight_window)
+        self._telemetry: TelemetryFlow | None = None
         self._events_wake = asyncio.Event()
         self._session = 0
         self._failing = False
         self._stopping = False
-        self._settling: set[asyncio.Task[None]] = set()
         self._inbox: set[asyncio.Task[None]] = set()
         self.on_command: Callable[[bytes, Any, bool], Coroutine[Any, Any, None]] | None = None
         """Handles a command request: (payload, MQTT 5 properties or None, retained)."""
@@ -156,26 +135,15 @@ class Uplink:
     # ---- pipeline side -----------------------------------------------------------------------
 
     def offer(self, samples: Sequence[Sample]) -> None:
-        """Hand over samples already committed to the buffer for live publishing (never blocks)."""
-        if self._conn is None or self._stopping:
-            self._flow.wake.set()
-            return
-        claimed = self._flow.claimed
-        for s in samples:
-            if s.seq not in claimed:
-                claimed.add(s.seq)
-                self._live.append(s)
-        overflow = len(self._live) - self.settings.live_queue_max
-        if overflow > 0:
-            for _ in range(overflow):
-                claimed.discard(self._live.popleft().seq)
-            self.counters.live_overflow += overflow
-            self._rewind(0)
-        self._live_ready.set()
+        """Hand over samples already committed to the buffer for live publishing (never blocks).
+        While disconnected they simply wait in the buffer for the backlog."""
+        if self._telemetry is not None and not self._stopping:
+            self._telemetry.offer(samples)
 
     def wake(self) -> None:
         """Tell the backlog drainer and the event sender that there is new buffered work."""
-        self._flow.wake.set()
+        if self._telemetry is not None:
+            self._telemetry.wake()
         self._events_wake.set()
 
     # ---- session life cycle --------------------------------------------------------------------
@@ -218,7 +186,7 @@ class Uplink:
             except Exception:  # a bug must not end the uplink for good: log and reconnect
                 log.exception("uplink: session failed")
             finally:
-                self._conn = None
+                self._conn = self._telemetry = None
                 self.connected.clear()
                 conn.abort()
             if self._stopping:
@@ -241,7 +209,8 @@ class Uplink:
         (reason ``shutdown``) and disconnect. Unacknowledged samples stay in the buffer."""
         conn = self._conn
         if conn is not None and not conn.closed.is_set():
-            await self._drain_live(timeout_s)
+            if self._telemetry is not None:
+                await self._telemetry.drain(timeout_s)
             self._stopping = True
             ident = contract.Identity(self.ident.site, self.ident.gateway, self._session)
             payload = contract.status(
@@ -254,24 +223,8 @@ class Uplink:
             await conn.close()
         self._stopping = True
 
-    async def _drain_live(self, timeout_s: float) -> None:
-        """Wait (bounded) until the live queue is published and every PUBACK has come back."""
-        deadline = time.monotonic() + timeout_s
-        while self._live or self._settling:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            pending = set(self._settling)
-            if pending:
-                await asyncio.wait(pending, timeout=left)
-            else:
-                await asyncio.sleep(min(left, self.settings.batch_interval_s))
-
     async def _serve(self, conn: MqttConnection, ident: contract.Identity) -> None:
         self._session = ident.session
-        self._flow = _Flow()
-        self._live.clear()
-        self._window = asyncio.Semaphore(self.settings.inflight_window)
         now = self.clock.now_ms()
         birth = contract.status(ident, "online", ts_ms=now, **self.status_extra())
         meta = contract.meta(ident, self.catalogue, ts_ms=now, **self.meta_extra)
@@ -280,11 +233,14 @@ class Uplink:
         conn.on_message = self._on_message
         conn.subscribe(self.topics.cmd_req)
         conn.subscribe(self.topics.ingest)
-        self._conn = conn
+        flow = TelemetryFlow(
+            conn, ident, self.topics, self.store, self.units, self.settings, self.clock,
+            self.counters,
+        )  # fmt: skip
+        self._conn, self._telemetry = conn, flow
         self.connected.set()
         tasks = [
-            asyncio.create_task(self._send_live(conn, ident), name="uplink-live"),
-            asyncio.create_task(self._drain_backlog(conn, ident), name="uplink-backlog"),
+            asyncio.create_task(flow.run(), name="uplink-telemetry"),
             asyncio.create_task(self._send_events(conn, ident), name="uplink-events"),
             asyncio.create_task(self._refresh_status(conn, ident), name="uplink-status"),
         ]
@@ -303,81 +259,6 @@ class Uplink:
                 for t in pending:
                     t.cancel()
                 _, pending = await asyncio.wait(pending, timeout=1.0)
-
-    # ---- telemetry -----------------------------------------------------------------------------
-
-    async def _send_live(self, conn: MqttConnection, ident: contract.Identity) -> None:
-        s = self.settings
-        while True:
-            await self._live_ready.wait()
-            if len(self._live) < s.batch_max_samples:
-                await asyncio.sleep(min(s.batch_interval_s, 0.05))
-            self._live_ready.clear()
-            while self._live:
-                n = min(len(self._live), s.batch_max_samples)
-                batch = [self._live.popleft() for _ in range(n)]
-                await self._publish(conn, ident, batch, hist=False)
-                self.counters.samples_live += n
-
-    async def _drain_backlog(self, conn: MqttConnection, ident: contract.Identity) -> None:
-        s = self.settings
-        flow = self._flow
-        while True:
-            rows = await self.store.begin(s.batch_max_samples * 4, after_seq=flow.cursor)
-            if not rows:
-                flow.wake.clear()
-                await _wait_event(flow.wake, 1.0)
-                continue
-            flow.cursor = rows[-1].seq
-            todo = [r for r in rows if r.seq not in flow.claimed]
-            for i in range(0, len(todo), s.batch_max_samples):
-                batch = todo[i : i + s.batch_max_samples]
-                flow.claimed.update(r.seq for r in batch)
-                await self._publish(conn, ident, batch, hist=True)
-                self.counters.samples_backfill += len(batch)
-                await asyncio.sleep(len(batch) / s.backlog_rate_per_s)
-
-    async def _publish(
-        self, conn: MqttConnection, ident: contract.Identity, batch: list[Sample], *, hist: bool
-    ) -> None:
-        window = self._window
-        await window.acquire()
-        payload = contract.telemetry(
-            ident, batch, self.units, hist=hist, sent_ms=self.clock.now_ms()
-        )
-        topic = self.topics.backfill if hist else self.topics.telemetry
-        content_type = "application/json"
-        if self.settings.compression == "zlib" and len(payload) > 256:
-            payload, content_type = zlib.compress(payload, 6), "application/json+zlib"
-        fut = conn.publish(topic, payload, content_type=content_type)
-        self.counters.bytes_published += len(payload)
-        self.counters.messages_published += 1
-        seqs = [b.seq for b in batch]
-        task = asyncio.create_task(self._settle(fut, seqs, window), name="uplink-settle")
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
-
-    async def _settle(
-        self, fut: asyncio.Future[None], seqs: list[int], window: asyncio.Semaphore
-    ) -> None:
-        flow = self._flow
-        try:
-            await fut
-        except PublishFailed as exc:
-            self.counters.publish_failures += 1
-            self.counters.last_error = str(exc)
-            self.store.reject(seqs)
-            flow.claimed.difference_update(seqs)
-            self._rewind(seqs[0] - 1)
-            return
-        finally:
-            window.release()
-        await self.store.ack(seqs)
-        flow.claimed.difference_update(seqs)
-
-    def _rewind(self, seq: int) -> None:
-        self._flow.cursor = min(self._flow.cursor, seq)
-        self._flow.wake.set()
 
     async def _refresh_status(self, conn: MqttConnection, ident: contract.Identity) -> None:
         """Republish the retained ``online`` status with fresh health, periodically."""
@@ -398,7 +279,7 @@ class Uplink:
             items = await self.store.begin_events(100)
             if not items:
                 self._events_wake.clear()
-                await _wait_event(self._events_wake, 1.0)
+                await wait_event(self._events_wake, 1.0)
                 continue
             payload = contract.events(
                 ident, [(e.seq, e.body) for e in items], sent_ms=self.clock.now_ms()
@@ -453,13 +334,3 @@ class Uplink:
             log.warning("uplink: command response %s not delivered: %s", body.get("id"), exc)
             return False
         return True
-
-
-async def _wait_event(event: asyncio.Event, timeout_s: float) -> None:
-    """Wait for ``event`` at most ``timeout_s`` seconds. Unlike ``asyncio.wait_for`` in Python
-    3.11 (CPython gh-86296), ``asyncio.timeout`` never swallows a cancellation of the caller."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            await event.wait()
-    except TimeoutError:
-        pass

@@ -1,0 +1,166 @@
+"""Telemetry flow over one MQTT connection: live first, backlog rate-limited, bounded in flight.
+
+One :class:`TelemetryFlow` lives exactly as long as one connection, so nothing of a dead session
+(claims, cursor, window) can leak into the next one.
+
+* **Live**: :meth:`TelemetryFlow.offer` takes samples already committed to the buffer. They are
+  batched (up to ``batch_max_samples``, waiting at most ``batch_interval_s`` for company) and
+  published on ``telemetry`` at once: live data never waits behind a backlog.
+* **Backlog**: everything else in the buffer (taken while the broker was away, or whose publish
+  failed) is read oldest first by seq and published on ``telemetry/backfill`` (``hist: true``,
+  original seqs), at most ``backlog_rate_per_s`` samples a second.
+* At most ``inflight_window`` messages await their PUBACK. On success their samples are acked in
+  the buffer; on a failure reason code or a lost connection they stay buffered, and the backlog
+  cursor moves back so they go again.
+
+A sample is *claimed* while it is queued live or in flight; the backlog skips claimed samples, so
+nothing is sent twice by this gateway within one connection (the broker may still duplicate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from agent import contract
+from agent.aio import wait_event
+from agent.model import Sample, WallClock
+from agent.mqtt import MqttConnection, PublishFailed
+from agent.store import Store
+
+if TYPE_CHECKING:
+    from agent.uplink import UplinkCounters, UplinkSettings
+
+COMPRESS_OVER = 256
+"""Payloads up to this many bytes are sent uncompressed even with compression on."""
+
+
+class TelemetryFlow:
+    """Moves samples from the buffer to one connection. Run :meth:`run`; feed :meth:`offer`."""
+
+    def __init__(
+        self,
+        conn: MqttConnection,
+        ident: contract.Identity,
+        topics: contract.Topics,
+        store: Store,
+        units: Mapping[str, str | None],
+        settings: UplinkSettings,
+        clock: WallClock,
+        counters: UplinkCounters,
+    ) -> None:
+        self.conn, self.ident, self.topics, self.store = conn, ident, topics, store
+        self.units, self.settings, self.clock, self.counters = units, settings, clock, counters
+        self._live: collections.deque[Sample] = collections.deque()
+        self._live_ready = asyncio.Event()
+        self._claimed: set[int] = set()
+        self._cursor = 0
+        self._wake = asyncio.Event()
+        self._window = asyncio.Semaphore(settings.inflight_window)
+        self._settling: set[asyncio.Task[None]] = set()
+
+    def offer(self, samples: Sequence[Sample]) -> None:
+        """Queue committed samples for live publishing (never blocks)."""
+        claimed, live = self._claimed, self._live
+        for s in samples:
+            if s.seq not in claimed:
+                claimed.add(s.seq)
+                live.append(s)
+        overflow = len(live) - self.settings.live_queue_max
+        if overflow > 0:  # they are safe in the buffer: leave them to the backlog
+            for _ in range(overflow):
+                claimed.discard(live.popleft().seq)
+            self.counters.live_overflow += overflow
+            self._rewind(0)
+        self._live_ready.set()
+
+    def wake(self) -> None:
+        """There may be buffered samples the backlog has not seen."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Publish live batches and drain the backlog until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._send_live(), name="telemetry-live")
+            tg.create_task(self._drain_backlog(), name="telemetry-backlog")
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait (bounded) until the live queue is published and every PUBACK has come back."""
+        deadline = time.monotonic() + timeout_s
+        while self._live or self._settling:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self._settling:
+                await asyncio.wait(set(self._settling), timeout=left)
+            else:
+                await asyncio.sleep(min(left, self.settings.batch_interval_s))
+
+    async def _send_live(self) -> None:
+        s = self.settings
+        while True:
+            await self._live_ready.wait()
+            if len(self._live) < s.batch_max_samples:
+                await asyncio.sleep(min(s.batch_interval_s, 0.05))
+            self._live_ready.clear()
+            while self._live:
+                n = min(len(self._live), s.batch_max_samples)
+                batch = [self._live.popleft() for _ in range(n)]
+                await self._publish(batch, hist=False)
+                self.counters.samples_live += n
+
+    async def _drain_backlog(self) -> None:
+        s = self.settings
+        while True:
+            rows = await self.store.begin(s.batch_max_samples * 4, after_seq=self._cursor)
+            if not rows:
+                self._wake.clear()
+                await wait_event(self._wake, 1.0)
+                continue
+            self._cursor = rows[-1].seq
+            todo = [r for r in rows if r.seq not in self._claimed]
+            for i in range(0, len(todo), s.batch_max_samples):
+                batch = todo[i : i + s.batch_max_samples]
+                self._claimed.update(r.seq for r in batch)
+                await self._publish(batch, hist=True)
+                self.counters.samples_backfill += len(batch)
+                await asyncio.sleep(len(batch) / s.backlog_rate_per_s)
+
+    async def _publish(self, batch: list[Sample], *, hist: bool) -> None:
+        await self._window.acquire()
+        payload = contract.telemetry(
+            self.ident, batch, self.units, hist=hist, sent_ms=self.clock.now_ms()
+        )
+        content_type = "application/json"
+        if self.settings.compression == "zlib" and len(payload) > COMPRESS_OVER:
+            payload, content_type = zlib.compress(payload, 6), "application/json+zlib"
+        topic = self.topics.backfill if hist else self.topics.telemetry
+        fut = self.conn.publish(topic, payload, content_type=content_type)
+        self.counters.bytes_published += len(payload)
+        self.counters.messages_published += 1
+        task = asyncio.create_task(self._settle(fut, [b.seq for b in batch]), name="settle")
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, fut: asyncio.Future[None], seqs: list[int]) -> None:
+        try:
+            await fut
+        except PublishFailed as exc:
+            self.counters.publish_failures += 1
+            self.counters.last_error = str(exc)
+            self.store.reject(seqs)
+            self._claimed.difference_update(seqs)
+            self._rewind(seqs[0] - 1)
+            return
+        finally:
+            self._window.release()
+        await self.store.ack(seqs)
+        self._claimed.difference_update(seqs)
+
+    def _rewind(self, seq: int) -> None:
+        self._cursor = min(self._cursor, seq)
+        self._wake.set()
