@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agent.aio import wait_event
 from agent.model import WallClock
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ class CommandHandler:
         self.max_per_minute = max_per_minute
         self._recent: list[float] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._in_progress: dict[str, asyncio.Event] = {}
         self.counters = {"received": 0, "accepted": 0, "rejected": 0}
 
     async def handle(self, payload: bytes, properties: Any = None, retained: bool = False) -> None:
@@ -122,11 +124,19 @@ class CommandHandler:
         try:
             msg, req = self._identify(payload, properties)
             self._validate(msg, req, retained)
-            previous = await self.seen(req.id)
-            if previous is not None:
-                raise CommandError("DUPLICATE", {"previous": previous})
-            self._rate_limit()
-            await self._dispatch(req)
+            first = self._in_progress.get(req.id)
+            if first is not None:  # the same id again before its first answer: wait for it
+                await wait_event(first, 10.0)
+                raise CommandError("DUPLICATE", {"previous": await self.seen(req.id)})
+            self._in_progress[req.id] = asyncio.Event()
+            try:
+                previous = await self.seen(req.id)
+                if previous is not None:
+                    raise CommandError("DUPLICATE", {"previous": previous})
+                self._rate_limit()
+                await self._dispatch(req)
+            finally:
+                self._in_progress.pop(req.id).set()
         except CommandError as exc:
             self.counters["rejected"] += 1
             body = _response(

@@ -36,6 +36,7 @@ sample of the message was taken while the gateway clock was not synchronised; ot
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -129,9 +130,9 @@ def telemetry(
             if unit:
                 entry["u"] = unit
         value = s.value
-        if isinstance(value, float) and value != value:  # NaN never leaves as good data
-            value = None
-        if s.quality is Quality.GOOD:
+        if isinstance(value, float) and not math.isfinite(value):  # not JSON, never good data
+            entry["s"].append([s.seq, s.ts_ms, None, Quality.BAD_VALUE.code, "nan"])
+        elif s.quality is Quality.GOOD:
             entry["s"].append([s.seq, s.ts_ms, value])
         else:
             entry["s"].append([s.seq, s.ts_ms, value, s.quality.code, s.reason])

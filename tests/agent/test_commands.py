@@ -189,3 +189,16 @@ def test_fuzzed_payloads_never_crash_and_always_get_one_known_code(
             await store.close()
 
     asyncio.run(run())
+
+
+async def test_the_same_id_twice_at_once_is_carried_out_once(tmp_path: Path) -> None:
+    rig, store = await _rig(tmp_path)
+    try:
+        payload = json.dumps(_cmd("twin", 0.45)).encode()
+        await asyncio.gather(rig.handler.handle(payload), rig.handler.handle(payload))
+        await asyncio.gather(*rig.handler._tasks)
+        codes = sorted(r["code"] for r in rig.replies if r["phase"] == "ack")
+        assert codes == ["DUPLICATE", "OK"]
+        assert rig.target.applied == [0.45]
+    finally:
+        await store.close()
