@@ -36,6 +36,7 @@ so one unit's silence is not enough — three in a row across reads with no answ
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -90,6 +91,8 @@ class ModbusDriver(Driver):
         self._cache: dict[int, tuple[int, ModbusReadPlan, tuple[ReadRequest, ...]]] = {}
         self._consecutive_timeouts = 0
         self._units: dict[int, UnitHealth] = {}
+        self._users = 0  # per-poll: reads/writes currently holding the socket
+        self._open_lock = asyncio.Lock()
         self._per_poll = (
             isinstance(spec, ModbusTcpConnection) and spec.connection_mode == "per-poll"
         )
@@ -132,15 +135,22 @@ class ModbusDriver(Driver):
         self._link.close()
 
     async def _open_for_poll(self) -> None:
-        if self._per_poll and not self._link.connected:
-            try:
-                await self._link.connect()
-            except ConnectError as exc:
-                raise ConnectionLost(str(exc)) from exc
+        if not self._per_poll:
+            return
+        self._users += 1  # a read and a write may overlap; the last one out closes
+        async with self._open_lock:  # one socket: never two opens at once
+            if not self._link.connected:
+                try:
+                    await self._link.connect()
+                except ConnectError as exc:
+                    self._users -= 1
+                    raise ConnectionLost(str(exc)) from exc
 
     def _end_poll(self) -> None:
         if self._per_poll:
-            self._link.close()
+            self._users -= 1
+            if self._users == 0:
+                self._link.close()
 
     def counters(self) -> dict[str, Any]:
         """Health counters of the port (or TCP connection) and of each unit id.

@@ -143,3 +143,20 @@ async def test_debug_log_shows_the_pdu_address_sent(tcp_server, caplog):
         assert any("fc 03 PDU address 4 (0x0004) count 1" in r.getMessage() for r in caplog.records)
     finally:
         await drv.close()
+
+
+async def test_per_poll_overlapping_read_and_write_share_one_socket(tcp_server):
+    tcp_server.faults.single_client = True
+    tcp_server.faults.unit(1).delay_s = 0.05
+    drv = create(tcp_spec(tcp_server, connection_mode="per-poll"))
+    await drv.connect()
+    try:
+        points = typed_points(1)
+        sp = next(p for p in points if p.name == "u1.i16")
+        got, _ = await asyncio.gather(drv.read(drv.plan(points)), drv.write(sp, 123))
+        assert good(got)
+        await asyncio.sleep(0.05)  # the device notices our closed socket (a poll period later)
+        assert (await drv.read(drv.plan([sp])))[0].value == 123
+        assert drv.counters()["sockets_opened"] == 2
+    finally:
+        await drv.close()
