@@ -334,9 +334,16 @@ class Store:
     def _append(self, db: sqlite3.Connection, polls: Sequence[Poll]) -> AppendResult:
         result = AppendResult(samples=[])
         result.evicted.extend(self._make_room(db))
-        pid = self._point_id
+        ids, pid = self._point_ids, self._point_id
         rows = [
-            (pid(db, r.point), p.ts_ms, _storable(r.value), int(r.quality), r.reason, p.synced)
+            (
+                ids.get(r.point) or pid(db, r.point),
+                p.ts_ms,
+                int(r.value) if r.value.__class__ is bool else r.value,
+                r.quality,
+                r.reason,
+                p.synced,
+            )
             for p in polls
             for r in p.readings
         ]
@@ -403,7 +410,9 @@ class Store:
         ]
 
     def _delete(self, db: sqlite3.Connection, table: str, seqs: list[int]) -> None:
-        cur = db.executemany(f"DELETE FROM {table} WHERE seq = ?", ((s,) for s in seqs))
+        # A batch is mostly one run of consecutive seqs: one range delete per run walks the
+        # primary key once instead of one lookup per row.
+        cur = db.executemany(f"DELETE FROM {table} WHERE seq BETWEEN ? AND ?", _runs(seqs))
         if table == "samples":
             self.counters.acked += len(seqs)
             self.pending_rows -= cur.rowcount
@@ -450,8 +459,20 @@ class Store:
         )
 
 
-def _storable(value: Any) -> Any:
-    return int(value) if isinstance(value, bool) else value
+def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted, de-duplicated ``seqs`` as runs of consecutive numbers: [(first, last), ...]."""
+    runs: list[tuple[int, int]] = []
+    ordered = sorted(set(seqs))
+    if not ordered:
+        return runs
+    first = last = ordered[0]
+    for s in ordered[1:]:
+        if s != last + 1:
+            runs.append((first, last))
+            first = s
+        last = s
+    runs.append((first, last))
+    return runs
 
 
 def _resolve(target: Any, value: Any, *, error: bool) -> None:

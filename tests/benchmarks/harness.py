@@ -218,7 +218,7 @@ class BenchAgent:
             "PUMPROOM_BENCH_STATUS_S": str(self.status_period_s),
         }
         args = [sys.executable, "-m", "tests.benchmarks.agent_main", "run", "-c", str(self.config)]
-        args += ["--log-level", "warning"]
+        args += ["--log-level", os.environ.get("BENCH_AGENT_LOG", "warning")]
         self.status_path.unlink(missing_ok=True)
         with open(self.log, "ab") as out:
             self.started_at = time.time()
