@@ -36,8 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlite_utils
-
 from agent.model import Quality, Reading, Sample
 
 log = logging.getLogger(__name__)
@@ -299,8 +297,9 @@ class Store:
         db.execute("COMMIT")
 
     def _create_schema(self, db: sqlite3.Connection) -> None:
-        sdb = sqlite_utils.Database(db)
-        if "points" not in sdb.table_names():
+        # A plain catalogue query: importing sqlite_utils for this cost 17 MB of RSS.
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "points" not in tables:
             db.execute("CREATE TABLE points (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)")
             db.execute(
                 "CREATE TABLE samples (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
