@@ -13,7 +13,8 @@ with the drivers every 0.5 s while a scripted fault scenario runs in a 120 s cyc
 * TCP cabinet: connection resets (5 %) for 30 s, exception 2 on one register (its point is
   BAD by design: the cabinet's expected GOOD share is 14/15), delays;
 * TCP meter (single client, per-poll, lenient tid): wrong transaction id always;
-* OPC UA: restarted once per cycle.
+* OPC UA: restarted once per cycle, its address space loading 3 s late; half of its points by
+  subscription, half polled.
 
 Every ``--report-s`` seconds it prints, per device, the share of GOOD readings in the interval
 and overall, then process CPU %, RSS and the number of asyncio tasks.
@@ -131,7 +132,7 @@ async def scenario(
         cab.delay_s = 0.05 if 90 <= t < 100 else 0.0
         if opcua is not None and t >= 100 and restarted_in_cycle != cycle:
             restarted_in_cycle = cycle
-            await opcua.restart(down_s=2.0)
+            await opcua.restart(down_s=2.0, load_delay_s=3.0)
         try:
             await asyncio.wait_for(stop.wait(), 1.0)
         except TimeoutError:
@@ -171,10 +172,18 @@ async def main(minutes: float, report_s: float) -> None:
     meter_spec = ModbusTcpConnection(
         "meter", "127.0.0.1", meter_tcp.port, 0.5, 1.0, connection_mode="per-poll", lenient_tid=True
     )
-    ua_spec = OpcUaConnection("analyser", opcua.endpoint, timeout_s=1.0, connect_timeout_s=2.0)
-    ua_points = [
-        OpcUaPoint(p.name, "analyser", f"ns=2;s={p.node}", namespace_uri=NAMESPACE_URI)
-        for p in UA_POINTS
+    ua_spec = OpcUaConnection(
+        "analyser", opcua.endpoint, timeout_s=1.0, connect_timeout_s=2.0, publish_interval_s=0.25
+    )
+    ua_points = [  # every other point by subscription, the rest polled
+        OpcUaPoint(
+            p.name,
+            "analyser",
+            f"ns=2;s={p.node}",
+            namespace_uri=NAMESPACE_URI,
+            mode="subscribe" if i % 2 else "poll",
+        )
+        for i, p in enumerate(UA_POINTS)
     ]
     tally = Tally()
     tasks = [
