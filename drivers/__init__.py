@@ -1,6 +1,15 @@
 """Protocol drivers: Modbus TCP, Modbus RTU and OPC UA behind one interface (:mod:`drivers.base`).
 
 Use :func:`create` to get the driver for a connection spec.
+
+Field hardening (what real RS-485 buses, Modbus devices and OPC UA servers do) lives in
+:mod:`drivers.modbus.rtu_port` (echo, fragments, CRC, noise, late replies, t3.5, unplug),
+:mod:`drivers.modbus.tcp_port` (transaction ids, lenient gateways, one socket per device),
+:mod:`drivers.modbus.health` (offline units on a shared bus, per-device counters, log once),
+:mod:`drivers.modbus.client` (exception splitting and learning, per-poll sockets) and
+:mod:`drivers.opcua_session` (security, identity, keep-alive, subscriptions). Every fault has a
+simulator counterpart in :mod:`hil_sim.modbus.faults` / :mod:`hil_sim.devices.opcua_server` and a
+test in ``tests/faults_field``.
 """
 
 from __future__ import annotations
