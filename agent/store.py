@@ -19,7 +19,12 @@ Durability (``synchronous``):
 
 Size bound: ``max_bytes`` bounds the pages in use. When an append would exceed it, the oldest
 samples are evicted first; the evicted seq range is returned so the caller can raise a data-loss
-event. A full disk (``SQLITE_FULL``) is handled the same way.
+event. The free space of the file system bounds it too: enough room is always kept for the WAL
+to reach its checkpoint size (a full disk would otherwise deadlock WAL mode: the checkpoint that
+shrinks the WAL must first grow the database file). When another file takes the space anyway
+(``SQLITE_FULL``), the transaction is rolled back, the WAL truncated, the oldest samples evicted
+and the transaction run once more; evictions are reported like those of the size bound. The
+writer thread survives any SQLite error (the failing operations raise :class:`StoreError`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -43,6 +49,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
+WAL_AUTOCHECKPOINT_PAGES = 128
+"""WAL pages after which SQLite checkpoints (its default is 1000): 512 KiB with 4 KiB pages, so
+the WAL stays small next to the database on a small card (https://sqlite.org/wal.html §5)."""
+WAL_RESERVE_BYTES = 768 * 1024
+"""Free space kept for the WAL (its checkpoint size plus slack), bytes."""
+GROWTH_RESERVE_BYTES = 128 * 1024
+"""Free space kept for one transaction to grow the database file, bytes."""
 COMMAND_MEMORY_MS = 24 * 3600 * 1000
 """How long command ids are remembered to answer duplicates (uplink-protocol.md §6.7: ≥ 24 h)."""
 
@@ -119,6 +132,10 @@ class Store:
         self._point_names: dict[int, str] = {}
         self._page_size = 4096
         self.pending_rows = 0
+        self.limit_bytes = max_bytes
+        """The size bound in force (``max_bytes``); the free space on the file system may
+        bound the buffer further, see :meth:`_disk_bound`."""
+        self._unreported: list[Evicted] = []
         """Samples in the buffer now (kept by the writer thread; read it from anywhere)."""
 
     @classmethod
@@ -240,38 +257,114 @@ class Store:
                     self._jobs.put(None)
                     break
                 batch.append(nxt)
-            self._run_batch(batch)
+            try:
+                self._run_batch(batch)
+            except Exception as exc:  # the writer thread must outlive any disk trouble
+                log.exception("buffer: transaction failed")
+                self._after_rollback()
+                for _fn, target in batch:
+                    _resolve(target, StoreError(f"{self.path}: {exc}"), error=True)
         self._db.close()
 
     def _run_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]) -> None:
+        try:
+            results = self._transaction(batch)
+        except sqlite3.OperationalError as exc:
+            self._after_rollback()
+            if not _is_full(exc):
+                raise
+            # SQLITE_FULL (the disk, or the WAL, cannot grow): free space, then try once more.
+            self._recover_full(exc)
+            try:
+                results = self._transaction(batch)
+            except sqlite3.Error:
+                self._after_rollback()
+                raise
+        if any(isinstance(v, AppendResult) for _, v, err in results if not err):
+            self._unreported.clear()  # handed over inside a committed append
+        for target, value, error in results:
+            _resolve(target, value, error=error)
+
+    def _transaction(
+        self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]
+    ) -> list[tuple[Any, Any, bool]]:
+        """Run every job of ``batch`` in one transaction, each in a savepoint (a job's own error
+        rolls back only that job). A full disk aborts the whole transaction (SQLite may already
+        have rolled it back: https://sqlite.org/lang_transaction.html, "Response To Errors
+        Within A Transaction") and is raised."""
         db = self._db
         assert db is not None
         results: list[tuple[Any, Any, bool]] = []
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            for _fn, target in batch:
-                _resolve(target, StoreError(f"{self.path}: {exc}"), error=True)
-            return
+        db.execute("BEGIN IMMEDIATE")
         for fn, target in batch:
             db.execute("SAVEPOINT job")
             try:
                 results.append((target, fn(db), False))
                 db.execute("RELEASE job")
+            except sqlite3.OperationalError as exc:
+                if _is_full(exc) or not db.in_transaction:
+                    raise
+                db.execute("ROLLBACK TO job")
+                db.execute("RELEASE job")
+                results.append((target, exc, True))
             except Exception as exc:
                 db.execute("ROLLBACK TO job")
                 db.execute("RELEASE job")
                 results.append((target, exc, True))
+        db.execute("COMMIT")
+        self.counters.transactions += 1
+        return results
+
+    def _after_rollback(self) -> None:
+        """Roll back whatever is open and reload the state kept in memory (point ids, pending
+        count), which may describe rows of the rolled-back transaction."""
+        db = self._db
+        assert db is not None
         try:
-            db.execute("COMMIT")
-            self.counters.transactions += 1
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._point_ids.clear()
+            self._point_names.clear()
+            for pid, name in db.execute("SELECT id, name FROM points"):
+                self._point_ids[name] = pid
+                self._point_names[pid] = name
+            self.pending_rows = db.execute("SELECT count(*) FROM samples").fetchone()[0]
         except sqlite3.Error as exc:
-            db.execute("ROLLBACK")
-            results = [
-                (t, StoreError(f"{self.path}: commit failed: {exc}"), True) for t, _, _ in results
-            ]
-        for target, value, error in results:
-            _resolve(target, value, error=error)
+            log.error("buffer: cannot reload state after a rollback: %s", exc)
+
+    def _recover_full(self, exc: Exception) -> None:
+        """The file system is full (another file took the space). Truncate the WAL (its frames
+        go into the database file) and evict the oldest samples down to 80 % of the pages in use
+        now, in a transaction of its own. The evicted ranges are reported by the next append
+        (:attr:`AppendResult.evicted`)."""
+        db = self._db
+        assert db is not None
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as cexc:
+            log.warning("buffer: checkpoint on a full disk failed: %s", cexc)
+        target = int(self._used_bytes(db) * 0.8)
+        log.error(
+            "buffer %s: file system full (%s); evicting the oldest samples down to %d bytes",
+            self.path,
+            exc,
+            target,
+        )
+        for _ in range(5):
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                evicted = self._make_room(db, min(target, self._disk_bound(db)))
+                if not evicted:  # nothing to evict by size: free a slice anyway
+                    rows = db.execute("SELECT count(*) FROM samples").fetchone()[0]
+                    evicted = self._evict(db, max(rows // 10, 100))
+                db.execute("COMMIT")
+                self._unreported.extend(evicted)
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                return
+            except sqlite3.Error as eexc:
+                self._after_rollback()
+                target = int(target * 0.8)
+                log.error("buffer: eviction on a full disk failed (%s); trying more", eexc)
 
     def _fail_all(self, exc: Exception) -> None:
         while True:
@@ -292,6 +385,9 @@ class Store:
             log.warning("%s: journal mode is %s, not WAL", self.path, mode)
         db.execute(f"PRAGMA synchronous={'FULL' if self.synchronous == 'full' else 'NORMAL'}")
         db.execute("PRAGMA busy_timeout=5000")
+        db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+        # after a checkpoint, a WAL file grown past this is truncated back (pragma.html)
+        db.execute(f"PRAGMA journal_size_limit={WAL_RESERVE_BYTES}")
         db.execute("BEGIN")
         self._create_schema(db)
         db.execute("COMMIT")
@@ -332,6 +428,7 @@ class Store:
 
     def _append(self, db: sqlite3.Connection, polls: Sequence[Poll]) -> AppendResult:
         result = AppendResult(samples=[])
+        result.evicted.extend(self._unreported)
         result.evicted.extend(self._make_room(db))
         ids, pid = self._point_ids, self._point_id
         rows = [
@@ -346,18 +443,12 @@ class Store:
             for p in polls
             for r in p.readings
         ]
-        for attempt in range(3):
-            try:
-                db.executemany(
-                    "INSERT INTO samples (point, ts, value, quality, reason, synced)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                break
-            except sqlite3.OperationalError as exc:
-                if "full" not in str(exc) or attempt == 2:
-                    raise
-                result.evicted.extend(self._evict(db, max(len(rows) * 4, 1000)))
+        # SQLITE_FULL here aborts the whole transaction: _run_batch frees space and retries.
+        db.executemany(
+            "INSERT INTO samples (point, ts, value, quality, reason, synced)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
         last = db.execute("SELECT seq FROM sqlite_sequence WHERE name='samples'").fetchone()[0]
         seq = last - len(rows) + 1
         out = result.samples
@@ -374,9 +465,30 @@ class Store:
         free = db.execute("PRAGMA freelist_count").fetchone()[0]
         return int((pages - free) * self._page_size)
 
-    def _make_room(self, db: sqlite3.Connection) -> list[Evicted]:
+    def _disk_bound(self, db: sqlite3.Connection) -> int:
+        """The most bytes of pages in use that still leave the file system room for the WAL to
+        reach its checkpoint size plus one transaction (:data:`WAL_RESERVE_BYTES`,
+        :data:`GROWTH_RESERVE_BYTES`). Without that room a full disk deadlocks WAL mode: the
+        checkpoint that would shrink the WAL must grow the database file first."""
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return self.limit_bytes
+        free = st.f_bavail * st.f_frsize
+        try:
+            wal = os.path.getsize(f"{self.path}-wal")
+        except OSError:
+            wal = 0
+        need = max(0, WAL_RESERVE_BYTES - wal) + GROWTH_RESERVE_BYTES
+        if free >= need:
+            return self.limit_bytes
+        return self._used_bytes(db) - (need - free)
+
+    def _make_room(self, db: sqlite3.Connection, limit: int | None = None) -> list[Evicted]:
         evicted: list[Evicted] = []
-        while self._used_bytes(db) > self.max_bytes:
+        if limit is None:
+            limit = min(self.limit_bytes, self._disk_bound(db))
+        while self._used_bytes(db) > limit:
             rows = db.execute("SELECT count(*) FROM samples").fetchone()[0]
             if rows == 0:
                 break
@@ -489,3 +601,8 @@ def _resolve(target: Any, value: Any, *, error: bool) -> None:
         loop.call_soon_threadsafe(settle)
     except RuntimeError:  # the loop is closed: nobody is waiting any more
         pass
+
+
+def _is_full(exc: BaseException) -> bool:
+    """SQLITE_FULL: "database or disk is full" (the disk, or ``max_page_count``)."""
+    return getattr(exc, "sqlite_errorcode", None) == 13 or "full" in str(exc)
