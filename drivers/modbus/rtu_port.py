@@ -227,6 +227,13 @@ class RtuPort:
                         else ModbusGarbled("short local echo")
                     )
             if bytes(self._buf[: len(frame)]) != frame:
+                if self._buf[:2] == frame[:2] and not self._echo_hinted:
+                    self._echo_hinted = True
+                    log.warning(
+                        "%s: local_echo is set but the adapter does not echo (a reply came "
+                        "first); set local_echo: false on this port",
+                        self.spec.name,
+                    )
                 raise ModbusGarbled("local echo differs from the request")
             del self._buf[: len(frame)]
         return await self._receive(request, frame, deadline)

@@ -131,3 +131,15 @@ async def test_one_request_at_a_time_on_the_port(rtu_server, rtu_driver_for):
     results = await asyncio.gather(*(drv.read(p) for p in plans * 3))
     assert all(good(r) and values_ok(r) for r in results)
     assert rtu_server.counters.errors().get(("rtu", "bad_crc"), 0) == 0  # no collisions
+
+
+async def test_local_echo_option_without_echo_is_garbled_with_one_hint(
+    rtu_server, rtu_driver_for, caplog
+):
+    drv = await rtu_driver_for(local_echo=True)  # the adapter does not echo
+    plan = drv.plan(typed_points(1)[:2])
+    with caplog.at_level(logging.WARNING, logger="drivers.modbus.rtu_port"):
+        for _ in range(2):
+            got = await drv.read(plan)
+            assert {r.reason for r in got} == {"garbled"}  # never a wrong value
+    assert len([r for r in caplog.records if "does not echo" in r.getMessage()]) == 1
