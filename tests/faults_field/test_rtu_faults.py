@@ -143,3 +143,27 @@ async def test_local_echo_option_without_echo_is_garbled_with_one_hint(
             got = await drv.read(plan)
             assert {r.reason for r in got} == {"garbled"}  # never a wrong value
     assert len([r for r in caplog.records if "does not echo" in r.getMessage()]) == 1
+
+
+async def test_t35_silence_kept_before_each_request(rtu_server, rtu_driver_for):
+    """Instrument the simulator's side of the bus: the time each reply was put on the line and
+    the time each request's first byte arrived; the master must leave t3.5 between them."""
+    loop = asyncio.get_running_loop()
+    writes, firsts = [], []
+    orig_write, orig_dispatch = rtu_server._write, rtu_server._dispatch
+
+    def write(data):
+        writes.append(loop.time())
+        orig_write(data)
+
+    def dispatch(frames):
+        firsts.extend(f.first_byte_at for f in frames)
+        orig_dispatch(frames)
+
+    rtu_server._write, rtu_server._dispatch = write, dispatch
+    drv = await rtu_driver_for()
+    plan = drv.plan(typed_points(1) + typed_points(2))  # 8 requests back to back
+    assert all(r.quality is Quality.GOOD for r in await drv.read(plan))
+    gaps = [min(f - w for w in writes if w < f) for f in firsts[1:]]
+    t35 = 3.5 * 10 / 19200  # 8N1: 10 bits per character (MSL §2.5.1.1)
+    assert len(gaps) == 7 and min(gaps) >= t35 * 0.95, gaps
