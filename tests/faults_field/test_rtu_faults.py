@@ -130,7 +130,8 @@ async def test_one_request_at_a_time_on_the_port(rtu_server, rtu_driver_for):
     rtu_server.faults.unit(1).delay_s = 0.02
     results = await asyncio.gather(*(drv.read(p) for p in plans * 3))
     assert all(good(r) and values_ok(r) for r in results)
-    assert rtu_server.counters.errors().get(("rtu", "bad_crc"), 0) == 0  # no collisions
+    assert rtu_server.counters.errors().get("rtu", {}).get("bad_crc", 0) == 0  # no collisions
+    assert rtu_server.counters.total("rtu") == 6 * plans[0].request_count
 
 
 async def test_local_echo_option_without_echo_is_garbled_with_one_hint(

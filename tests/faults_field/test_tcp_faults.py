@@ -86,6 +86,7 @@ async def test_connection_reset_is_lost_then_reconnects_with_one_socket(tcp_serv
         tcp_server.faults.unit(1).reset = 1.0
         with pytest.raises(ConnectionLost):
             await drv.read(plan)
+        assert tcp_server.counters.errors()["tcp"]["reset"] == 1
         tcp_server.faults.unit(1).reset = 0.0
         await drv.connect()  # the agent's reconnect: closes the old socket first
         assert good(await drv.read(plan))
