@@ -51,6 +51,8 @@ def _set(sim: Simulator, name: str, value: Any) -> None:
     pl = sim.plant
     if name == "demand_factor":
         pl.demand_factor = max(0.0, _num(value, name))
+    elif name == "leak_m3h":
+        pl.demand.leak_m3h = max(0.0, _num(value, name))
     elif name == "suction_dip_mpa":
         pl.suction_dip_mpa = _num(value, name)
     elif name == "setpoint":
@@ -113,15 +115,17 @@ def _set(sim: Simulator, name: str, value: Any) -> None:
 
 
 SETTABLE = (
-    "demand_factor", "suction_dip_mpa", "setpoint", "mode", "drives_on", "door", "flood",
-    "turbidity_event_ntu", "chlorine_in_mg_l", "analyser_status", "watchdog_timeout_s",
+    "demand_factor", "leak_m3h", "suction_dip_mpa", "setpoint", "mode", "drives_on", "door",
+    "flood", "turbidity_event_ntu", "chlorine_in_mg_l", "analyser_status", "watchdog_timeout_s",
     "watchdog_action", "day_speed", "p_out.fault", "speed", "pump<N>.trip", "pump<N>.mode",
     "<modbus point>.stuck",
 )  # fmt: skip
 """Names accepted by ``set``. ``pump<N>.trip`` latches a drive fault code (0 clears it);
+``leak_m3h`` is the always-on draw (base leak, or a burst main downstream when raised);
 ``<point>.stuck`` freezes one Modbus point's registers bit-exact (sensor stuck, domain.md §6.2);
 ``day_speed`` runs the time of day (diurnal demand, mains pressure) that many times faster than
-plant time; ``p_out.fault`` is ``none``/``open``/``short``/``range`` (outlet transmitter faults,
+plant time (the water draws get shorter with it, see ``plant.draw_duration_scale``);
+``p_out.fault`` is ``none``/``open``/``short``/``range`` (outlet transmitter faults,
 see ``Plant.PT_FAULTS``)."""
 
 _FAULT_FIELDS = {f.name for f in dataclasses.fields(UnitFaults)} - {"exceptions", "garbage_before"}

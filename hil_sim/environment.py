@@ -28,12 +28,18 @@ class PulseDemand:
         mean_draw_m3h: mean flow of one draw, m³/h (0.5 m³/h ≈ 0.14 L/s, a shower or tap).
         mean_duration_s: mean duration of one draw, s.
         leak_m3h: always-on base flow, m³/h.
+        duration_scale: multiplier of ``mean_duration_s`` (1 in real time). When the time of
+            day runs faster than plant time (``Plant.day_speed``), the plant shortens the draws
+            with it — a 60 s draw at a day in a few minutes would span hours of the profile
+            and smear it — while the arrival rate rises so the mean flow is unchanged. Shorter
+            draws make the demand faster and harder to follow, never easier.
         draws: active draws as (end time s, flow m³/h).
     """
 
     mean_draw_m3h: float = 0.5
     mean_duration_s: float = 60.0
     leak_m3h: float = 0.1
+    duration_scale: float = 1.0
     draws: list[tuple[float, float]] = field(default_factory=list)
     _next_arrival_s: float | None = None
 
@@ -45,23 +51,22 @@ class PulseDemand:
             mean_flow_m3h: target mean demand at this time (without the leak), m³/h.
             rng: the plant's seeded random generator.
         """
-        rate_per_s = max(mean_flow_m3h, 0.0) / (self.mean_draw_m3h * self.mean_duration_s)
+        duration_s = self.mean_duration_s * self.duration_scale
+        rate_per_s = max(mean_flow_m3h, 0.0) / (self.mean_draw_m3h * duration_s)
         if rate_per_s <= 0.0:
             self._next_arrival_s = None
         else:
             if self._next_arrival_s is None:
                 # Start in the stationary state: ≈ rate × duration draws already running.
-                expected = rate_per_s * self.mean_duration_s
+                expected = rate_per_s * duration_s
                 n = max(0, round(rng.gauss(expected, expected**0.5)))
                 for _ in range(n):
                     q = rng.uniform(0.2, 0.8) * self.mean_draw_m3h / 0.5
-                    self.draws.append((now_s + rng.expovariate(1.0 / self.mean_duration_s), q))
+                    self.draws.append((now_s + rng.expovariate(1.0 / duration_s), q))
                 self._next_arrival_s = now_s + rng.expovariate(rate_per_s)
             while self._next_arrival_s <= now_s:
                 q = rng.uniform(0.2, 0.8) * self.mean_draw_m3h / 0.5
-                self.draws.append(
-                    (self._next_arrival_s + rng.expovariate(1.0 / self.mean_duration_s), q)
-                )
+                self.draws.append((self._next_arrival_s + rng.expovariate(1.0 / duration_s), q))
                 self._next_arrival_s += rng.expovariate(rate_per_s)
         self.draws = [d for d in self.draws if d[0] > now_s]
         return self.leak_m3h + sum(q for _, q in self.draws)

@@ -95,6 +95,20 @@ class PumpState:
     was_running: bool = False
 
 
+DRAW_FRACTION_OF_HOUR = 0.5
+"""With a compressed day, a draw lasts on average at most this fraction of one (compressed)
+hour of the diurnal profile (derived: keeps the hourly profile's shape in the delivered flow)."""
+
+
+def draw_duration_scale(day_speed: float, mean_duration_s: float) -> float:
+    """Multiplier of the mean draw duration for a day running ``day_speed`` times faster than
+    plant time: 1 in real time, ``DRAW_FRACTION_OF_HOUR`` × 3600 s / ``day_speed`` /
+    ``mean_duration_s`` once that is shorter (a day in 8 min: 60 s draws → 10 s)."""
+    if day_speed <= 1.0 or mean_duration_s <= 0.0:
+        return 1.0
+    return min(1.0, DRAW_FRACTION_OF_HOUR * 3600.0 / day_speed / mean_duration_s)
+
+
 class Plant:
     """The pump room. Create, then call :meth:`step` repeatedly; read attributes for the state.
 
@@ -236,6 +250,9 @@ class Plant:
             -0.05,
         )
         mean = average_flow_m3h(p.households, p.persons, p.quota_l_per_day) * diurnal_factor(tod)
+        self.demand.duration_scale = draw_duration_scale(
+            self.day_speed, self.demand.mean_duration_s
+        )
         self.required_m3h = self.demand.step(self.t_s, mean * self.demand_factor, self.rng)
 
         # Dry-run protection (device-side, §2): stop everything while suction is lost.

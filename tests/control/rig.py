@@ -65,7 +65,7 @@ def control_section(mode: str = "direct", **extra: Any) -> dict[str, Any]:
             "cabinet_mode": "cabinet.mode",
         },
         "pumps": pumps,
-        "staging": {"pump_capacity_m3h": 11.0},
+        "staging": {"pump_capacity_m3h": 11.0, "override_interval_s": 5.0},
         "remote": {"min_interval_s": 2.0, "ramp_mpa_per_s": 0.01},
     }
     for key, value in extra.items():

@@ -1,0 +1,84 @@
+"""The agent killed while it closes the loop (direct mode): the drives' communication watchdog
+acts, and the pressure recovers under the cabinet's own controller.
+
+Real processes: a private Mosquitto, ``hil-sim run`` and ``pumproom-agent run`` on
+``config/example.yaml`` plus a ``control:`` section, all on loopback (``tests/procs.py``). The
+simulated drives are set to a 3 s control timeout with the action "hand back to local control"
+(Danfoss 8-03 control timeout / 8-04 timeout function [S29]; the ``local`` action is the
+simulator's model of a drive or PLC falling back to its own PID, ``hil_sim.drive``).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hil_sim.plant import MODE_AUTO, MODE_BUS
+from tests.control.rig import POLL_S, control_section
+from tests.procs import EXAMPLE, AgentProc, Mosquitto, Simulator, wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+TIMEOUT_S = 3.0
+"""Simulated drives' control timeout (Danfoss 8-03 default is 60 s [S29]; short for the test)."""
+
+
+def _truth(sim: Simulator) -> dict:
+    return sim.command({"cmd": "truth"})["values"]
+
+
+def test_sigkill_in_direct_mode_hands_over_to_the_cabinet(tmp_path: Path) -> None:
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["control"] = control_section("direct", watchdog_refresh_s=1.0)
+    for dev in data["devices"]:  # the rig's poll intervals: the PV well inside sensor.stale_s
+        dev["poll_interval_s"] = POLL_S.get(dev["name"], 0.5)
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+    broker = Mosquitto(tmp_path).start()
+    sim = Simulator(tmp_path).start()
+    agent = AgentProc(tmp_path, broker.port, sim, "kill-site", config=config)
+    try:
+        sim.command({"cmd": "set", "name": "watchdog_timeout_s", "value": TIMEOUT_S})
+        sim.command({"cmd": "set", "name": "watchdog_action", "value": "local"})
+        sim.command({"cmd": "set", "name": "setpoint", "value": 0.40})
+        wait_for(lambda: abs(_truth(sim)["p_out"] - 0.40) < 0.03, 30, "the cabinet's pressure")
+        agent.start()
+        wait_for(lambda: _truth(sim)["cabinet.mode"] == MODE_BUS, 30, "the agent's bus mode")
+        # the agent keeps the drives' watchdog fed: bus mode holds for well over the timeout
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3 * TIMEOUT_S:
+            values = _truth(sim)
+            assert values["cabinet.mode"] == MODE_BUS, "watchdog fired while the agent ran"
+            time.sleep(0.2)
+        assert abs(values["p_out"] - 0.40) < 0.03, values["p_out"]
+
+        agent.stop(signal.SIGKILL)  # no clean hand-back: only the drives' watchdog is left
+        killed = time.monotonic()
+        # more water drawn while nobody closes the loop (frozen speeds would sag)
+        sim.command({"cmd": "set", "name": "leak_m3h", "value": 6.0})
+        time.sleep(TIMEOUT_S * 0.5)
+        assert _truth(sim)["cabinet.mode"] == MODE_BUS  # still frozen: it is the watchdog…
+        wait_for(lambda: _truth(sim)["cabinet.mode"] == MODE_AUTO, 3 * TIMEOUT_S, "watchdog")
+        took = time.monotonic() - killed
+        assert TIMEOUT_S * 0.8 <= took <= TIMEOUT_S + 2.0, took  # …after its timeout
+
+        # the cabinet's own PI (with its own staging) brings the pressure back to its setpoint
+        # and holds it: 3 s in a row within ±0.03 MPa, within 30 s of the hand-over
+        series: list[float] = []
+
+        def held() -> bool:
+            series.append(_truth(sim)["p_out"])
+            return len(series) >= 15 and all(abs(p - 0.40) < 0.03 for p in series[-15:])
+
+        wait_for(held, 30, "pressure held at 0.40 MPa under the cabinet", step_s=0.2)
+        print(f"recovered {time.monotonic() - killed:.1f} s after the kill; p_out {series[::5]}")
+        assert _truth(sim)["cabinet.mode"] == MODE_AUTO
+    finally:
+        agent.stop(signal.SIGKILL)
+        sim.stop()
+        broker.stop()
