@@ -56,6 +56,10 @@ WAL_RESERVE_BYTES = 768 * 1024
 """Free space kept for the WAL (its checkpoint size plus slack), bytes."""
 GROWTH_RESERVE_BYTES = 128 * 1024
 """Free space kept for one transaction to grow the database file, bytes."""
+RESERVE_FILE_BYTES = 512 * 1024
+"""Size of ``<buffer>-reserve``, a file of zeros kept beside the buffer and deleted when the file
+system is full anyway, so the checkpoint and the eviction that free space can run; made again
+once there is room."""
 COMMAND_MEMORY_MS = 24 * 3600 * 1000
 """How long command ids are remembered to answer duplicates (uplink-protocol.md §6.7: ≥ 24 h)."""
 
@@ -339,10 +343,16 @@ class Store:
         (:attr:`AppendResult.evicted`)."""
         db = self._db
         assert db is not None
-        try:
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as cexc:
-            log.warning("buffer: checkpoint on a full disk failed: %s", cexc)
+        for attempt in range(2):
+            try:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                break
+            except sqlite3.Error as cexc:
+                if attempt == 0 and self._reserve.exists():
+                    log.warning("buffer: checkpoint failed (%s): using the reserve", cexc)
+                    self._reserve.unlink(missing_ok=True)
+                else:
+                    log.warning("buffer: checkpoint on a full disk failed: %s", cexc)
         target = int(self._used_bytes(db) * 0.8)
         log.error(
             "buffer %s: file system full (%s); evicting the oldest samples down to %d bytes",
@@ -391,6 +401,27 @@ class Store:
         db.execute("BEGIN")
         self._create_schema(db)
         db.execute("COMMIT")
+        self._make_reserve()
+
+    @property
+    def _reserve(self) -> Path:
+        return self.path.with_name(self.path.name + "-reserve")
+
+    def _make_reserve(self) -> None:
+        """Create the reserve file if it is missing and there is room for it (never fails)."""
+        try:
+            if self._reserve.exists():
+                return
+            st = os.statvfs(self.path.parent)
+            if st.f_bavail * st.f_frsize < RESERVE_FILE_BYTES + WAL_RESERVE_BYTES:
+                return
+            with open(self._reserve, "wb") as f:
+                f.write(bytes(RESERVE_FILE_BYTES))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            log.warning("buffer: cannot make the reserve file %s: %s", self._reserve, exc)
+            self._reserve.unlink(missing_ok=True)
 
     def _create_schema(self, db: sqlite3.Connection) -> None:
         # A plain catalogue query: importing sqlite_utils for this cost 17 MB of RSS.
@@ -488,6 +519,8 @@ class Store:
         evicted: list[Evicted] = []
         if limit is None:
             limit = min(self.limit_bytes, self._disk_bound(db))
+            if not self._reserve.exists():
+                self._make_reserve()
         while self._used_bytes(db) > limit:
             rows = db.execute("SELECT count(*) FROM samples").fetchone()[0]
             if rows == 0:
