@@ -185,10 +185,25 @@ class ControlLoop:
                     del self.tick_ms[:50_000]
         finally:
             self._running = False
+            log.info("control: %s", self.lateness_summary())
             await self._hand_back()
             for t in self._tasks:
                 t.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def lateness_summary(self) -> str:
+        """``"period 200 ms, 1234 ticks, 0 overruns, lateness ms p50 0.41 p99 1.20 max 3.05"``:
+        how late the ticks woke after their monotonic deadlines (the jitter benchmark parses
+        it from the log line written when the loop stops)."""
+        late = sorted(self.lateness_ms)
+
+        def q(f: float) -> float:
+            return late[min(len(late) - 1, int(f * len(late)))] if late else math.nan
+
+        return (
+            f"period {self.cfg.period_s * 1000:.0f} ms, {self.ticks} ticks, {self.overruns} "
+            f"overruns, lateness ms p50 {q(0.5):.2f} p99 {q(0.99):.2f} max {q(1.0):.2f}"
+        )
 
     async def _hand_back(self) -> None:
         """Clean stop in direct mode: put the cabinet back in automatic (bounded, best effort)."""
