@@ -68,6 +68,9 @@ def run(seconds: float, backlog: int, period_s: float) -> dict[str, float]:
             time.sleep(seconds)
             agent.stop(signal.SIGTERM)
             left = len(agent.buffered_seqs())
+            moved = [line for line in agent.log.read_text().splitlines() if "unusable" in line]
+            if moved:
+                raise SystemExit(f"the agent refused the pre-filled buffer: {moved[0]}")
         finally:
             agent.stop(signal.SIGKILL)
             sim.stop()
