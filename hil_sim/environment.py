@@ -42,6 +42,7 @@ class PulseDemand:
     duration_scale: float = 1.0
     draws: list[tuple[float, float]] = field(default_factory=list)
     _next_arrival_s: float | None = None
+    _rate_per_s: float = 1.0
 
     def step(self, now_s: float, mean_flow_m3h: float, rng: random.Random) -> float:
         """Advance to ``now_s`` and return the required flow, m³/h.
@@ -64,6 +65,11 @@ class PulseDemand:
                     q = rng.uniform(0.2, 0.8) * self.mean_draw_m3h / 0.5
                     self.draws.append((now_s + rng.expovariate(1.0 / duration_s), q))
                 self._next_arrival_s = now_s + rng.expovariate(rate_per_s)
+            elif not 0.67 <= rate_per_s / self._rate_per_s <= 1.5:
+                # the rate moved (faster day, demand factor): redraw the next arrival at the
+                # new rate, exact for a Poisson process by memorylessness
+                self._next_arrival_s = now_s + rng.expovariate(rate_per_s)
+            self._rate_per_s = rate_per_s
             while self._next_arrival_s <= now_s:
                 q = rng.uniform(0.2, 0.8) * self.mean_draw_m3h / 0.5
                 self.draws.append((self._next_arrival_s + rng.expovariate(1.0 / duration_s), q))

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the scenarios and write ``step.png`` and ``diurnal.png`` into ``--out``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--day-s", type=float, default=120.0, help="wall seconds for one day")
+    ap.add_argument("--day-s", type=float, default=240.0, help="wall seconds for one day")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     step = asyncio.run(_scenario("step", args.day_s))
