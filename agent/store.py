@@ -169,9 +169,17 @@ class Store:
         """Commit polls' readings as samples, in order; returns them with their seqs."""
         return await self._submit(lambda db: self._append(db, polls))
 
-    async def begin(self, limit: int, after_seq: int = 0) -> list[Sample]:
-        """Return up to ``limit`` buffered samples with ``seq > after_seq``, oldest first."""
-        return await self._submit(lambda db: self._begin(db, limit, after_seq))
+    async def begin(
+        self, limit: int, after_seq: int = 0, upto_seq: int | None = None
+    ) -> list[Sample]:
+        """Return up to ``limit`` buffered samples with ``after_seq < seq <= upto_seq`` (no upper
+        bound when ``None``), oldest first."""
+        upto = (1 << 62) if upto_seq is None else upto_seq
+        return await self._submit(lambda db: self._begin(db, limit, after_seq, upto))
+
+    async def last_seq(self) -> int:
+        """The highest seq ever assigned (0 for a new buffer)."""
+        return await self._submit(self._last_seq)
 
     async def ack(self, seqs: Iterable[int]) -> None:
         """Delete delivered samples (call only after a successful PUBACK)."""
@@ -542,14 +550,20 @@ class Store:
         log.warning("buffer full: evicted %d oldest samples (seq %d..%d)", row[2], row[0], row[1])
         return [Evicted(row[0], row[1], row[2])]
 
-    def _begin(self, db: sqlite3.Connection, limit: int, after_seq: int) -> list[Sample]:
+    def _last_seq(self, db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'samples'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _begin(
+        self, db: sqlite3.Connection, limit: int, after_seq: int, upto_seq: int
+    ) -> list[Sample]:
         names = self._point_names
         return [
             Sample(seq, names[pid], ts, value, Quality(q), reason, bool(synced))
             for seq, pid, ts, value, q, reason, synced in db.execute(
                 "SELECT seq, point, ts, value, quality, reason, synced FROM samples"
-                " WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
+                " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (after_seq, upto_seq, limit),
             )
         ]
 

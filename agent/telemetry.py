@@ -6,9 +6,10 @@ One :class:`TelemetryFlow` lives exactly as long as one connection, so nothing o
 * **Live**: :meth:`TelemetryFlow.offer` takes samples already committed to the buffer. They are
   batched (up to ``batch_max_samples``, waiting at most ``batch_interval_s`` for company) and
   published on ``telemetry`` at once: live data never waits behind a backlog.
-* **Backlog**: everything else in the buffer (taken while the broker was away, or whose publish
-  failed) is read oldest first by seq and published on ``telemetry/backfill`` (``hist: true``,
-  original seqs), at most ``backlog_rate_per_s`` samples a second.
+* **Backlog**: what was buffered before this connection began, and whatever the live path could
+  not deliver (a failed publish, a live-queue overflow), is read oldest first by seq and published
+  on ``telemetry/backfill`` (``hist: true``, original seqs), at most ``backlog_rate_per_s``
+  samples a second. The backlog is bounded above, so it never chases the live data.
 * At most ``inflight_window`` messages await their PUBACK. On success their samples are acked in
   the buffer; on a failure reason code or a lost connection they stay buffered, and the backlog
   cursor moves back so they go again.
@@ -59,6 +60,9 @@ class TelemetryFlow:
         self._live_ready = asyncio.Event()
         self._claimed: set[int] = set()
         self._cursor = 0
+        self._upto: int | None = None
+        """The backlog's upper bound: every seq above it was offered live on this connection,
+        except those whose publish failed or overflowed, which raise it again."""
         self._wake = asyncio.Event()
         self._window = asyncio.Semaphore(settings.inflight_window)
         self._settling: set[asyncio.Task[None]] = set()
@@ -72,10 +76,10 @@ class TelemetryFlow:
                 live.append(s)
         overflow = len(live) - self.settings.live_queue_max
         if overflow > 0:  # they are safe in the buffer: leave them to the backlog
-            for _ in range(overflow):
-                claimed.discard(live.popleft().seq)
+            dropped = [live.popleft().seq for _ in range(overflow)]
+            claimed.difference_update(dropped)
             self.counters.live_overflow += overflow
-            self._rewind(0)
+            self._rewind(dropped[0] - 1, dropped[-1])
         self._live_ready.set()
 
     def wake(self) -> None:
@@ -84,6 +88,9 @@ class TelemetryFlow:
 
     async def run(self) -> None:
         """Publish live batches and drain the backlog until cancelled."""
+        # Offers reach this flow from now on, so whatever is buffered up to here is backlog.
+        upto = await self.store.last_seq()
+        self._upto = upto if self._upto is None else max(self._upto, upto)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._send_live(), name="telemetry-live")
             tg.create_task(self._drain_backlog(), name="telemetry-backlog")
@@ -104,8 +111,8 @@ class TelemetryFlow:
         s = self.settings
         while True:
             await self._live_ready.wait()
-            if len(self._live) < s.batch_max_samples:
-                await asyncio.sleep(min(s.batch_interval_s, 0.05))
+            if len(self._live) < s.batch_max_samples:  # let one poll's neighbours join
+                await asyncio.sleep(s.batch_interval_s)
             self._live_ready.clear()
             while self._live:
                 n = min(len(self._live), s.batch_max_samples)
@@ -116,8 +123,13 @@ class TelemetryFlow:
     async def _drain_backlog(self) -> None:
         s = self.settings
         while True:
-            rows = await self.store.begin(s.batch_max_samples * 4, after_seq=self._cursor)
+            rows = []
+            if self._upto is not None and self._cursor < self._upto:
+                rows = await self.store.begin(
+                    s.batch_max_samples * 4, after_seq=self._cursor, upto_seq=self._upto
+                )
             if not rows:
+                self._cursor = max(self._cursor, self._upto or 0)
                 self._wake.clear()
                 await wait_event(self._wake, 1.0)
                 continue
@@ -154,13 +166,15 @@ class TelemetryFlow:
             self.counters.last_error = str(exc)
             self.store.reject(seqs)
             self._claimed.difference_update(seqs)
-            self._rewind(seqs[0] - 1)
+            self._rewind(min(seqs) - 1, max(seqs))
             return
         finally:
             self._window.release()
         await self.store.ack(seqs)
         self._claimed.difference_update(seqs)
 
-    def _rewind(self, seq: int) -> None:
+    def _rewind(self, seq: int, upto: int) -> None:
+        """Make the backlog (re)send seqs ``seq + 1`` .. ``upto`` that are still buffered."""
         self._cursor = min(self._cursor, seq)
+        self._upto = upto if self._upto is None else max(self._upto, upto)
         self._wake.set()

@@ -55,8 +55,8 @@ class UplinkSettings:
     """
 
     batch_max_samples: int = 500
-    batch_interval_s: float = 0.1
-    backlog_rate_per_s: float = 20000.0
+    batch_interval_s: float = 0.05
+    backlog_rate_per_s: float = 100_000.0
     inflight_window: int = 10
     live_queue_max: int = 50_000
     compression: str = "none"

@@ -244,8 +244,8 @@ class Uplink(Strict):
     tls: Tls | None = None
     credentials: Credentials | None = None
     batch_max_samples: Annotated[int, Field(ge=1, le=10000)] = 500
-    batch_interval_s: Seconds = 1.0
-    backlog_rate_per_s: Annotated[float, Field(gt=0)] = 20000
+    batch_interval_s: Seconds = 0.05
+    backlog_rate_per_s: Annotated[float, Field(gt=0)] = 100_000
     inflight_window: Annotated[int, Field(ge=1, le=100)] = 10
     compression: Literal["none", "zlib"] = "none"
     """Telemetry payload compression (RFC 1950 zlib); announced per message by the MQTT 5

@@ -93,7 +93,7 @@ def _rtu(work: Path, seconds: float) -> dict[str, Any]:
 
 
 def _buffer(work: Path, seconds: float, quick: bool) -> dict[str, Any]:
-    return store_bench.run(work, seconds, backlog=200_000 if quick else 1_000_000)
+    return store_bench.run(work, seconds, backlog=1_000_000 if quick else 5_000_000)
 
 
 def table(figures: dict[str, Any]) -> str:
