@@ -16,7 +16,9 @@ pending publish fails with :class:`PublishFailed`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,6 +146,10 @@ class MqttConnection:
         if rc != paho.MQTT_ERR_SUCCESS:
             raise ConnectFailed(paho.error_string(rc))
         self._sock = self._client.socket()
+        # Small PUBLISH/PUBACK packets must not wait for Nagle's algorithm and the peer's delayed
+        # ACK (40 ms on Linux): that alone made a command round trip 43 ms instead of 3 ms.
+        with contextlib.suppress(OSError, AttributeError):
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._client.on_socket_close = self._on_socket_close
         self._client.on_socket_register_write = self._on_register_write
         self._client.on_socket_unregister_write = self._on_unregister_write

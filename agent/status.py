@@ -13,9 +13,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from agent.app import Agent
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,12 @@ def render(snap: dict[str, Any]) -> str:
 
 
 async def serve(agent: Agent, host: str, port: int) -> web.AppRunner | None:
-    """Start the status server; returns its runner, or ``None`` (logged) when the port is taken."""
+    """Start the status server; returns its runner, or ``None`` (logged) when the port is taken.
+
+    aiohttp is imported here, not at module level: a gateway without the page saves its memory.
+    """
+    from aiohttp import web
+
     app = web.Application()
 
     async def page(request: web.Request) -> web.Response:
