@@ -161,7 +161,9 @@ class ModbusDriver(Driver):
         answer), ``unreadable_points``, plus ``noise_bytes``/``echoes_seen`` (RTU) or
         ``tid_mismatches``/``sockets_opened`` (TCP). ``devices``: device name → the unit's
         :meth:`~drivers.modbus.health.UnitHealth.snapshot` (polls, successes, timeouts,
-        crc_errors, garbled, exceptions, skipped, offline, last_error).
+        crc_errors, garbled, exceptions, skipped, offline, last_error). The port's
+        ``crc_errors`` counts every frame with a bad CRC (the resend included); a device's counts
+        the requests lost to CRC errors after the resend.
         """
         link = self._link
         return {
