@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.config.control import Sensor
 from agent.config.messages import path_text
 from agent.config.plan import TABLES, DeviceConfig, pdu_address
 from agent.config.problems import Path_, Positions, Problem
@@ -259,7 +260,34 @@ def check_control(
             problems.append(
                 ctx.at(path, f"the control loop writes '{name}', but that point is not writable")
             )
+    problems += _check_pv_staleness(control, devices, ctx)
     return problems
+
+
+def _check_pv_staleness(
+    control: dict[str, Any], devices: Sequence[CheckedDevice], ctx: _Ctx
+) -> list[Problem]:
+    """``control.sensor.stale_s`` must exceed the outlet pressure's poll interval, or every
+    reading would count as stale and the loop would sit in its fallback."""
+    points, raw_sensor = control.get("points"), control.get("sensor")
+    pv = points.get("pv") if isinstance(points, dict) else None
+    sensor: dict[str, Any] = raw_sensor if isinstance(raw_sensor, dict) else {}
+    stale = sensor.get("stale_s", Sensor.model_fields["stale_s"].default)
+    if not isinstance(pv, str) or isinstance(stale, bool) or not isinstance(stale, int | float):
+        return []
+    where: Path_ = (
+        ("control", "sensor", "stale_s") if "stale_s" in sensor else ("control", "points", "pv")
+    )
+    for d in devices:
+        for _, p in d.points:
+            interval = p.poll_interval_s or (d.model.poll_interval_s if d.model else None)
+            if p.name == pv and interval is not None and stale <= interval:
+                msg = (
+                    f"stale_s {stale:g} s is not longer than the poll interval of '{pv}'"
+                    f" ({interval:g} s): every reading would be stale"
+                )
+                return [ctx.at(where, msg)]
+    return []
 
 
 _CONTROL_WRITES = {"setpoint", "run_enable", "cabinet_mode"}

@@ -126,7 +126,8 @@ class Proportional(Strict):
 class Sensor(Strict):
     """Outlet-sensor validation (see :class:`agent.control.protect.SensorParams`)."""
 
-    stale_s: Seconds = 1.0
+    stale_s: Seconds = 2.5
+    """A PV older than this is stale; it must exceed the PV's poll interval (checked)."""
     pv_min_mpa: float = 0.0
     pv_max_mpa: Mpa = 1.2
     frozen_s: Seconds = 3.0
