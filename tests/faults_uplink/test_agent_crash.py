@@ -56,7 +56,10 @@ def test_twenty_sigkills_while_a_backlog_drains_lose_nothing(
         kills.append(_backfill_received(subscriber))
     print("backfilled samples received after each kill:", kills)
     assert kills[-1] > kills[0], "the backlog drained between the kills"
+    n = _connects(agent)
     agent.start()
+    # a SIGTERM before the agent has installed its handler (still importing) would kill it
+    wait_for(lambda: _connects(agent) > n, 20, "the last run connected")
     wait_delivered(agent, subscriber, appended(agent), 60)
     account("agent_sigkill_20", agent, subscriber, kills=20, backlog=backlog)
 
@@ -70,6 +73,8 @@ def test_sigterm_mid_backlog_then_restart_loses_nothing(
     assert agent.stop() == 0, "SIGTERM stops the agent cleanly mid-backlog"
     left = len(agent.buffered_seqs())
     assert left > 0, "the backlog was still draining at SIGTERM"
+    n = _connects(agent)
     agent.start()
+    wait_for(lambda: _connects(agent) > n, 20, "the restart connected")
     wait_delivered(agent, subscriber, appended(agent), 40)
     account("agent_sigterm_mid_backlog", agent, subscriber, backlog=backlog, left_at_stop=left)
