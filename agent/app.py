@@ -107,7 +107,8 @@ def _secret(env: str | None, file: str | None, what: str) -> str | None:
 
 
 async def open_store(config: SiteConfig) -> Store:
-    """Open the buffer; an unusable file is moved aside (kept) and a new one started."""
+    """Open the buffer; an unusable file is moved aside (kept), a new one started, and a
+    ``data_loss`` event (reason ``buffer_corrupt``) is the new buffer's first event."""
     buf = config.buffer
     try:
         return await Store.open(buf.path, buf.max_bytes, buf.synchronous)
@@ -122,7 +123,12 @@ async def open_store(config: SiteConfig) -> Store:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.replace(buf.path + suffix, aside + suffix)
-        return await Store.open(buf.path, buf.max_bytes, buf.synchronous)
+        store = await Store.open(buf.path, buf.max_bytes, buf.synchronous)
+        await store.add_event(
+            {"type": "data_loss", "t": clock.now_ms(), "stream": "telemetry",
+             "reason": "buffer_corrupt", "file": aside}
+        )  # fmt: skip
+        return store
 
 
 class Agent:
@@ -224,9 +230,7 @@ class Agent:
             await uplink.stop()
             await _cancel(uplink_task)
             await store.close()
-            log.info(
-                "stopped; %d samples stay buffered", store.counters.appended - store.counters.acked
-            )
+            log.info("stopped; %d samples stay buffered", store.pending_rows)
 
     async def _log_status(self) -> None:
         while True:

@@ -28,6 +28,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.aio import wait_event
+
 log = logging.getLogger(__name__)
 
 
@@ -212,10 +214,7 @@ class MqttConnection:
         """Send DISCONNECT (the broker then drops the last will) and wait, bounded, for the end."""
         if not self.closed.is_set():
             self._client.disconnect()
-            try:
-                await asyncio.wait_for(self.closed.wait(), timeout_s)
-            except TimeoutError:
-                pass
+            await wait_event(self.closed, timeout_s)
         self._teardown()
 
     def abort(self) -> None:

@@ -14,10 +14,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from agent.aio import wait_event
 from agent.cache import Cache
 from agent.exception import ReportByException
 from agent.model import Reading, WallClock
-from agent.store import Evicted, Poll, Store, StoreError
+from agent.store import Evicted, Poll, Store
 from agent.uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,7 @@ class Ingest:
 
     async def flush(self, timeout_s: float = 10.0) -> None:
         """Wait (bounded) until everything submitted so far is committed to the buffer."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
-        except TimeoutError:
+        if not await wait_event(self._idle, timeout_s):
             log.error("ingest: %d readings not committed at stop", self._queued)
 
     async def _commit(self, polls: list[Poll]) -> None:
@@ -122,22 +121,26 @@ class Ingest:
             n = sum(len(p.readings) for p in polls)
             self.counters.append_failures += n
             log.error("ingest: %d readings could not be buffered: %s", n, exc)
+            await self._record_loss(
+                {"stream": "telemetry", "reason": "not_buffered", "count": n,
+                 "t_range": [polls[0].ts_ms, polls[-1].ts_ms]}
+            )  # fmt: skip
             return
         for ev in result.evicted:
             await self._data_loss(ev)
         self.uplink.offer(result.samples)
 
     async def _data_loss(self, ev: Evicted) -> None:
-        body = {
-            "type": "data_loss",
-            "t": self.clock.now_ms(),
-            "stream": "telemetry",
-            "seq_range": [ev.first_seq, ev.last_seq],
-            "count": ev.count,
-            "reason": "buffer_full",
-        }
+        await self._record_loss(
+            {"stream": "telemetry", "seq_range": [ev.first_seq, ev.last_seq], "count": ev.count,
+             "reason": "buffer_full"}
+        )  # fmt: skip
+
+    async def _record_loss(self, detail: dict[str, object]) -> None:
+        """Buffer a ``data_loss`` event (best effort: the disk may be what failed)."""
+        body = {"type": "data_loss", "t": self.clock.now_ms(), **detail}
         try:
             await self.store.add_event(body)
-        except StoreError as exc:
+        except Exception as exc:
             log.error("ingest: data-loss event could not be buffered: %s (%s)", exc, body)
         self.uplink.wake()

@@ -104,8 +104,9 @@ def evicted_seqs(sub: Subscriber) -> set[int]:
     """Seqs that data-loss events reported as evicted."""
     out: set[int] = set()
     for e in data_loss_events(sub):
-        lo, hi = e["seq_range"]
-        out.update(range(lo, hi + 1))
+        if "seq_range" in e:  # buffer_full / max_age; buffer_corrupt and not_buffered have none
+            lo, hi = e["seq_range"]
+            out.update(range(lo, hi + 1))
     return out
 
 

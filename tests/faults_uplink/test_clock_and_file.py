@@ -64,7 +64,14 @@ def test_corrupt_buffer_file_is_moved_aside_and_polling_goes_on(
     wait_for(lambda: subscriber.samples(), 20, "telemetry from a new buffer")
     aside = list(agent.workdir.glob("buffer.sqlite.corrupt-*"))
     assert aside, "the corrupt file is kept, moved aside"
-    assert "unusable" in agent.log.read_text(), "the corruption is reported"
+    assert "unusable" in agent.log.read_text(), "the corruption is logged"
+
+    def loss_event() -> list[dict]:
+        return [e for t, b, _ in subscriber.snapshot() if t.endswith("/event") for e in b["events"]
+                if e.get("type") == "data_loss" and e.get("reason") == "buffer_corrupt"]  # fmt: skip
+
+    event = wait_for(loss_event, 10, "the buffer_corrupt data_loss event")[0]
+    assert event["file"] == str(aside[0]), "the platform is told where the old buffer went"
     first = subscriber.samples()[0][0]
     assert first == 1, "a new buffer was started (seqs from 1)"
     wait_delivered(agent, subscriber, appended(agent), 20)
