@@ -13,6 +13,7 @@ Commands:
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import click
@@ -77,6 +78,9 @@ def check(config_path: str, overrides: tuple[str, ...]) -> None:
 )
 def run(config_path: str, overrides: tuple[str, ...], log_level: str) -> None:
     """Load the configuration and run the agent until stopped."""
+    # Until the agent installs its own handler nothing is buffered yet: a SIGTERM that early
+    # (systemd stopping a unit that is still starting) is a clean exit, not a kill.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     config = _load(config_path, overrides)
     logging.basicConfig(
         level=getattr(logging, log_level.upper()),
