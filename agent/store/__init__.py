@@ -1,0 +1,14 @@
+"""The store-and-forward buffer: a transactional SQLite outbox for samples and events.
+
+* :mod:`agent.store.outbox` — :class:`Store`: the schema and the operations (append, begin, ack,
+  events, counters, command memory), durability and ordering rules;
+* :mod:`agent.store.space` — the byte bound, the file system's free space, eviction, a full disk;
+* :mod:`agent.store.writer` — the one writer thread and its batched transactions;
+* :mod:`agent.store.records` — what goes in and comes out (:class:`Poll`, :class:`AppendResult`,
+  :class:`Evicted`, :class:`Event`, :class:`StoreCounters`, :class:`StoreError`).
+"""
+
+from agent.store.outbox import Store
+from agent.store.records import AppendResult, Event, Evicted, Poll, StoreCounters, StoreError
+
+__all__ = ["AppendResult", "Event", "Evicted", "Poll", "Store", "StoreCounters", "StoreError"]

@@ -1,0 +1,189 @@
+"""One writer thread that owns the buffer's SQLite connection and batches work into transactions.
+
+Callers on the event loop submit operations (functions of the connection); the thread takes every
+queued operation at once and runs them in ONE transaction, each in a savepoint of its own (one
+operation's error rolls back only that operation), so a burst of appends and acks costs one commit
+(one fsync). The event loop never waits on the disk. The thread outlives any SQLite error.
+
+Subclasses provide :meth:`_setup` (once, before any job), :meth:`_after_rollback` (reload what
+they keep in memory) and :meth:`_recover_full` (free space after ``SQLITE_FULL``; the failed
+transaction is then run once more).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agent.store.records import AppendResult, StoreCounters, StoreError
+
+log = logging.getLogger("agent.store")
+
+T = TypeVar("T")
+Job = tuple[Callable[[sqlite3.Connection], Any], Any]
+
+
+class TransactionThread:
+    """The writer thread and its job queue (see the module docstring)."""
+
+    path: Path
+    counters: StoreCounters
+    _unreported: list[Any]
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._db: sqlite3.Connection | None = None
+
+    async def _start(self) -> None:
+        """Start the thread; returns once :meth:`_setup` has run (or raises what it raised)."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        self._thread = threading.Thread(
+            target=self._run, args=((loop, ready),), name="store-writer", daemon=True
+        )
+        self._thread.start()
+        await ready
+
+    async def close(self) -> None:
+        """Stop the writer thread after it has finished queued work; close the database."""
+        if self._thread is None:
+            return
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join, 10.0)
+        self._thread = None
+
+    def _setup(self, db: sqlite3.Connection) -> None:
+        raise NotImplementedError
+
+    def _after_rollback(self) -> None:
+        raise NotImplementedError
+
+    def _recover_full(self, exc: Exception) -> None:
+        raise NotImplementedError
+
+    async def _submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((fn, (loop, fut)))
+        return await fut
+
+    def _run(self, ready: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._setup(self._db)
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            if self._db is not None:
+                self._db.close()
+            err = exc if isinstance(exc, StoreError) else StoreError(f"{self.path}: {exc}")
+            _resolve(ready, err, error=True)
+            self._fail_all(err)
+            return
+        _resolve(ready, None, error=False)
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                break
+            batch = [job]
+            while True:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._jobs.put(None)
+                    break
+                batch.append(nxt)
+            try:
+                self._run_batch(batch)
+            except Exception as exc:  # the writer thread must outlive any disk trouble
+                log.exception("buffer: transaction failed")
+                self._after_rollback()
+                for _fn, target in batch:
+                    _resolve(target, StoreError(f"{self.path}: {exc}"), error=True)
+        self._db.close()
+
+    def _run_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]) -> None:
+        try:
+            results = self._transaction(batch)
+        except sqlite3.OperationalError as exc:
+            self._after_rollback()
+            if not _is_full(exc):
+                raise
+            # SQLITE_FULL (the disk, or the WAL, cannot grow): free space, then try once more.
+            self._recover_full(exc)
+            try:
+                results = self._transaction(batch)
+            except sqlite3.Error:
+                self._after_rollback()
+                raise
+        if any(isinstance(v, AppendResult) for _, v, err in results if not err):
+            self._unreported.clear()  # handed over inside a committed append
+        for target, value, error in results:
+            _resolve(target, value, error=error)
+
+    def _transaction(
+        self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]
+    ) -> list[tuple[Any, Any, bool]]:
+        """Run every job of ``batch`` in one transaction, each in a savepoint (a job's own error
+        rolls back only that job). A full disk aborts the whole transaction (SQLite may already
+        have rolled it back: https://sqlite.org/lang_transaction.html, "Response To Errors
+        Within A Transaction") and is raised."""
+        db = self._db
+        assert db is not None
+        results: list[tuple[Any, Any, bool]] = []
+        db.execute("BEGIN IMMEDIATE")
+        for fn, target in batch:
+            db.execute("SAVEPOINT job")
+            try:
+                results.append((target, fn(db), False))
+                db.execute("RELEASE job")
+            except sqlite3.OperationalError as exc:
+                if _is_full(exc) or not db.in_transaction:
+                    raise
+                db.execute("ROLLBACK TO job")
+                db.execute("RELEASE job")
+                results.append((target, exc, True))
+            except Exception as exc:
+                db.execute("ROLLBACK TO job")
+                db.execute("RELEASE job")
+                results.append((target, exc, True))
+        db.execute("COMMIT")
+        self.counters.transactions += 1
+        return results
+
+    def _fail_all(self, exc: Exception) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            _resolve(job[1], exc, error=True)
+
+
+def _resolve(target: Any, value: Any, *, error: bool) -> None:
+    loop, fut = target
+
+    def settle() -> None:
+        if fut.done():
+            return
+        if error:
+            fut.set_exception(value)
+        else:
+            fut.set_result(value)
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop is closed: nobody is waiting any more
+        pass
+
+
+def _is_full(exc: BaseException) -> bool:
+    """SQLITE_FULL: "database or disk is full" (the disk, or ``max_page_count``)."""
+    return getattr(exc, "sqlite_errorcode", None) == 13 or "full" in str(exc)
