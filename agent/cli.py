@@ -5,6 +5,8 @@ Commands:
         Validate the configuration without touching any device. Exit 0 with
         ``ok: N devices, M points, K connections`` on stdout, or exit 2 with one
         ``FILE:LINE:COLUMN: message`` line per problem on stderr.
+    ``pumproom-agent buffer -c FILE [--json]``
+        Show what the store-and-forward buffer holds (read-only).
     ``pumproom-agent run -c FILE [--set KEY=VALUE ...] [--log-level LEVEL]``
         Load the configuration (same errors, exit 2), then run the agent
         (:func:`agent.app.run`) and exit with its return code.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import sys
 
 import click
@@ -65,6 +68,28 @@ def check(config_path: str, overrides: tuple[str, ...]) -> None:
         f"ok: {len(config.devices)} devices, {config.point_count} points, "
         f"{len(config.connections())} connections"
     )
+
+
+@main.command()
+@_config_option
+@_set_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def buffer(config_path: str, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Show what the store-and-forward buffer holds (read-only; the agent may be running)."""
+    import json
+
+    from agent.buffer_info import render, summary
+
+    config = _load(config_path, overrides)
+    try:
+        info = summary(config.buffer.path)
+    except FileNotFoundError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    except (OSError, sqlite3.Error) as exc:
+        click.echo(f"{config.buffer.path}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(info, indent=2) if as_json else render(info))
 
 
 @main.command()
