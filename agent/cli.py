@@ -5,6 +5,8 @@ Commands:
         Validate the configuration without touching any device. Exit 0 with
         ``ok: N devices, M points, K connections`` on stdout, or exit 2 with one
         ``FILE:LINE:COLUMN: message`` line per problem on stderr.
+    ``pumproom-agent scan --port DEV | --tcp HOST:PORT [--baud ..] [--parity ..] [--units ..]``
+        Find which Modbus unit ids answer, at which line settings (commissioning).
     ``pumproom-agent buffer -c FILE [--json]``
         Show what the store-and-forward buffer holds (read-only).
     ``pumproom-agent run -c FILE [--set KEY=VALUE ...] [--log-level LEVEL]``
@@ -68,6 +70,47 @@ def check(config_path: str, overrides: tuple[str, ...]) -> None:
         f"ok: {len(config.devices)} devices, {config.point_count} points, "
         f"{len(config.connections())} connections"
     )
+
+
+@main.command()
+@click.option("--port", "serial_port", help="Serial device of the RS-485 bus, e.g. /dev/ttyUSB0.")
+@click.option("--tcp", "tcp_address", metavar="HOST:PORT", help="A Modbus TCP device or gateway.")
+@click.option(
+    "--baud", default="9600,19200", show_default=True, help="Baud rates to try, or 'all'."
+)
+@click.option("--parity", default="N,E", show_default=True, help="Parities to try (N, E, O).")
+@click.option("--units", default="1-247", show_default=True, help="Unit ids, e.g. 1-30,100.")
+@click.option("--timeout", "timeout_s", default=0.2, show_default=True, help="Per unit, seconds.")
+def scan(
+    serial_port: str | None,
+    tcp_address: str | None,
+    baud: str,
+    parity: str,
+    units: str,
+    timeout_s: float,
+) -> None:
+    """Find the Modbus devices on a bus: which unit ids answer at which line settings."""
+    from agent import scan as scanner
+
+    try:
+        unit_ids = scanner.parse_units(units)
+        if bool(serial_port) == bool(tcp_address):
+            raise ValueError("give exactly one of --port or --tcp")
+        if tcp_address:
+            host, _, port = tcp_address.rpartition(":")
+            specs: list = [scanner.tcp_setting(host or "127.0.0.1", int(port), timeout_s)]
+        else:
+            bauds = scanner.BAUD_RATES if baud == "all" else [int(b) for b in baud.split(",")]
+            parities = [p.strip().upper() for p in parity.split(",")]
+            if not set(parities) <= {"N", "E", "O"}:
+                raise ValueError(f"--parity: N, E or O, got {parity!r}")
+            assert serial_port is not None
+            specs = scanner.rtu_settings(serial_port, bauds, parities, timeout_s)
+    except ValueError as exc:
+        click.echo(f"scan: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    for line in scanner.run_scan(specs, unit_ids):
+        click.echo(line)
 
 
 @main.command()
