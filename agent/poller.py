@@ -10,6 +10,7 @@ with :class:`agent.model.Backoff` between ticks.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,10 @@ Sink = Callable[[Sequence[Reading], int], None]
 must not block."""
 
 
+LATENESS_WINDOW = 512
+"""How many recent tick latenesses a poller keeps (a fixed ring: memory never grows)."""
+
+
 @dataclass(slots=True)
 class PollerCounters:
     """Per-connection counters since start."""
@@ -46,7 +51,9 @@ class PollerCounters:
     connect_failures: int = 0
     last_error: str | None = None
     connected: bool = False
-    lateness_ms: list[float] = field(default_factory=list)
+    lateness_ms: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=LATENESS_WINDOW)
+    )
 
 
 @dataclass(slots=True)
@@ -111,10 +118,7 @@ class ConnectionPoller:
             self.counters.overruns += missed
 
     def _record_lateness(self, lateness_s: float) -> None:
-        samples = self.counters.lateness_ms
-        samples.append(lateness_s * 1000.0)
-        if len(samples) > 1000:
-            del samples[:500]
+        self.counters.lateness_ms.append(lateness_s * 1000.0)
 
     async def _tick(self, group: _Group) -> None:
         self.counters.polls += 1

@@ -25,6 +25,7 @@ Modes (``control.mode``):
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -35,6 +36,12 @@ from typing import Any
 from agent.cache import Cache
 from agent.config.control import ControlConfig
 from agent.control.events import to_contract
+from agent.control.feedforward import (
+    equal_speed_hz,
+    flow_gain_hz_per_m3h,
+    head_fraction,
+    startup_fraction,
+)
 from agent.control.io import EventQueue, Writer
 from agent.control.law import Mode, PidInput, PidState, pid_step, ramp, reset_for
 from agent.control.lowdemand import (
@@ -69,6 +76,9 @@ Outputs = Mapping[str, tuple[Driver, PointSpec]]
 START_FRACTION = 0.8
 """A pump started from standstill begins at this fraction of ``out_max`` before the PI takes
 over (Danfoss 20-82 PID start speed: ramp open-loop to a start speed, then close the loop [S6])."""
+HANDOVER_MAX_S = 15.0
+"""Longest a stage-on hand-over follows the new pump's speed before it is given up (derived:
+a drive ramps 0→50 Hz in 3–10 s)."""
 RECOVER_S = 2.0
 """A good outlet pressure must last this long before the loop leaves its fallback (derived)."""
 
@@ -145,8 +155,9 @@ class ControlLoop:
         self.state = "starting"
         self.ticks = 0
         self.overruns = 0
-        self.lateness_ms: list[float] = []
-        self.tick_ms: list[float] = []
+        # fixed rings of the most recent ticks: memory must not grow over months of running
+        self.lateness_ms: collections.deque[float] = collections.deque(maxlen=4096)
+        self.tick_ms: collections.deque[float] = collections.deque(maxlen=4096)
         self._good_since: float | None = None
         self._under_since: float | None = None
         self._last_tick: float | None = None
@@ -154,6 +165,15 @@ class ControlLoop:
         self._sent: dict[str, tuple[float, Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
+        cap = config.staging.pump_capacity_m3h
+        gain = config.pid.ff_hz_per_m3h
+        if gain is None:
+            gain = flow_gain_hz_per_m3h(config.pid.out_max_hz, cap) if cap else 0.0
+        self._ff_gain = gain
+        self._ff_flow: float | None = None
+        self._ff_pending = 0.0
+        self._handover: tuple[int, float, float, float, float, float] | None = None
+        """(new pump, lead change Hz, head fraction, fraction applied, since s, lead Hz then)"""
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -177,12 +197,8 @@ class ControlLoop:
                 await asyncio.sleep(deadline - now)
                 woke = time.monotonic()
                 self.lateness_ms.append((woke - deadline) * 1000.0)
-                if len(self.lateness_ms) > 100_000:
-                    del self.lateness_ms[:50_000]
                 self.tick(woke)
                 self.tick_ms.append((time.monotonic() - woke) * 1000.0)
-                if len(self.tick_ms) > 100_000:
-                    del self.tick_ms[:50_000]
         finally:
             self._running = False
             log.info("control: %s", self.lateness_summary())
@@ -343,10 +359,11 @@ class ControlLoop:
         elif not demand or self.sleep.phase is Phase.SLEEP or running == 0:
             track = 0.0
         pv = self.pv if self.pv is not None else self.sp_eff
+        ff = self._feedforward(now, flow, running, track is None and self.mode is not Mode.MANUAL)
         self.pid = pid_step(
             law.pid,
             self.pid,
-            PidInput(dt, self.sp_eff, pv, self.mode, self.manual_hz, track),
+            PidInput(dt, self.sp_eff, pv, self.mode, self.manual_hz, track, ff),
         )
         if not self.fallback and demand:
             self.sleep = self._sleep_step(now, dt, flow, running)
@@ -375,6 +392,8 @@ class ControlLoop:
             )
         if running == 0 and result.state.count > 0:
             self.pid = reset_for(self.pid, START_FRACTION * law.pid.out_max)
+        elif running > 0 and result.state.count != running:
+            self._start_handover(now, flow, running, result.state.running)
         self.staging = result.state
         self.state = (
             "interlock"
@@ -384,6 +403,53 @@ class ControlLoop:
             else ("manual" if self.mode is Mode.MANUAL else "direct")
         )
         self._drive_outputs(now)
+
+    def _feedforward(self, now: float, flow: float | None, running: int, closed: bool) -> float:
+        """This period's feed-forward increment, Hz (:mod:`agent.control.feedforward`): the
+        flow change shared by the running pumps, plus the staging hand-over."""
+        ff, self._ff_pending = self._ff_pending, 0.0
+        last, self._ff_flow = self._ff_flow, flow
+        if not closed or running == 0:
+            self._handover = None
+            return 0.0
+        if flow is not None and last is not None:
+            share = running if self.cfg.staging.topology == "all_vfd" else 1
+            ff += self._ff_gain / share * (flow - last)
+        if self._handover is not None:
+            pump, delta, h, done, since, since_hz = self._handover
+            gone = not self.staging.running[pump] or now - since > HANDOVER_MAX_S
+            new_hz, f_max = self._value(self.cfg.pumps[pump].freq), self.law.pid.out_max
+            target = since_hz + delta  # the equal speed the new pump comes up to
+            frac = done if gone else max(done, startup_fraction(new_hz, target, h, f_max))
+            ff += delta * (frac - done)  # never came up: the rest is left to the PI
+            keep = not gone and frac < 1.0
+            self._handover = (pump, delta, h, frac, since, since_hz) if keep else None
+        return ff
+
+    def _start_handover(self, now: float, flow: float | None, before: int,
+                        running: tuple[bool, ...]) -> None:  # fmt: skip
+        """Pumps were staged on or off: move the lead to the speed the new count needs for
+        the same flow (feed-forward, :mod:`agent.control.feedforward`)."""
+        st, f_max = self.cfg.staging, self.law.pid.out_max
+        after = sum(running)
+        if st.topology == "one_vfd":
+            self._ff_pending += math.copysign(st.stage_on_hz - st.stage_off_hz, before - after)
+            return
+        cap = st.pump_capacity_m3h
+        if not cap or flow is None:
+            return
+        h = head_fraction(self.pid.out, flow, before, f_max, cap)
+        suction, pv = self._value(self.cfg.points.suction), self.pv
+        if suction is not None and pv is not None and pv - suction > 0.02:
+            # the lead's target is the head at the setpoint, not at a sagged pressure
+            h *= max(self.sp_eff - suction, 0.0) / (pv - suction)
+        delta = equal_speed_hz(h, flow, after, f_max, cap) - self.pid.out
+        new = [i for i, r in enumerate(running) if r and not self.staging.running[i]]
+        if after > before and new:
+            self._handover = (new[0], delta, h, 0.0, now, self.pid.out)
+        else:
+            self._handover = None
+            self._ff_pending += delta
 
     def _drive_outputs(self, now: float) -> None:
         cfg = self.cfg

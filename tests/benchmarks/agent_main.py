@@ -34,7 +34,7 @@ def snapshot(agent: app.Agent) -> dict[str, Any]:
     """The agent's internal figures right now (see the module docstring)."""
     lateness: list[float] = []
     for p in agent.pollers:
-        lateness += p.counters.lateness_ms[-200:]
+        lateness += list(p.counters.lateness_ms)[-200:]
     out: dict[str, Any] = {
         "t": time.time(),
         "tasks": len(asyncio.all_tasks()),
