@@ -73,6 +73,9 @@ class Pid(Strict):
     out_min_hz: Hz = 25.0
     out_max_hz: Hz = 50.0
     rate_hz_per_s: Seconds = 10.0
+    ff_hz_per_m3h: Annotated[float, Field(ge=0)] | None = None
+    """Flow feed-forward gain of one pump, Hz per m³/h; ``None`` derives it from
+    ``staging.pump_capacity_m3h`` (:mod:`agent.control.feedforward`), 0 turns it off."""
 
 
 class Staging(Strict):
@@ -92,6 +95,7 @@ class Staging(Strict):
     min_run_s: Annotated[float, Field(ge=0)] = 30.0
     min_stop_s: Annotated[float, Field(ge=0)] = 10.0
     max_starts_per_hour: Annotated[int, Field(ge=1, le=120)] = 20
+    full_delay_s: Annotated[float, Field(ge=0)] = 2.0
 
 
 class Sleep(Strict):

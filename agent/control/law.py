@@ -11,6 +11,7 @@ feedback is above the setpoint, domain.md §1.2, [S6])::
     P = Kp·e
     I += Kp·dt/Ti·e            (only while the output is not held at a limit in e's direction)
     D = −Kp·Td·dPV/dt          (on the measurement, first-order filter Tf = Td/N)
+    I += FF                    (feed-forward increment of the period, e.g. from flow)
     u = clamp(P + I + D, out_min, out_max), then rate-limited to ±rate·dt per period
 
 * Anti-windup by conditional integration (the integrator is frozen while the output is held at
@@ -111,6 +112,8 @@ class PidInput:
         manual_out: the output in MANUAL, Hz.
         track: when not ``None``, the output is held at this value (Hz) and the controller
             tracks it, whatever the mode (bumpless return).
+        ff: feed-forward increment of this period, Hz: added to the integrator (so the output
+            moves by it at once, within the limits, and the controller stays bumpless).
     """
 
     dt_s: float
@@ -119,6 +122,7 @@ class PidInput:
     mode: Mode = Mode.AUTO
     manual_out: float = 0.0
     track: float | None = None
+    ff: float = 0.0
 
 
 def _clamp(x: float, lo: float, hi: float) -> float:
@@ -147,7 +151,8 @@ def pid_step(p: PidParams, s: PidState, i: PidInput) -> PidState:
         return PidState(integral, d, i.pv, out)
 
     ki = 0.0 if math.isinf(p.ti_s) else p.kp / p.ti_s
-    trial = s.integral + ki * e * dt
+    base = s.integral + i.ff
+    trial = base + ki * e * dt
     u = _clamp(prop + trial + d, p.out_min, p.out_max)
     step = p.rate_hz_per_s * dt
     prev = s.out if s.out > 0 else u  # from standstill the drive's own ramp applies
@@ -155,7 +160,7 @@ def pid_step(p: PidParams, s: PidState, i: PidInput) -> PidState:
     unsat = prop + trial + d
     held_high = (out < unsat) and e > 0
     held_low = (out > unsat) and e < 0
-    integral = s.integral if (held_high or held_low) else trial
+    integral = base if (held_high or held_low) else trial
     integral = _clamp(integral, p.out_min - prop - d, p.out_max - prop - d)
     return PidState(integral, d, i.pv, out)
 

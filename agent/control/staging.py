@@ -9,6 +9,11 @@ Rules (domain.md §1.3):
   staging bandwidth (SP·(1 − SBW)) for ``stage_delay_s`` — Danfoss FC 202 25-20 staging
   bandwidth and 25-23 SBW staging delay (default 15 s) [S2][S10]; the timer restarts when the
   pressure comes back inside the band. ABB 8109 START FREQ / 8115 AUX MOT START D [S12].
+* Lead at full speed: once the lead output is at ``full_hz`` (its maximum) with the pressure
+  below the staging band, the PI has no authority left and the pressure can only fall, so the
+  pump is added after the shorter ``full_delay_s``, unless a pump was added within
+  ``stage_delay_s`` (it may still be coming up) (ABB 8109 stages on the output frequency
+  alone, above START FREQ + 1 Hz [S12]; derived).
 * Override bandwidth: below SP·(1 − OBW) the staging timer is bypassed and pumps are added one
   per ``override_interval_s`` (Danfoss 25-21 OBW, suggested 10 % [S2]); after a stage-on,
   destaging is blocked for ``obw_time_s`` (Danfoss 25-25 OBW time, default 10 s [S10]).
@@ -56,6 +61,8 @@ class StagingParams:
     min_run_s: float = 30.0
     min_stop_s: float = 10.0
     max_starts_per_hour: int = 20
+    full_hz: float | None = None
+    full_delay_s: float = 2.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_pumps <= 4:
@@ -217,8 +224,16 @@ def stage(p: StagingParams, s: StagingState, inp: StagingInput) -> StagingResult
     want_on = n < p.max_running and (override or (inp.mv_hz >= p.stage_on_hz and inp.pv < lower))
     on_timer = s.on_timer_s + inp.dt_s if want_on else 0.0
     if want_on:
-        due = on_timer >= p.stage_delay_s or (
-            override and now - s.last_stage_on_s >= p.override_interval_s
+        # …but not before the last pump added had time to come up
+        full = (
+            p.full_hz is not None
+            and inp.mv_hz >= p.full_hz
+            and now - s.last_stage_on_s >= p.stage_delay_s
+        )
+        due = (
+            on_timer >= p.stage_delay_s
+            or (full and on_timer >= p.full_delay_s)
+            or (override and now - s.last_stage_on_s >= p.override_interval_s)
         )
         if due:
             j = _pick_start(p, s, inp)

@@ -139,6 +139,8 @@ class LawParams:
                 min_run_s=st.min_run_s,
                 min_stop_s=st.min_stop_s,
                 max_starts_per_hour=st.max_starts_per_hour,
+                full_hz=c.pid.out_max_hz - 0.5,
+                full_delay_s=st.full_delay_s,
             ),
             sensor=SensorParams(
                 stale_s=c.sensor.stale_s,

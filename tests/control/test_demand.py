@@ -33,12 +33,6 @@ def _stage_times(rig: Rig) -> list[tuple[float, str, int]]:
     ]
 
 
-@pytest.mark.xfail(
-    reason="OPEN: since the demand model redraws arrivals when the rate moves, the loop holds "
-    "±0.02 MPa only ~93 % of the time outside transients (99 % before); PI/staging tuning "
-    "for fast demand ramps still to do",
-    strict=False,
-)
 async def test_compressed_evening_holds_pressure_without_hunting(tmp_path: Path) -> None:
     stage_delay_s = 10.0
     section = control_section(

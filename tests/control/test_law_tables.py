@@ -253,3 +253,54 @@ def test_clock_program_and_proportional_pressure() -> None:
     assert proportional_setpoint(0.40, None, 10.0, 0.04) == 0.40
     with pytest.raises(ValueError):
         parse_hhmm("25:00")
+
+
+def test_feed_forward_moves_output_and_integrator_bumplessly() -> None:
+    s = PidState(40.0, 0, 0.40, 40.0)
+    s = pid_step(P, s, PidInput(0.2, 0.40, 0.40, ff=1.5))  # no error: only the feed-forward
+    assert s.out == pytest.approx(41.5) and s.integral == pytest.approx(41.5)
+    s = pid_step(P, s, PidInput(0.2, 0.40, 0.40))  # it stays (it is in the integrator)
+    assert s.out == pytest.approx(41.5)
+    s = pid_step(P, PidState(49.5, 0, 0.40, 49.5), PidInput(0.2, 0.40, 0.40, ff=3.0))
+    assert s.out == 50.0 and s.integral <= 50.0  # clamped to the output range
+
+
+def test_feed_forward_curve_model() -> None:
+    from agent.control.feedforward import (
+        equal_speed_hz,
+        flow_gain_hz_per_m3h,
+        head_fraction,
+        startup_fraction,
+    )
+
+    # EPANET single-point curve, Q_n 10 m³/h: 1/(4·Q_n) per unit speed at the rated point
+    assert flow_gain_hz_per_m3h(50.0, 10.0) == pytest.approx(1.25)
+    # one pump at 50 Hz carrying 16 m³/h; two pumps share it at 0.775 speed (ABB-like drop)
+    h = head_fraction(50.0, 16.0, 1, 50.0, 10.0)
+    assert h == pytest.approx(1.0 - 0.64)
+    two = equal_speed_hz(h, 16.0, 2, 50.0, 10.0)
+    assert two == pytest.approx(50.0 * math.sqrt(0.36 + 0.16))
+    assert equal_speed_hz(h, 16.0, 1, 50.0, 10.0) == pytest.approx(50.0)  # and back
+    # a starting pump adds nothing below the shut-off speed √h (30 Hz here)
+    assert startup_fraction(25.0, two, h, 50.0) == 0.0
+    assert startup_fraction(None, two, h, 50.0) == 0.0
+    assert 0.0 < startup_fraction(33.0, two, h, 50.0) < 1.0
+    assert startup_fraction(two, two, h, 50.0) == 1.0
+
+
+def test_lead_at_full_speed_stages_after_the_short_delay() -> None:
+    p = StagingParams(n_pumps=3, stage_delay_s=10, full_hz=49.5, full_delay_s=2.0)
+    s = StagingState((False, True, False), (0.0,) * 3, ((), (), ()), last_stage_on_s=0.0)
+    events = []
+    for k in range(5):
+        r = stage(p, s, StagingInput(1000.0 + k, 1.0, 50.0, 0.385, 0.40, (True,) * 3,
+                                     (5.0, 1.0, 3.0)))  # fmt: skip
+        s = r.state
+        events += [(k, e.kind, e.reason) for e in r.events]
+    assert events == [(1, "stage_on", "demand")]  # 2 s at full speed below the band
+    for k in range(5, 10):  # the new pump may still be coming up: no second one at once
+        r = stage(p, s, StagingInput(1000.0 + k, 1.0, 50.0, 0.385, 0.40, (True,) * 3,
+                                     (5.0, 1.0, 3.0)))  # fmt: skip
+        s = r.state
+        events += [(k, e.kind, e.reason) for e in r.events]
+    assert len(events) == 1

@@ -1,0 +1,66 @@
+"""Feed-forward of the lead frequency: measured flow, and the hand-over when pumps are staged.
+
+Pure functions; the loop adds their *increments* to the PI integrator (:class:`PidInput` ``ff``),
+so the PI keeps its own correction and stays bumpless.
+
+Pump model: the EPANET single-point curve, shut-off head 133 % of the rated head and zero head
+at 200 % of the rated flow, ``H = A·s² − B·q²`` with ``B = A/(2·Q_n)²`` and relative speed ``s``
+(affinity laws) [S91] (domain.md §5.1). In normalised form ``h = H/A``::
+
+    s² = h + (q / (2·Q_n))²
+
+so only the rated flow ``Q_n`` is needed (``staging.pump_capacity_m3h``), and the head ``h`` is
+estimated from the measured operating point (speed and flow) — no curve data to configure.
+
+* Flow feed-forward: at constant head, ``ds/dq = q/(4·Q_n²·s)``, which is ``1/(4·Q_n)`` at the
+  rated point: ``f_max/(4·Q_n)`` Hz per m³/h for one pump, shared by ``n`` pumps at equal speed
+  (master/follower). A building's draw is a measured disturbance; feeding it forward lets the PI
+  only trim (derived; a draw step otherwise shows up first as a pressure sag).
+* Hand-over at staging (equal speeds, same total flow ``Q``): from ``n`` to ``m`` pumps the lead
+  moves to ``s'² = s² + (Q/(2·Q_n))²·(1/m² − 1/n²)`` — it *drops* when a pump starts and rises
+  when one stops, as ABB's PFC drops the drive by START FREQ − LOW FREQ when an auxiliary motor
+  starts and raises it by the same when one stops (8109/8112, [S12], domain.md §1.3). A new
+  pump adds no flow until its speed passes the shut-off speed ``√h``, so the drop is applied
+  in step with the new pump's measured speed (Grundfos CU 352 "compensation for pump start-up
+  time", [S3], domain.md §1.1). With fixed-speed lag pumps (``one_vfd``) ABB's step
+  ``stage_on_hz − stage_off_hz`` is used.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def flow_gain_hz_per_m3h(f_max_hz: float, rated_flow_m3h: float) -> float:
+    """Frequency per flow of one pump at its rated point, Hz per m³/h: ``f_max/(4·Q_n)``."""
+    if rated_flow_m3h <= 0:
+        raise ValueError("rated flow must be > 0")
+    return f_max_hz / (4.0 * rated_flow_m3h)
+
+
+def head_fraction(lead_hz: float, flow_m3h: float, n: int, f_max_hz: float,
+                  rated_flow_m3h: float) -> float:  # fmt: skip
+    """Normalised head ``h = s² − (q/(2·Q_n))²`` of ``n`` pumps at ``lead_hz`` sharing
+    ``flow_m3h`` (0 … 1.33²·… in practice 0.2–0.9)."""
+    s = lead_hz / f_max_hz
+    q = flow_m3h / max(n, 1)
+    return max(s * s - (q / (2.0 * rated_flow_m3h)) ** 2, 0.0)
+
+
+def equal_speed_hz(h: float, flow_m3h: float, n: int, f_max_hz: float,
+                   rated_flow_m3h: float) -> float:  # fmt: skip
+    """Speed (Hz) at which ``n`` equal pumps deliver ``flow_m3h`` against head ``h``."""
+    q = flow_m3h / max(n, 1)
+    return f_max_hz * math.sqrt(h + (q / (2.0 * rated_flow_m3h)) ** 2)
+
+
+def startup_fraction(new_hz: float | None, lead_hz: float, h: float, f_max_hz: float) -> float:
+    """How far a starting pump has come (0–1): 0 below the shut-off speed ``√h`` (it delivers
+    nothing against the header), 1 once it runs at the lead's speed; ``None`` (not polled yet)
+    counts as 0."""
+    if new_hz is None:
+        return 0.0
+    shut = f_max_hz * math.sqrt(h)
+    if lead_hz - shut <= 0.5:
+        return 1.0 if new_hz >= lead_hz - 0.5 else 0.0
+    return min(max((new_hz - shut) / (lead_hz - shut), 0.0), 1.0)
