@@ -96,6 +96,18 @@ def site_yaml(tcp_port: int, rtu_link: str, control: dict[str, Any] | None) -> d
     return data
 
 
+async def until(cond: Any, timeout_s: float, step_s: float = 0.1) -> bool:
+    """Poll ``cond()`` every ``step_s`` until it is true (→ True) or ``timeout_s`` passed
+    (→ False): a wait that ends as soon as the outcome is there."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if cond():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(step_s)
+
+
 @dataclass
 class Trace:
     """Plant truth sampled every 0.1 s: time (s since start), outlet pressure (MPa), setpoint

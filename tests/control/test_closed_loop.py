@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hil_sim.plant import MODE_AUTO, MODE_BUS
-from tests.control.rig import Rig, control_section
+from tests.control.rig import Rig, control_section, until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,15 +36,15 @@ async def test_setpoint_step_settles_without_overshoot(tmp_path: Path) -> None:
     async with Rig(tmp_path, section) as rig:
         await rig.wait_polled()
         rig.start_loop()
-        await asyncio.sleep(6.0)
+        await asyncio.sleep(4.0)
         assert rig.sim.plant.mode == MODE_BUS
         before = window(rig, rig.now() - 3.0, rig.now())
         assert max(abs(p - 0.40) for p in smoothed(before)) < 0.01
         result = await rig.loop.request_setpoint(0.45, cmd_id="step", by="test")
         assert result.code == "OK"
         t_step = rig.now()
-        await asyncio.sleep(16.0)
-        after = smoothed(window(rig, t_step, t_step + 16.0))
+        await asyncio.sleep(15.5)  # the criterion's 15 s, and a gauge average beyond
+        after = smoothed(window(rig, t_step, t_step + 15.5))
         outside = [i for i, p in enumerate(after) if abs(p - 0.45) > 0.01]
         settle_s = (outside[-1] + 1) * 0.1 if outside else 0.0
         overshoot = max(after) - 0.45
@@ -54,20 +54,18 @@ async def test_setpoint_step_settles_without_overshoot(tmp_path: Path) -> None:
 
 
 async def test_suction_loss_stops_pumps_and_holds_until_recovered(tmp_path: Path) -> None:
-    section = control_section(interlocks={"recover_delay_s": 5.0})
+    section = control_section(interlocks={"recover_delay_s": 3.0})
     async with Rig(tmp_path, section) as rig:
         await rig.wait_polled()
         rig.start_loop()
-        await asyncio.sleep(4.0)
+        await asyncio.sleep(2.5)
         pl = rig.sim.plant
         assert pl.running_count >= 1
         rig.set("suction_dip_mpa", 0.19)
         t_loss = rig.now()
         stopped_at = None
-        while rig.now() - t_loss < 4.0:
-            if stopped_at is None and all(p.drive.f_target_hz == 0.0 for p in pl.pumps):
-                stopped_at = rig.now() - t_loss
-            await asyncio.sleep(0.05)
+        if await until(lambda: all(p.drive.f_target_hz == 0.0 for p in pl.pumps), 2.5, 0.05):
+            stopped_at = rig.now() - t_loss
         assert stopped_at is not None and stopped_at <= 2.0, stopped_at
         assert "interlock" in rig.kinds()
         assert rig.loop.state == "interlock"
@@ -79,16 +77,27 @@ async def test_suction_loss_stops_pumps_and_holds_until_recovered(tmp_path: Path
             if any(p.drive.f_target_hz > 0 for p in pl.pumps):
                 restart = rig.now() - t_back
             await asyncio.sleep(0.05)
-        assert restart is not None and restart >= 5.0, restart  # the recovery delay
+        assert restart is not None and restart >= 3.0, restart  # the recovery delay
         raised = [e for e in rig.events if e["type"] == "control.interlock"]
         assert [e["raised"] for e in raised] == [True, False]
         assert raised[0]["name"] == "low_suction"
 
 
-@pytest.mark.parametrize("fault", ["open", "range", "stuck", "comms"])
-async def test_outlet_sensor_fault_enters_fallback_within_one_period(
-    tmp_path: Path, fault: str
-) -> None:
+FAULTS = ("open", "range", "stuck", "comms")
+
+
+async def test_outlet_sensor_faults_enter_fallback_within_one_period(tmp_path: Path) -> None:
+    """The four faults, each on its own simulator and loop, run side by side (they share
+    nothing but the event loop; each loop keeps its own 200 ms period)."""
+    dirs = [tmp_path / f for f in FAULTS]
+    for d in dirs:
+        d.mkdir()
+    async with asyncio.TaskGroup() as tg:  # a failure in one cancels the others
+        for d, f in zip(dirs, FAULTS, strict=True):
+            tg.create_task(_sensor_fault_case(d, f))
+
+
+async def _sensor_fault_case(tmp_path: Path, fault: str) -> None:
     async with Rig(tmp_path, control_section(fallback="local")) as rig:
         await rig.wait_polled()
         rig.start_loop()
@@ -114,8 +123,8 @@ async def test_outlet_sensor_fault_enters_fallback_within_one_period(
             if loop.fallback:
                 entered = rig.now()
             await asyncio.sleep(0.01)
-        assert entered is not None
-        assert seen_bad is not None and entered - seen_bad <= 0.2 + 0.05
+        assert entered is not None, fault
+        assert seen_bad is not None and entered - seen_bad <= 0.2 + 0.05, (fault, seen_bad, entered)
         kinds = rig.kinds()
         assert "pv_fault" in kinds
         faults = [e["fault"] for e in rig.events if e["type"] == "control.pv_fault"]
