@@ -53,7 +53,7 @@ async def test_setpoint_step_settles_without_overshoot(tmp_path: Path) -> None:
         assert overshoot <= 0.02
 
 
-async def test_suction_loss_stops_pumps_and_holds_until_recovered(tmp_path: Path) -> None:
+async def _suction_loss_stops_pumps_and_holds_until_recovered(tmp_path: Path) -> None:
     section = control_section(interlocks={"recover_delay_s": 3.0})
     async with Rig(tmp_path, section) as rig:
         await rig.wait_polled()
@@ -86,15 +86,17 @@ async def test_suction_loss_stops_pumps_and_holds_until_recovered(tmp_path: Path
 FAULTS = ("open", "range", "stuck", "comms")
 
 
-async def test_outlet_sensor_faults_enter_fallback_within_one_period(tmp_path: Path) -> None:
-    """The four faults, each on its own simulator and loop, run side by side (they share
-    nothing but the event loop; each loop keeps its own 200 ms period)."""
-    dirs = [tmp_path / f for f in FAULTS]
-    for d in dirs:
-        d.mkdir()
+async def test_fail_safes_suction_loss_and_outlet_sensor_faults(tmp_path: Path) -> None:
+    """Suction loss (pumps stopped within 2 s, held until recovered for the restart delay) and
+    the four outlet-sensor faults (fallback within one period): five cases, each on its own
+    simulator, rig and loop, run side by side (they share nothing but the event loop; each
+    loop keeps its own 200 ms period)."""
+    for name in ("suction", *FAULTS):
+        (tmp_path / name).mkdir()
     async with asyncio.TaskGroup() as tg:  # a failure in one cancels the others
-        for d, f in zip(dirs, FAULTS, strict=True):
-            tg.create_task(_sensor_fault_case(d, f))
+        tg.create_task(_suction_loss_stops_pumps_and_holds_until_recovered(tmp_path / "suction"))
+        for f in FAULTS:
+            tg.create_task(_sensor_fault_case(tmp_path / f, f))
 
 
 async def _sensor_fault_case(tmp_path: Path, fault: str) -> None:
