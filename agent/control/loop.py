@@ -15,8 +15,11 @@ Modes (``control.mode``):
   faults, interlocks and under-pressure.
 * ``direct``: the loop puts the cabinet into bus mode and closes the loop: PI on the outlet
   pressure → lead frequency (every running pump gets it, master/follower), cascade staging,
-  sleep, interlocks. Each drive gets a control write at least every ``watchdog_refresh_s``, so
-  the drive's communication watchdog (Danfoss 8-03/8-04 [S29]) acts only if the agent dies.
+  sleep, interlocks. The measured flow and every stage-on/off are fed forward to the lead
+  frequency (:mod:`~agent.control.feedforward`) when ``staging.pump_capacity_m3h`` is set (or
+  ``pid.ff_hz_per_m3h`` for the flow part). Each drive gets a control write at least every
+  ``watchdog_refresh_s``, so the drive's communication watchdog (Danfoss 8-03/8-04 [S29])
+  acts only if the agent dies.
   On a bad outlet pressure the loop enters its ``fallback`` on the same tick: ``freeze``,
   ``fixed`` (``fallback_hz``) or ``local`` (cabinet back to automatic). A clean stop hands
   control back to the cabinet.
