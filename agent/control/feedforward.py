@@ -21,9 +21,9 @@ estimated from the measured operating point (speed and flow) — no curve data t
   when one stops, as ABB's PFC drops the drive by START FREQ − LOW FREQ when an auxiliary motor
   starts and raises it by the same when one stops (8109/8112, [S12], domain.md §1.3). A new
   pump adds no flow until its speed passes the shut-off speed ``√h``, so the drop is applied
-  in step with the new pump's measured speed (Grundfos CU 352 "compensation for pump start-up
-  time", [S3], domain.md §1.1). With fixed-speed lag pumps (``one_vfd``) ABB's step
-  ``stage_on_hz − stage_off_hz`` is used.
+  in step with the new pump's share of the flow, from its measured (extrapolated) speed
+  (Grundfos CU 352 "compensation for pump start-up time", [S3], domain.md §1.1). With
+  fixed-speed lag pumps (``one_vfd``) ABB's step ``stage_on_hz − stage_off_hz`` is used.
 """
 
 from __future__ import annotations
@@ -55,12 +55,26 @@ def equal_speed_hz(h: float, flow_m3h: float, n: int, f_max_hz: float,
 
 
 def startup_fraction(new_hz: float | None, lead_hz: float, h: float, f_max_hz: float) -> float:
-    """How far a starting pump has come (0–1): 0 below the shut-off speed ``√h`` (it delivers
-    nothing against the header), 1 once it runs at the lead's speed; ``None`` (not polled yet)
-    counts as 0."""
+    """How much of its share of the flow a starting pump already delivers (0–1): its flow at
+    ``new_hz`` over its flow at ``lead_hz`` against head ``h``, ``√(s² − h)/√(s_lead² − h)`` —
+    0 up to the shut-off speed ``√h``, then rising steeply (the square law); ``None`` (not
+    polled yet) counts as 0."""
     if new_hz is None:
         return 0.0
-    shut = f_max_hz * math.sqrt(h)
-    if lead_hz - shut <= 0.5:
+    s_new, s_lead = new_hz / f_max_hz, lead_hz / f_max_hz
+    full = s_lead * s_lead - h
+    if full <= 1e-6:
         return 1.0 if new_hz >= lead_hz - 0.5 else 0.0
-    return min(max((new_hz - shut) / (lead_hz - shut), 0.0), 1.0)
+    return min(math.sqrt(max(s_new * s_new - h, 0.0) / full), 1.0)
+
+
+def extrapolate_hz(prev: tuple[float, float] | None, last: tuple[float, float],
+                   now_s: float, cap_hz: float) -> float:  # fmt: skip
+    """A ramping drive's output frequency now, from its last two polled ``(time s, Hz)``
+    readings (linear, rising only, at most ``cap_hz``): the drive is polled every 0.5–1 s while
+    it ramps 5–10 Hz/s, so the last reading is several Hz behind."""
+    t1, f1 = last
+    if prev is None or t1 - prev[0] <= 1e-3:
+        return min(f1, cap_hz)
+    rate = max((f1 - prev[1]) / (t1 - prev[0]), 0.0)
+    return min(f1 + rate * max(now_s - t1, 0.0), max(cap_hz, f1))

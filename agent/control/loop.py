@@ -41,6 +41,7 @@ from agent.config.control import ControlConfig
 from agent.control.events import to_contract
 from agent.control.feedforward import (
     equal_speed_hz,
+    extrapolate_hz,
     flow_gain_hz_per_m3h,
     head_fraction,
     startup_fraction,
@@ -175,6 +176,7 @@ class ControlLoop:
         self._ff_gain = gain
         self._ff_flow: float | None = None
         self._ff_pending = 0.0
+        self._new_polls: list[tuple[float, float]] = []
         self._handover: tuple[int, float, float, float, float, float] | None = None
         """(new pump, lead change Hz, head fraction, fraction applied, since s, lead Hz then)"""
 
@@ -421,13 +423,26 @@ class ControlLoop:
         if self._handover is not None:
             pump, delta, h, done, since, since_hz = self._handover
             gone = not self.staging.running[pump] or now - since > HANDOVER_MAX_S
-            new_hz, f_max = self._value(self.cfg.pumps[pump].freq), self.law.pid.out_max
+            new_hz, f_max = self._new_pump_hz(pump, now), self.law.pid.out_max
             target = since_hz + delta  # the equal speed the new pump comes up to
             frac = done if gone else max(done, startup_fraction(new_hz, target, h, f_max))
             ff += delta * (frac - done)  # never came up: the rest is left to the PI
             keep = not gone and frac < 1.0
             self._handover = (pump, delta, h, frac, since, since_hz) if keep else None
         return ff
+
+    def _new_pump_hz(self, pump: int, now: float) -> float | None:
+        """The starting pump's output frequency now, extrapolated from its last two polls."""
+        name = self.cfg.pumps[pump].freq
+        latest = self.cache.get(name) if name else None
+        if latest is None or latest.quality is not Quality.GOOD or latest.value is None:
+            return None
+        last = (latest.mono, float(latest.value))
+        prev = self._new_polls[-1] if self._new_polls else None
+        if prev is None or prev[0] != last[0]:
+            self._new_polls = [*self._new_polls[-1:], last]
+        prev = self._new_polls[0] if len(self._new_polls) == 2 else None
+        return extrapolate_hz(prev, self._new_polls[-1], now, self.pid.out)
 
     def _start_handover(self, now: float, flow: float | None, before: int,
                         running: tuple[bool, ...]) -> None:  # fmt: skip
@@ -450,6 +465,7 @@ class ControlLoop:
         new = [i for i, r in enumerate(running) if r and not self.staging.running[i]]
         if after > before and new:
             self._handover = (new[0], delta, h, 0.0, now, self.pid.out)
+            self._new_polls = []
         else:
             self._handover = None
             self._ff_pending += delta

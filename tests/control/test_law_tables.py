@@ -268,6 +268,7 @@ def test_feed_forward_moves_output_and_integrator_bumplessly() -> None:
 def test_feed_forward_curve_model() -> None:
     from agent.control.feedforward import (
         equal_speed_hz,
+        extrapolate_hz,
         flow_gain_hz_per_m3h,
         head_fraction,
         startup_fraction,
@@ -286,6 +287,12 @@ def test_feed_forward_curve_model() -> None:
     assert startup_fraction(None, two, h, 50.0) == 0.0
     assert 0.0 < startup_fraction(33.0, two, h, 50.0) < 1.0
     assert startup_fraction(two, two, h, 50.0) == 1.0
+    # flow share rises steeply just above shut-off (square law), not linearly in speed
+    assert startup_fraction(33.0, two, h, 50.0) > (33.0 - 30.0) / (two - 30.0)
+    # a ramping drive polled every 0.5 s: 10 Hz/s, 0.3 s after the last poll, capped
+    assert extrapolate_hz((0.0, 10.0), (0.5, 15.0), 0.8, 40.0) == pytest.approx(18.0)
+    assert extrapolate_hz((0.0, 10.0), (0.5, 15.0), 9.0, 40.0) == 40.0
+    assert extrapolate_hz(None, (0.5, 15.0), 0.8, 40.0) == 15.0
 
 
 def test_lead_at_full_speed_stages_after_the_short_delay() -> None:
