@@ -38,16 +38,13 @@ from typing import Any
 
 from agent.cache import Cache
 from agent.config.control import ControlConfig
+from agent.control.direct import DirectMode
 from agent.control.events import to_contract
 from agent.control.feedforward import (
-    equal_speed_hz,
-    extrapolate_hz,
     flow_gain_hz_per_m3h,
-    head_fraction,
-    startup_fraction,
 )
 from agent.control.io import EventQueue, Writer
-from agent.control.law import Mode, PidInput, PidState, pid_step, ramp, reset_for
+from agent.control.law import Mode, PidState, ramp, reset_for
 from agent.control.lowdemand import (
     Phase,
     SleepInput,
@@ -59,16 +56,15 @@ from agent.control.lowdemand import (
 )
 from agent.control.protect import (
     InterlockState,
-    PvReading,
     SensorState,
     SupplyReading,
     check_pv,
     interlocks,
 )
 from agent.control.remote import RemoteSetpoint
-from agent.control.staging import StagingInput, StagingState, stage
-from agent.control.state import ACTIVE_BITS, MODE_CODES, LawParams, SetpointResult
-from agent.model import Quality, Reading, WallClock, clock
+from agent.control.staging import StagingState
+from agent.control.state import LawParams, SetpointResult
+from agent.model import Reading, WallClock, clock
 from drivers.base import Driver
 from drivers.specs import PointSpec
 
@@ -77,21 +73,8 @@ log = logging.getLogger(__name__)
 Outputs = Mapping[str, tuple[Driver, PointSpec]]
 """Point name → (the driver its poller uses, its spec)."""
 
-START_FRACTION = 0.8
-"""A pump started from standstill begins at this fraction of ``out_max`` before the PI takes
-over (Danfoss 20-82 PID start speed: ramp open-loop to a start speed, then close the loop [S6])."""
-HANDOVER_MAX_S = 15.0
-"""Longest a stage-on hand-over follows the new pump's speed before it is given up (derived:
-a drive ramps 0→50 Hz in 3–10 s)."""
 RECOVER_S = 2.0
 """A good outlet pressure must last this long before the loop leaves its fallback (derived)."""
-
-_QUALITY = {
-    Quality.GOOD: "good",
-    Quality.COMM_FAIL: "comms",
-    Quality.BAD_VALUE: "bad",
-    Quality.STALE: "stale",
-}
 
 
 def outputs_from_pollers(pollers: Sequence[Any]) -> dict[str, tuple[Driver, PointSpec]]:
@@ -104,7 +87,7 @@ def outputs_from_pollers(pollers: Sequence[Any]) -> dict[str, tuple[Driver, Poin
     return out
 
 
-class ControlLoop:
+class ControlLoop(DirectMode):
     """See the module docstring.
 
     Args:
@@ -346,141 +329,6 @@ class ControlLoop:
             self._last_publish = now
             self._publish()
 
-    def _direct(self, now: float, dt: float, flow: float | None) -> None:
-        cfg, law = self.cfg, self.law
-        if self.handed_back:
-            self.state = "local"
-            return
-        self._write_once(cfg.points.cabinet_mode, cfg.codes.cabinet_bus)
-        if self.state == "starting":
-            self._resync()
-        running = self.staging.count
-        demand = not self.inter.active
-        track: float | None = None
-        if self.fallback:
-            track = self.pid.out if cfg.fallback == "freeze" else cfg.fallback_hz
-            if running == 0:
-                track = 0.0
-        elif not demand or self.sleep.phase is Phase.SLEEP or running == 0:
-            track = 0.0
-        pv = self.pv if self.pv is not None else self.sp_eff
-        ff = self._feedforward(now, flow, running, track is None and self.mode is not Mode.MANUAL)
-        self.pid = pid_step(
-            law.pid,
-            self.pid,
-            PidInput(dt, self.sp_eff, pv, self.mode, self.manual_hz, track, ff),
-        )
-        if not self.fallback and demand:
-            self.sleep = self._sleep_step(now, dt, flow, running)
-        elif self.sleep.phase is not Phase.RUN:
-            self.sleep = SleepState()
-            self._set_active("sleep", False)
-            self._set_active("boost", False)
-        demand = demand and self.sleep.phase is not Phase.SLEEP
-        result = stage(
-            law.staging,
-            self.staging,
-            StagingInput(
-                now, dt, self.pid.out, pv, self.sp_eff, self._available(), self._hours(), flow,
-                demand,
-            ),
-        )  # fmt: skip
-        if self.fallback and cfg.fallback != "fixed":
-            result = type(result)(self.staging)  # freeze: no staging while the PV is unknown
-        for ev in result.events:
-            self._event(
-                ev.kind,
-                pump=ev.pump + 1,
-                reason=ev.reason,
-                pv=self.pv,
-                mv_hz=round(self.pid.out, 2),
-            )
-        if running == 0 and result.state.count > 0:
-            self.pid = reset_for(self.pid, START_FRACTION * law.pid.out_max)
-        elif running > 0 and result.state.count != running:
-            self._start_handover(now, flow, running, result.state.running)
-        self.staging = result.state
-        self.state = (
-            "interlock"
-            if self.inter.active
-            else "fallback"
-            if self.fallback
-            else ("manual" if self.mode is Mode.MANUAL else "direct")
-        )
-        self._drive_outputs(now)
-
-    def _feedforward(self, now: float, flow: float | None, running: int, closed: bool) -> float:
-        """This period's feed-forward increment, Hz (:mod:`agent.control.feedforward`): the
-        flow change shared by the running pumps, plus the staging hand-over."""
-        ff, self._ff_pending = self._ff_pending, 0.0
-        last, self._ff_flow = self._ff_flow, flow
-        if not closed or running == 0:
-            self._handover = None
-            return 0.0
-        if flow is not None and last is not None:
-            share = running if self.cfg.staging.topology == "all_vfd" else 1
-            ff += self._ff_gain / share * (flow - last)
-        if self._handover is not None:
-            pump, delta, h, done, since, since_hz = self._handover
-            gone = not self.staging.running[pump] or now - since > HANDOVER_MAX_S
-            new_hz, f_max = self._new_pump_hz(pump, now), self.law.pid.out_max
-            target = since_hz + delta  # the equal speed the new pump comes up to
-            frac = done if gone else max(done, startup_fraction(new_hz, target, h, f_max))
-            ff += delta * (frac - done)  # never came up: the rest is left to the PI
-            keep = not gone and frac < 1.0
-            self._handover = (pump, delta, h, frac, since, since_hz) if keep else None
-        return ff
-
-    def _new_pump_hz(self, pump: int, now: float) -> float | None:
-        """The starting pump's output frequency now, extrapolated from its last two polls."""
-        name = self.cfg.pumps[pump].freq
-        latest = self.cache.get(name) if name else None
-        if latest is None or latest.quality is not Quality.GOOD or latest.value is None:
-            return None
-        last = (latest.mono, float(latest.value))
-        prev = self._new_polls[-1] if self._new_polls else None
-        if prev is None or prev[0] != last[0]:
-            self._new_polls = [*self._new_polls[-1:], last]
-        prev = self._new_polls[0] if len(self._new_polls) == 2 else None
-        return extrapolate_hz(prev, self._new_polls[-1], now, self.pid.out)
-
-    def _start_handover(self, now: float, flow: float | None, before: int,
-                        running: tuple[bool, ...]) -> None:  # fmt: skip
-        """Pumps were staged on or off: move the lead to the speed the new count needs for
-        the same flow (feed-forward, :mod:`agent.control.feedforward`)."""
-        st, f_max = self.cfg.staging, self.law.pid.out_max
-        after = sum(running)
-        if st.topology == "one_vfd":
-            self._ff_pending += math.copysign(st.stage_on_hz - st.stage_off_hz, before - after)
-            return
-        cap = st.pump_capacity_m3h
-        if not cap or flow is None:
-            return
-        h = head_fraction(self.pid.out, flow, before, f_max, cap)
-        suction, pv = self._value(self.cfg.points.suction), self.pv
-        if suction is not None and pv is not None and pv - suction > 0.02:
-            # the lead's target is the head at the setpoint, not at a sagged pressure
-            h *= max(self.sp_eff - suction, 0.0) / (pv - suction)
-        delta = equal_speed_hz(h, flow, after, f_max, cap) - self.pid.out
-        new = [i for i, r in enumerate(running) if r and not self.staging.running[i]]
-        if after > before and new:
-            self._handover = (new[0], delta, h, 0.0, now, self.pid.out)
-            self._new_polls = []
-        else:
-            self._handover = None
-            self._ff_pending += delta
-
-    def _drive_outputs(self, now: float) -> None:
-        cfg = self.cfg
-        fixed_max = self.law.pid.out_max
-        for i, pump in enumerate(cfg.pumps):
-            run = self.staging.running[i]
-            hz = self.pid.out if (cfg.staging.topology == "all_vfd" or i == 0) else fixed_max
-            if pump.freq_ref and run:
-                self._write(pump.freq_ref, round(max(hz, 0.0), 2), now, tolerance=0.05)
-            if pump.cmd:
-                self._write(pump.cmd, cfg.codes.run if run else cfg.codes.stop, now)
-
     def _supervisory(self, now: float) -> None:
         cfg = self.cfg
         self._write_once(cfg.points.cabinet_mode, cfg.codes.cabinet_auto)
@@ -580,81 +428,7 @@ class ControlLoop:
 
     # --- cache and outputs ----------------------------------------------------------------
 
-    def _value(self, name: str | None) -> float | None:
-        if name is None:
-            return None
-        latest = self.cache.get(name)
-        if latest is None or latest.quality is not Quality.GOOD or latest.value is None:
-            return None
-        return float(latest.value)
-
-    def _pv_reading(self, now: float, lead_hz: float | None) -> PvReading:
-        latest = self.cache.get(self.cfg.points.pv)
-        if latest is None:
-            return PvReading(now, None, "missing", lead_hz=lead_hz)
-        value = None if latest.value is None else float(latest.value)
-        ma = self._value(self.cfg.points.pv_ma) if self.cfg.points.pv_ma else None
-        return PvReading(now, value, _QUALITY[latest.quality], now - latest.mono, ma, lead_hz)
-
-    def _lead_hz(self) -> float | None:
-        vals = [self._value(p.freq) for p in self.cfg.pumps]
-        known = [v for v in vals if v is not None]
-        return max(known) if known else None
-
-    def _available(self) -> list[bool]:
-        out = []
-        for pump in self.cfg.pumps:
-            fault = self._value(pump.fault)
-            mode = self._value(pump.mode)
-            out.append(not fault and (mode is None or int(mode) == self.cfg.codes.pump_auto))
-        return out
-
-    def _hours(self) -> list[float]:
-        return [self._value(p.hours) or 0.0 for p in self.cfg.pumps]
-
-    def _write(self, name: str, value: Any, now: float, tolerance: float = 0.0) -> None:
-        """Write unless the same value was sent within ``watchdog_refresh_s``."""
-        last = self._sent.get(name)
-        if last is not None:
-            t, v = last
-            same = v == value or (tolerance and abs(float(v) - float(value)) < tolerance)
-            if same and now - t < self.cfg.watchdog_refresh_s:
-                return
-        target = self.outputs.get(name)
-        if target is None:
-            return
-        driver, spec = target
-        self._sent[name] = (now if math.isfinite(now) else time.monotonic(), value)
-        self.writers[id(driver)].put(spec, value)
-
-    def _write_once(self, name: str | None, value: Any) -> None:
-        if name and self._sent.get(name, (0, None))[1] != value:
-            self._write(name, value, time.monotonic())
-
     # --- telemetry and events -------------------------------------------------------------
-
-    def _set_active(self, name: str, on: bool) -> None:
-        (self.active.add if on else self.active.discard)(name)
-
-    def _publish(self) -> None:
-        if self.publish is None:
-            return
-        bits = sum(ACTIVE_BITS[a] for a in self.active)
-        pv_q = Quality.GOOD if self.pv is not None else Quality.BAD_VALUE
-        readings = [
-            Reading("ctl.sp", round(self.sp_eff, 4)),
-            Reading("ctl.pv", self.pv, pv_q, None if self.pv is not None else self.pv_fault),
-            Reading("ctl.mv", round(self.pid.out, 2) if self.cfg.mode == "direct" else 0.0),
-            Reading("ctl.mode", MODE_CODES[self.state]),
-            Reading("ctl.pumps_running", self.staging.count),
-            Reading("ctl.active", bits),
-        ]
-        self.publish(readings)
-
-    def _event(self, kind: str, **detail: Any) -> None:
-        body = {"type": f"control.{kind}", "t": self.wall.now_ms(), **detail}
-        log.info("control: %s %s", kind, detail)
-        self.events.put(body)
 
 
 def _as_bool(v: float | None) -> bool | None:

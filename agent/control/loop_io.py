@@ -1,0 +1,106 @@
+"""The control loop's I/O helpers: reading the latest-value cache, queued writes, telemetry and
+events (a base of :class:`agent.control.loop.ControlLoop`; no awaits, never blocks)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from agent.control.protect import (
+    PvReading,
+)
+from agent.control.state import ACTIVE_BITS, MODE_CODES
+from agent.model import Quality, Reading
+
+log = logging.getLogger("agent.control.loop")
+
+_QUALITY = {
+    Quality.GOOD: "good",
+    Quality.COMM_FAIL: "comms",
+    Quality.BAD_VALUE: "bad",
+    Quality.STALE: "stale",
+}
+
+
+class LoopIO:
+    """Cache reads, coalesced writes, published state and events of the control loop."""
+
+    if TYPE_CHECKING:
+        # The loop's state lives in ControlLoop.__init__; these mixins read and write it.
+        def __getattr__(self, name: str) -> Any: ...
+
+    def _value(self, name: str | None) -> float | None:
+        if name is None:
+            return None
+        latest = self.cache.get(name)
+        if latest is None or latest.quality is not Quality.GOOD or latest.value is None:
+            return None
+        return float(latest.value)
+
+    def _pv_reading(self, now: float, lead_hz: float | None) -> PvReading:
+        latest = self.cache.get(self.cfg.points.pv)
+        if latest is None:
+            return PvReading(now, None, "missing", lead_hz=lead_hz)
+        value = None if latest.value is None else float(latest.value)
+        ma = self._value(self.cfg.points.pv_ma) if self.cfg.points.pv_ma else None
+        return PvReading(now, value, _QUALITY[latest.quality], now - latest.mono, ma, lead_hz)
+
+    def _lead_hz(self) -> float | None:
+        vals = [self._value(p.freq) for p in self.cfg.pumps]
+        known = [v for v in vals if v is not None]
+        return max(known) if known else None
+
+    def _available(self) -> list[bool]:
+        out = []
+        for pump in self.cfg.pumps:
+            fault = self._value(pump.fault)
+            mode = self._value(pump.mode)
+            out.append(not fault and (mode is None or int(mode) == self.cfg.codes.pump_auto))
+        return out
+
+    def _hours(self) -> list[float]:
+        return [self._value(p.hours) or 0.0 for p in self.cfg.pumps]
+
+    def _write(self, name: str, value: Any, now: float, tolerance: float = 0.0) -> None:
+        """Write unless the same value was sent within ``watchdog_refresh_s``."""
+        last = self._sent.get(name)
+        if last is not None:
+            t, v = last
+            same = v == value or (tolerance and abs(float(v) - float(value)) < tolerance)
+            if same and now - t < self.cfg.watchdog_refresh_s:
+                return
+        target = self.outputs.get(name)
+        if target is None:
+            return
+        driver, spec = target
+        self._sent[name] = (now if math.isfinite(now) else time.monotonic(), value)
+        self.writers[id(driver)].put(spec, value)
+
+    def _write_once(self, name: str | None, value: Any) -> None:
+        if name and self._sent.get(name, (0, None))[1] != value:
+            self._write(name, value, time.monotonic())
+
+    def _set_active(self, name: str, on: bool) -> None:
+        (self.active.add if on else self.active.discard)(name)
+
+    def _publish(self) -> None:
+        if self.publish is None:
+            return
+        bits = sum(ACTIVE_BITS[a] for a in self.active)
+        pv_q = Quality.GOOD if self.pv is not None else Quality.BAD_VALUE
+        readings = [
+            Reading("ctl.sp", round(self.sp_eff, 4)),
+            Reading("ctl.pv", self.pv, pv_q, None if self.pv is not None else self.pv_fault),
+            Reading("ctl.mv", round(self.pid.out, 2) if self.cfg.mode == "direct" else 0.0),
+            Reading("ctl.mode", MODE_CODES[self.state]),
+            Reading("ctl.pumps_running", self.staging.count),
+            Reading("ctl.active", bits),
+        ]
+        self.publish(readings)
+
+    def _event(self, kind: str, **detail: Any) -> None:
+        body = {"type": f"control.{kind}", "t": self.wall.now_ms(), **detail}
+        log.info("control: %s %s", kind, detail)
+        self.events.put(body)
