@@ -21,6 +21,23 @@ from typing import Any
 from agent import app, cli
 
 _original_run = app.Agent.run
+_TRACE_DIR = os.environ.get("PUMPROOM_BENCH_TRACEMALLOC")
+if _TRACE_DIR:  # memory probe (tests.benchmarks.memprobe): trace from the start
+    import tracemalloc
+
+    tracemalloc.start(int(os.environ.get("PUMPROOM_BENCH_TRACEMALLOC_FRAMES", "12")))
+
+
+def _dump_trace(directory: str, k: int) -> None:
+    """tracemalloc snapshot ``snap-K.pickle`` and ``/proc/self/smaps_rollup`` to ``directory``."""
+    import tracemalloc
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tracemalloc.take_snapshot().dump(str(d / f"snap-{k:04d}.pickle"))
+    (d / f"smaps-{k:04d}.txt").write_text(
+        f"time {time.time()}\n" + Path("/proc/self/smaps_rollup").read_text()
+    )
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -66,12 +83,43 @@ async def _run_with_status(self: app.Agent, stop: asyncio.Event) -> None:
                 tmp.write_text(json.dumps(snapshot(self)))
                 tmp.replace(target)
 
+    async def trace(directory: str) -> None:
+        every = float(os.environ.get("PUMPROOM_BENCH_TRACEMALLOC_S", "60"))
+        k = 0
+        while True:
+            _dump_trace(directory, k)  # blocks the loop briefly; probe runs only
+            k += 1
+            await asyncio.sleep(every)
+
+    async def malloc_stats(every: float) -> None:
+        import sys
+
+        while True:  # CPython's allocator statistics, to the agent's stderr (its log)
+            import gc
+
+            if os.environ.get("PUMPROOM_BENCH_GC_COLLECT"):
+                print(f"== gc.collect() freed {gc.collect()}", file=sys.stderr, flush=True)
+            print(
+                f"== mallocstats {time.time():.0f} gc counts {gc.get_count()}"
+                f" stats {gc.get_stats()} objects {len(gc.get_objects())}",
+                file=sys.stderr,
+                flush=True,
+            )
+            sys._debugmallocstats()
+            await asyncio.sleep(every)
+
+    stats_s = float(os.environ.get("PUMPROOM_BENCH_MALLOCSTATS_S", "0"))
     task = asyncio.create_task(report(), name="bench-status")
+    stats = asyncio.create_task(malloc_stats(stats_s), name="bench-malloc") if stats_s else None
+    tracer = asyncio.create_task(trace(_TRACE_DIR), name="bench-trace") if _TRACE_DIR else None
     try:
         await _original_run(self, stop)
     finally:
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        extra = [t for t in (tracer, stats) if t is not None]
+        for t in extra:
+            t.cancel()
+        await asyncio.gather(task, *extra, return_exceptions=True)
 
 
 app.Agent.run = _run_with_status  # type: ignore[method-assign]
