@@ -122,6 +122,7 @@ class TelemetryFlow:
 
     async def _drain_backlog(self) -> None:
         s = self.settings
+        pace = time.monotonic()  # when the backlog may send next (``backlog_rate_per_s``)
         while True:
             rows = []
             if self._upto is not None and self._cursor < self._upto:
@@ -140,7 +141,12 @@ class TelemetryFlow:
                 self._claimed.update(r.seq for r in batch)
                 await self._publish(batch, hist=True)
                 self.counters.samples_backfill += len(batch)
-                await asyncio.sleep(len(batch) / s.backlog_rate_per_s)
+                # A schedule, not a fixed pause per batch: the time the publish itself took
+                # counts, and at most one second of unused rate carries over.
+                now = time.monotonic()
+                pace = max(pace, now - 1.0) + len(batch) / s.backlog_rate_per_s
+                if pace > now:
+                    await asyncio.sleep(pace - now)
 
     async def _publish(self, batch: list[Sample], *, hist: bool) -> None:
         await self._window.acquire()
