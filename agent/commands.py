@@ -123,6 +123,9 @@ class CommandHandler:
         req: Request | None = None
         try:
             msg, req = self._identify(payload, properties)
+            if retained and (earlier := await self.seen(req.id)) is not None:
+                # a retained request comes back on every reconnect: give its first answer again
+                raise CommandError("DUPLICATE", {"previous": earlier})
             self._validate(msg, req, retained)
             first = self._in_progress.get(req.id)
             if first is not None:  # the same id again before its first answer: wait for it

@@ -150,8 +150,10 @@ class Uplink:
 
     async def run(self) -> None:
         """Connect, serve, reconnect with backoff: forever, until cancelled or :meth:`stop`."""
+        session = 0
         while not self._stopping:
-            session = await self.store.next_session()
+            if session == 0:  # failed attempts reuse the number; a connection uses one up
+                session = await self.store.next_session()
             ident = contract.Identity(self.ident.site, self.ident.gateway, session)
             will = Will(
                 self.topics.status,
@@ -178,6 +180,7 @@ class Uplink:
                 self.broker.port,
                 session,
             )
+            session = 0  # the next connection takes a new number
             try:
                 await self._serve(conn, ident)
             except (PublishFailed, TimeoutError) as exc:

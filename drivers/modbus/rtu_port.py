@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import termios
 import time
 
 import serial
@@ -116,8 +117,10 @@ class RtuPort:
             )
         except TimeoutError as exc:
             raise ConnectError(f"{spec.name}: open timed out") from exc
-        except (OSError, ValueError, serial.SerialException) as exc:
-            raise ConnectError(f"{spec.name}: {exc}") from exc
+        except (OSError, ValueError, serial.SerialException, termios.error) as exc:
+            # termios.error: the line refuses the settings (Linux pseudo-terminals refuse parity)
+            line = f"{spec.baudrate} {spec.bytesize}{spec.parity}{spec.stopbits}"
+            raise ConnectError(f"{spec.name}: cannot open with {line}: {exc}") from exc
         self._serial = ser
         self._fd = ser.fileno()
         os.set_blocking(self._fd, False)

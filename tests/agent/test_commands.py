@@ -202,3 +202,18 @@ async def test_the_same_id_twice_at_once_is_carried_out_once(tmp_path: Path) -> 
         assert rig.target.applied == [0.45]
     finally:
         await store.close()
+
+
+async def test_a_retained_copy_of_an_answered_command_gets_the_first_answer(tmp_path: Path) -> None:
+    rig, store = await _rig(tmp_path)
+    try:
+        first = await rig.send(_cmd("kept", 0.45))
+        assert first[0]["code"] == "OK"
+        again = await rig.send(_cmd("kept", 0.45), retained=True)  # the broker replays it
+        assert [r["code"] for r in again] == ["DUPLICATE"]
+        assert again[0]["detail"]["previous"]["phase"] == "result"
+        fresh = await rig.send(_cmd("never-seen", 0.45), retained=True)
+        assert fresh[0]["code"] == "INVALID_ARGUMENT", "a retained request is never carried out"
+        assert rig.target.applied == [0.45]
+    finally:
+        await store.close()
