@@ -19,6 +19,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
+from typing import Any
 
 Value = float | int | bool | None
 """A point's value in engineering units; ``None`` when the quality is not good."""
@@ -209,17 +210,28 @@ class WallClock:
         return _kernel_clock_synced()
 
 
+_adjtimex: Any = None
+"""``(adjtimex function, timex buffer)``, made once: building the ctypes Structure class and the
+CDLL on every call (every 10 s from the ingest stage) left reference cycles that only a full GC
+frees, and ``find_library`` runs ``ldconfig`` — the soak benchmark's RSS growth (issue 6)."""
+
+
 def _kernel_clock_synced() -> bool:
+    global _adjtimex
     try:
-        import ctypes
-        import ctypes.util
+        if _adjtimex is None:
+            import ctypes
+            import ctypes.util
 
-        class _Timex(ctypes.Structure):
-            _fields_ = [("modes", ctypes.c_uint), ("_pad", ctypes.c_byte * 204)]
+            class _Timex(ctypes.Structure):
+                _fields_ = [("modes", ctypes.c_uint), ("_pad", ctypes.c_byte * 204)]
 
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        tx = _Timex()
-        state = libc.adjtimex(ctypes.byref(tx))
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            tx = _Timex()
+            _adjtimex = (libc.adjtimex, ctypes.byref(tx), tx)
+        fn, ref, tx = _adjtimex
+        tx.modes = 0  # read only
+        state = fn(ref)
     except (OSError, AttributeError):
         state = -1
     if state < 0:  # refused (systemd ProtectClock=): ask systemd-timesyncd instead

@@ -11,6 +11,7 @@ threads) are read from outside with psutil. Writing the snapshot costs well unde
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import json
 import os
@@ -98,7 +99,11 @@ async def _run_with_status(self: app.Agent, stop: asyncio.Event) -> None:
             import gc
 
             if os.environ.get("PUMPROOM_BENCH_GC_COLLECT"):
+                gc.set_debug(gc.DEBUG_SAVEALL)  # what the cycles are made of, by type
                 print(f"== gc.collect() freed {gc.collect()}", file=sys.stderr, flush=True)
+                kinds = collections.Counter(type(o).__qualname__ for o in gc.garbage)
+                print(f"== garbage {kinds.most_common(12)}", file=sys.stderr, flush=True)
+                gc.garbage.clear()
             print(
                 f"== mallocstats {time.time():.0f} gc counts {gc.get_count()}"
                 f" stats {gc.get_stats()} objects {len(gc.get_objects())}",
