@@ -123,7 +123,10 @@ async def open_store(config: SiteConfig) -> Store:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.replace(buf.path + suffix, aside + suffix)
-        store = await Store.open(buf.path, buf.max_bytes, buf.synchronous)
+        # The lost file's counters are unknown: start the new ones above any it can have used
+        # (wall-clock ms × 1000 outgrows a buffer's count of samples by far).
+        base = clock.now_ms() * 1000
+        store = await Store.open(buf.path, buf.max_bytes, buf.synchronous, seq_base=base)
         await store.add_event(
             {"type": "data_loss", "t": clock.now_ms(), "stream": "telemetry",
              "reason": "buffer_corrupt", "file": aside}

@@ -245,6 +245,12 @@ class AgentProc:
         with sqlite3.connect(self.buffer) as db:
             return {r[0] for r in db.execute("SELECT seq FROM samples")}
 
+    def seq_base(self) -> int:
+        """Where the buffer's seqs start (0, or higher for a buffer that replaced a lost one)."""
+        with sqlite3.connect(self.buffer) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'seq_base'").fetchone()
+        return int(row[0]) if row else 0
+
     def appended(self) -> int:
         """Highest seq ever assigned (SQLite's AUTOINCREMENT counter)."""
         with sqlite3.connect(self.buffer) as db:
@@ -361,11 +367,14 @@ class Subscriber:
         return {p: b[1:] for p, b in best.items()}
 
 
-def seq_report(received: Iterable[int], buffered: set[int], appended: int) -> tuple[set[int], int]:
-    """(missing seqs, duplicate count): every seq 1..appended must be received or still buffered."""
+def seq_report(
+    received: Iterable[int], buffered: set[int], appended: int, base: int = 0
+) -> tuple[set[int], int]:
+    """(missing seqs, duplicate count): every seq base+1..appended must be received or still
+    buffered (``base``: the buffer's ``seq_base``, 0 unless it replaced a lost buffer)."""
     seen: dict[int, int] = {}
     for s in received:
         seen[s] = seen.get(s, 0) + 1
-    missing = set(range(1, appended + 1)) - set(seen) - buffered
+    missing = set(range(base + 1, appended + 1)) - set(seen) - buffered
     duplicates = sum(n - 1 for n in seen.values())
     return missing, duplicates

@@ -56,6 +56,7 @@ class Store(SpaceKeeper, TransactionThread):
         self.max_bytes = max_bytes
         self.synchronous = synchronous
         self.counters = StoreCounters()
+        self._seq_base = 0
         TransactionThread.__init__(self)
         self._point_ids: dict[str, int] = {}
         self._point_names: dict[int, str] = {}
@@ -68,13 +69,20 @@ class Store(SpaceKeeper, TransactionThread):
         """Samples in the buffer now (kept by the writer thread; read it from anywhere)."""
 
     @classmethod
-    async def open(cls, path: str | Path, max_bytes: int, synchronous: str = "full") -> Store:
+    async def open(
+        cls, path: str | Path, max_bytes: int, synchronous: str = "full", seq_base: int = 0
+    ) -> Store:
         """Open (or create) the buffer and start its writer thread.
+
+        ``seq_base``: for a *new* file that replaces a lost one, every counter (sample and event
+        seqs, the session, command-response seqs) starts above it, so the platform, which
+        deduplicates on (gateway, stream, seq), never mistakes new messages for old ones.
 
         Raises:
             StoreError: the file exists but is not a usable database.
         """
         store = cls(path, max_bytes, synchronous)
+        store._seq_base = seq_base
         try:
             await store._start()
         except BaseException:
@@ -195,7 +203,17 @@ class Store(SpaceKeeper, TransactionThread):
                 "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)"
             )
             db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-            db.execute("INSERT INTO meta VALUES ('schema', ?), ('session', 0)", (SCHEMA_VERSION,))
+            base = self._seq_base
+            db.execute(
+                "INSERT INTO meta VALUES ('schema', ?), ('session', ?), ('seq.cmd', ?),"
+                " ('seq_base', ?)",
+                (SCHEMA_VERSION, base, base, base),
+            )
+            if base:
+                db.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('samples', ?), ('events', ?)",
+                    (base, base),
+                )
         db.execute(
             "CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY,"
             " received INTEGER NOT NULL, answer TEXT NOT NULL)"

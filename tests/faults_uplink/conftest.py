@@ -125,15 +125,17 @@ def received_seqs(sub: Subscriber) -> set[int]:
     return {s[0] for s in sub.samples()}
 
 
-def wait_delivered(agent: AgentProc, sub: Subscriber, upto: int, timeout_s: float) -> None:
-    """Wait until the platform has every seq 1..``upto`` (except reported evictions)."""
+def wait_delivered(
+    agent: AgentProc, sub: Subscriber, upto: int, timeout_s: float, base: int = 0
+) -> None:
+    """Wait until the platform has every seq base+1..``upto`` (except reported evictions)."""
 
     def done() -> bool:
-        want = set(range(1, upto + 1)) - evicted_seqs(sub)
+        want = set(range(base + 1, upto + 1)) - evicted_seqs(sub)
         return want <= received_seqs(sub)
 
     def missing() -> str:
-        want = set(range(1, upto + 1)) - evicted_seqs(sub) - received_seqs(sub)
+        want = set(range(base + 1, upto + 1)) - evicted_seqs(sub) - received_seqs(sub)
         return f"{len(want)} of seqs 1..{upto} delivered late or never, e.g. {sorted(want)[:5]}"
 
     try:
@@ -164,14 +166,14 @@ def account(
         assert first == (point, t, value, q, reason), f"seq {seq} re-sent with other content"
     buffered = agent.buffered_seqs()
     evicted = evicted_seqs(sub)
-    n = agent.appended()
-    missing, duplicates = seq_report((s[0] for s in samples), buffered | evicted, n)
+    n, base = agent.appended(), agent.seq_base()
+    missing, duplicates = seq_report((s[0] for s in samples), buffered | evicted, n, base)
     counts = {
-        "polled": n,
+        "polled": n - base,
         "received": len(samples),
         "unique": len({s[0] for s in samples}),
         "duplicates": duplicates,
-        "duplicate_ratio": round(duplicates / max(1, n), 5),
+        "duplicate_ratio": round(duplicates / max(1, n - base), 5),
         "still_buffered": len(buffered),
         "evicted": len(evicted),
         "lost": len(missing),
