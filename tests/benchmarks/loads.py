@@ -179,13 +179,13 @@ def soak(workdir: Path, seconds: float, sample_every_s: float = 60.0) -> dict[st
 
     ``soak_rss_growth_mb_per_h`` is the least-squares slope of RSS over the SECOND HALF of the
     run (t >= seconds / 2), i.e. after a warm-up; the slope over the whole run (samples after
-    the first) and over the first half are reported beside it. Why: over the first ~15 min the
-    agent's RSS rises by a few hundred kB while its Python heap is flat (tracemalloc traced
-    bytes and the GC object count do not grow, 20-min probe with
-    :mod:`tests.benchmarks.memprobe`); the growth is first touch of pages of CPython's small-
-    object allocator arenas (one 3 MiB anonymous mapping filling up), and it slows down: at a
-    7x poll rate RSS was flat after 2 minutes. Compare the two slopes: a real leak has the
-    same slope in both halves, warm-up has a smaller one in the second.
+    the first) and over the first half are reported beside it. A real leak has the same slope
+    in both halves; warm-up (allocator pools and free lists filling) a smaller one in the
+    second. The 1.5 MB/h once measured here was a real leak although tracemalloc's traced
+    bytes stayed flat: reference cycles (a ctypes class and CDLL per clock-sync check, every
+    10 s) that only a full GC frees, and the agent rarely runs one. Find such things with
+    :mod:`tests.benchmarks.memprobe` (``PUMPROOM_BENCH_GC_COLLECT=1
+    PUMPROOM_BENCH_MALLOCSTATS_S=60`` lists cyclic garbage by type in the agent's log).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[float, float, int]] = []
