@@ -60,6 +60,8 @@ class TelemetryFlow:
         self._live_ready = asyncio.Event()
         self._claimed: set[int] = set()
         self._cursor = 0
+        self._rewinds = 0
+        """Counts rewinds, so a read of the backlog that a rewind overtook is not trusted."""
         self._upto: int | None = None
         """The backlog's upper bound: every seq above it was offered live on this connection,
         except those whose publish failed or overflowed, which raise it again."""
@@ -125,10 +127,13 @@ class TelemetryFlow:
         pace = time.monotonic()  # when the backlog may send next (``backlog_rate_per_s``)
         while True:
             rows = []
+            rewinds = self._rewinds
             if self._upto is not None and self._cursor < self._upto:
                 rows = await self.store.begin(
                     s.batch_max_samples * 4, after_seq=self._cursor, upto_seq=self._upto
                 )
+            if self._rewinds != rewinds:
+                continue  # a publish failed while we read: read again from the rewound cursor
             if not rows:
                 self._cursor = max(self._cursor, self._upto or 0)
                 self._wake.clear()
@@ -183,4 +188,5 @@ class TelemetryFlow:
         """Make the backlog (re)send seqs ``seq + 1`` .. ``upto`` that are still buffered."""
         self._cursor = min(self._cursor, seq)
         self._upto = upto if self._upto is None else max(self._upto, upto)
+        self._rewinds += 1
         self._wake.set()
