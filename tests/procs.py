@@ -236,7 +236,9 @@ class AgentProc:
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
-        code = _stop_process(self.proc, sig)
+        # the agent's stop is bounded (flush, PUBACKs, offline status); 30 s is systemd's
+        # TimeoutStopSec in systemd/pumproom-agent.service, and tests may run 3 at a time
+        code = _stop_process(self.proc, sig, timeout_s=30)
         self.proc = None
         return code
 
