@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
-
-import pytest
-
 from drivers.modbus.codec import encode_registers
 from drivers.specs import DataType, ModbusPoint, Order, Table
+from tests.leaks import no_leaks  # noqa: F401  (autouse: fails tests that leak tasks or threads)
 
 HR, IR, CO, DI = Table.HOLDING_REGISTER, Table.INPUT_REGISTER, Table.COIL, Table.DISCRETE_INPUT
 B, L = Order.BIG, Order.LITTLE
@@ -89,24 +85,3 @@ def make_bank(unit: int):
     bank.define("coil", 0, [True] + [False] * 7, writable=True)
     bank.define("discrete_input", 0, [False, True, False])
     return bank
-
-
-@pytest.fixture(autouse=True)
-async def no_leftovers():
-    """Fail a test that leaves asyncio tasks or threads behind."""
-    threads = set(threading.enumerate())
-    tasks = asyncio.all_tasks()
-    yield
-    await asyncio.sleep(0)
-    left = [
-        t for t in asyncio.all_tasks() - tasks if not t.done() and t is not asyncio.current_task()
-    ]
-    assert not left, f"tasks left behind: {left}"
-    # the loop's default-executor threads ("asyncio_N", used for getaddrinfo) end when
-    # pytest-asyncio closes the loop after this fixture
-    new_threads = [
-        t
-        for t in set(threading.enumerate()) - threads
-        if t.is_alive() and not t.name.startswith("asyncio_")
-    ]
-    assert not new_threads, f"threads left behind: {new_threads}"

@@ -7,7 +7,8 @@ import pytest
 from drivers import create
 from drivers.specs import ModbusRtuConnection, ModbusTcpConnection
 from hil_sim.modbus import Faults, ModbusRtuServer, ModbusTcpServer, RequestCounters
-from tests.drivers.conftest import make_bank, no_leftovers  # noqa: F401  (autouse fixture)
+from tests.drivers.conftest import make_bank
+from tests.leaks import no_leaks  # noqa: F401  (autouse: fails tests that leak tasks or threads)
 
 TIMEOUT = 0.3
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
-import time
 
 import pytest
 
 from hil_sim.sim import SimOptions, Simulator
+from tests.leaks import no_leaks  # noqa: F401  (autouse: fails tests that leak tasks or threads)
 
 
 def free_port() -> int:
@@ -17,29 +15,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture(autouse=True)
-async def no_leaks():
-    """Fail a test that leaves asyncio tasks or threads behind."""
-    threads_before = set(threading.enumerate())
-    yield
-    current = asyncio.current_task()
-    deadline = time.monotonic() + 2.0
-    while True:
-        tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-        # "asyncio_N" threads belong to the loop's default executor (getaddrinfo for
-        # start_server); the loop joins them when it closes.
-        threads = [
-            t
-            for t in threading.enumerate()
-            if t not in threads_before and t.is_alive() and not t.name.startswith("asyncio_")
-        ]
-        if (not tasks and not threads) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.02)
-    assert not tasks, f"tasks left behind: {tasks}"
-    assert not threads, f"threads left behind: {threads}"
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
-import time
 import tty
 
 import pytest
@@ -17,6 +15,7 @@ from hil_sim.modbus import (
     RegisterBank,
     RequestCounters,
 )
+from tests.leaks import no_leaks  # noqa: F401  (autouse: fails tests that leak tasks or threads)
 
 
 def make_bank(unit_id: int) -> RegisterBank:
@@ -28,23 +27,6 @@ def make_bank(unit_id: int) -> RegisterBank:
     bank.define("coil", 0, [False] * 32, writable=True)
     bank.define("discrete_input", 0, [a % 2 == 1 for a in range(16)])
     return bank
-
-
-@pytest.fixture(autouse=True)
-async def no_leaks():
-    """Fail a test that leaves asyncio tasks or threads behind."""
-    threads_before = set(threading.enumerate())
-    yield
-    current = asyncio.current_task()
-    deadline = time.monotonic() + 1.0
-    while True:
-        tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-        threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
-        if (not tasks and not threads) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.02)
-    assert not tasks, f"tasks left behind: {tasks}"
-    assert not threads, f"threads left behind: {threads}"
 
 
 @pytest.fixture
