@@ -153,33 +153,7 @@ class Agent:
         cfg = self.config
         catalogue = cfg.catalogue() + catalogue_points(cfg.control)  # ctl.* with control:
         store = self.store = await open_store(cfg)
-        up = cfg.uplink
-        uplink = self.uplink = Uplink(
-            broker=broker_settings(cfg, self.gateway),
-            topics=contract.Topics.for_gateway(up.topic_prefix, cfg.site.id, self.gateway),
-            ident=contract.Identity(cfg.site.id, self.gateway),
-            store=store,
-            units={p.name: p.unit for p in catalogue},
-            catalogue=[_point_meta(p) for p in catalogue],
-            settings=UplinkSettings(
-                batch_max_samples=up.batch_max_samples,
-                batch_interval_s=up.batch_interval_s,
-                backlog_rate_per_s=up.backlog_rate_per_s,
-                inflight_window=up.inflight_window,
-                compression=up.compression,
-            ),
-            clock=clock,
-            status_extra=lambda: {
-                "sw": __version__,
-                "clock": {"synced": clock.synced()},
-                "health": status_page.snapshot(self, points=False),
-            },
-            meta_extra={
-                "sw": __version__,
-                "commands": _command_meta(cfg),
-                "encoding": {"telemetry": up.compression},
-            },
-        )
+        uplink = self.uplink = self._uplink(store, catalogue)
         bands = {
             p.name: Deadband(p.deadband, p.deadband_pct, p.heartbeat_s)
             for p in catalogue
@@ -234,6 +208,36 @@ class Agent:
             await _cancel(uplink_task)
             await store.close()
             log.info("stopped; %d samples stay buffered", store.pending_rows)
+
+    def _uplink(self, store: Store, catalogue: list[Any]) -> Uplink:
+        """The uplink stage from ``uplink:``, with this agent's health in its status messages."""
+        cfg, up = self.config, self.config.uplink
+        return Uplink(
+            broker=broker_settings(cfg, self.gateway),
+            topics=contract.Topics.for_gateway(up.topic_prefix, cfg.site.id, self.gateway),
+            ident=contract.Identity(cfg.site.id, self.gateway),
+            store=store,
+            units={p.name: p.unit for p in catalogue},
+            catalogue=[_point_meta(p) for p in catalogue],
+            settings=UplinkSettings(
+                batch_max_samples=up.batch_max_samples,
+                batch_interval_s=up.batch_interval_s,
+                backlog_rate_per_s=up.backlog_rate_per_s,
+                inflight_window=up.inflight_window,
+                compression=up.compression,
+            ),
+            clock=clock,
+            status_extra=lambda: {
+                "sw": __version__,
+                "clock": {"synced": clock.synced()},
+                "health": status_page.snapshot(self, points=False),
+            },
+            meta_extra={
+                "sw": __version__,
+                "commands": _command_meta(cfg),
+                "encoding": {"telemetry": up.compression},
+            },
+        )
 
     async def _log_status(self) -> None:
         while True:
