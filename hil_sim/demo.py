@@ -127,7 +127,12 @@ class LiveView:
 
 
 def run_demo(duration_s: float | None = None) -> int:
-    """Run the demo until Ctrl-C (or for ``duration_s`` seconds); returns the exit code."""
+    """Run the demo until Ctrl-C or SIGTERM (or for ``duration_s`` seconds); returns the exit code.
+
+    The children run in sessions of their own, so Ctrl-C reaches only this process, which then
+    stops them in order (agent, simulator, broker): the agent says "offline" before the broker goes.
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="pumproom-demo-"))
     broker_port, tcp_port, ua_port, ctl_port, status_port = (_free_port() for _ in range(5))
     rtu_link = str(work / "ttyRTU0")
@@ -141,12 +146,13 @@ def run_demo(duration_s: float | None = None) -> int:
                 [mosquitto_binary(), "-c", str(conf)],
                 stdout=logs["mosquitto"],
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         )
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "hil_sim.cli", "run", "--modbus-tcp-port", str(tcp_port),
              "--opcua-port", str(ua_port), "--rtu-link", rtu_link, "--control-port", str(ctl_port)],
-            stdout=logs["sim"], stderr=subprocess.STDOUT, cwd=ROOT,
+            stdout=logs["sim"], stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
         ))  # fmt: skip
         _wait_file(work / "sim.log", "control ready", 30)
         sets = [f"devices.{d}.port={tcp_port}" for d in ("cabinet", "flowmeter")]
@@ -168,7 +174,13 @@ def run_demo(duration_s: float | None = None) -> int:
         for s in sets:
             cmd += ["--set", s]
         procs.append(
-            subprocess.Popen(cmd, stdout=logs["agent"], stderr=subprocess.STDOUT, cwd=ROOT)
+            subprocess.Popen(
+                cmd,
+                stdout=logs["agent"],
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                start_new_session=True,
+            )
         )
         view = LiveView(broker_port, "pumproom/v1")
         started = time.monotonic()
