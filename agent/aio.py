@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:
@@ -17,3 +23,42 @@ async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def within(aw: Awaitable[T], timeout_s: float | None) -> T:
+    """Await ``aw`` for at most ``timeout_s`` seconds (None: no limit).
+
+    Raises:
+        TimeoutError: not done in time (``aw`` is cancelled first).
+
+    The drop-in for ``asyncio.wait_for`` across the agent and its drivers: built on
+    ``asyncio.timeout``, it never swallows a cancellation of the caller (CPython gh-86296),
+    so a stopping agent's tasks always end when cancelled.
+    """
+    async with asyncio.timeout(timeout_s):
+        return await aw
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any]], *, retry_s: float = 1.0) -> None:
+    """Cancel ``tasks`` and wait until every one has ended; never raises their errors.
+
+    A task that swallows a cancellation (a library's ``wait_for``, CPython gh-86296) is
+    cancelled again every ``retry_s`` seconds and named in a warning with its stack, so a
+    stop can be slow but never hangs silently. Read results with ``task.exception()``.
+    """
+    pending = set(tasks)
+    rounds = 0
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=retry_s)
+        rounds += 1
+        for t in pending:
+            if rounds in (2, 10):
+                frames = "; ".join(
+                    f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}"
+                    for f in t.get_stack(limit=8)
+                )
+                log.warning(
+                    "task %s has not ended %d cancels later: %s", t.get_name(), rounds, frames
+                )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import hashlib
 import logging
 import os
@@ -23,6 +24,7 @@ from typing import Any
 import drivers
 from agent import __version__, contract
 from agent import status as status_page
+from agent.aio import cancel_all
 from agent.cache import Cache
 from agent.commands import CommandHandler, Request
 from agent.config import SiteConfig
@@ -287,12 +289,23 @@ def _point_meta(p: Any) -> dict[str, Any]:
 
 
 async def _cancel(*tasks: asyncio.Task[Any]) -> None:
+    await cancel_all(tasks)
     for t in tasks:
-        t.cancel()
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    for t, r in zip(tasks, results, strict=True):
-        if isinstance(r, Exception):
-            log.error("task %s ended with %r", t.get_name(), r)
+        if not t.cancelled() and t.exception() is not None:
+            log.error("task %s ended with %r", t.get_name(), t.exception())
+
+
+STOP_DEADLINE_S = 20.0
+"""A stop that takes longer is stuck: dump every thread's stack and exit 1 (below systemd's
+``TimeoutStopSec=30`` in ``systemd/pumproom-agent.service``, so the log says why)."""
+
+
+async def _stop_deadline(stop: asyncio.Event) -> None:
+    """Once ``stop`` is set, arm a watchdog outside the event loop (faulthandler's C thread),
+    which still fires when the loop itself is stuck. Buffered data is safe either way: every
+    committed SQLite transaction survives an exit."""
+    await stop.wait()
+    faulthandler.dump_traceback_later(STOP_DEADLINE_S, exit=True)
 
 
 def run(config: SiteConfig) -> int:
@@ -303,11 +316,17 @@ def run(config: SiteConfig) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await Agent(config).run(stop)
+        guard = asyncio.create_task(_stop_deadline(stop), name="stop-deadline")
+        try:
+            await Agent(config).run(stop)
+        finally:
+            guard.cancel()
 
     try:
         asyncio.run(main())
     except RuntimeError as exc:
         log.error("%s", exc)
         return 1
+    finally:
+        faulthandler.cancel_dump_traceback_later()
     return 0

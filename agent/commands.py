@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agent.aio import wait_event
+from agent.aio import cancel_all, wait_event
 from agent.model import WallClock
 
 log = logging.getLogger(__name__)
@@ -158,9 +158,7 @@ class CommandHandler:
 
     async def close(self) -> None:
         """Cancel results still being awaited."""
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(list(self._tasks))
 
     def _identify(self, payload: bytes, properties: Any) -> tuple[dict[str, Any], Request]:
         """Decode the JSON and find the command id (refusals before this have no id)."""

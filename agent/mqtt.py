@@ -28,7 +28,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.aio import wait_event
+from agent.aio import wait_event, within
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class MqttConnection:
         if will is not None:
             conn._client.will_set(will.topic, will.payload, qos=1, retain=True)
         try:
-            await asyncio.wait_for(conn._open(), settings.connect_timeout_s)
+            await within(conn._open(), settings.connect_timeout_s)
         except (TimeoutError, OSError, ssl.SSLError, ConnectFailed) as exc:
             conn._teardown()
             raise ConnectFailed(

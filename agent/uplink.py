@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent import contract
-from agent.aio import wait_event
+from agent.aio import cancel_all, wait_event, within
 from agent.model import Backoff, Sample, WallClock
 from agent.mqtt import (
     SESSION_TAKEN_OVER,
@@ -220,7 +220,7 @@ class Uplink:
                 ident, "offline", ts_ms=self.clock.now_ms(), reason="shutdown"
             )
             try:
-                await asyncio.wait_for(conn.publish(self.topics.status, payload, retain=True), 2.0)
+                await within(conn.publish(self.topics.status, payload, retain=True), 2.0)
             except (TimeoutError, PublishFailed) as exc:
                 log.warning("uplink: offline status not acknowledged: %s", exc)
             await conn.close()
@@ -231,8 +231,8 @@ class Uplink:
         now = self.clock.now_ms()
         birth = contract.status(ident, "online", ts_ms=now, **self.status_extra())
         meta = contract.meta(ident, self.catalogue, ts_ms=now, **self.meta_extra)
-        await asyncio.wait_for(conn.publish(self.topics.status, birth, retain=True), 10.0)
-        await asyncio.wait_for(conn.publish(self.topics.meta, meta, retain=True), 10.0)
+        await within(conn.publish(self.topics.status, birth, retain=True), 10.0)
+        await within(conn.publish(self.topics.meta, meta, retain=True), 10.0)
         conn.on_message = self._on_message
         conn.subscribe(self.topics.cmd_req)
         conn.subscribe(self.topics.ingest)
@@ -254,14 +254,7 @@ class Uplink:
                 if t is not closed and t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
         finally:
-            # Cancel until they end: Python 3.11's wait_for can swallow a cancellation that
-            # arrives as its inner future completes (CPython gh-86296), and then a plain
-            # gather() would wait for ever.
-            pending: set[asyncio.Task[Any]] = {closed, *tasks}
-            while pending:
-                for t in pending:
-                    t.cancel()
-                _, pending = await asyncio.wait(pending, timeout=1.0)
+            await cancel_all([closed, *tasks])
 
     async def _refresh_status(self, conn: MqttConnection, ident: contract.Identity) -> None:
         """Republish the retained ``online`` status with fresh health, periodically."""
@@ -271,7 +264,7 @@ class Uplink:
                 ident, "online", ts_ms=self.clock.now_ms(), **self.status_extra()
             )
             try:
-                await asyncio.wait_for(conn.publish(self.topics.status, payload, retain=True), 10.0)
+                await within(conn.publish(self.topics.status, payload, retain=True), 10.0)
             except (TimeoutError, PublishFailed) as exc:
                 log.debug("uplink: status refresh not acknowledged: %s", exc)
 
@@ -288,7 +281,7 @@ class Uplink:
                 ident, [(e.seq, e.body) for e in items], sent_ms=self.clock.now_ms()
             )
             try:
-                await asyncio.wait_for(conn.publish(self.topics.event, payload), 30.0)
+                await within(conn.publish(self.topics.event, payload), 30.0)
             except (TimeoutError, PublishFailed) as exc:
                 self.counters.last_error = f"event publish: {exc}"
                 await asyncio.sleep(1.0)
@@ -332,7 +325,7 @@ class Uplink:
         )
         payload = contract.command_response(ident, seq, body)
         try:
-            await asyncio.wait_for(conn.publish(target, payload, correlation=correlation), 10.0)
+            await within(conn.publish(target, payload, correlation=correlation), 10.0)
         except (TimeoutError, PublishFailed) as exc:
             log.warning("uplink: command response %s not delivered: %s", body.get("id"), exc)
             return False

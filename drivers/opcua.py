@@ -1,6 +1,6 @@
 """``OpcUaDriver``: the :class:`~drivers.base.Driver` for OPC UA over asyncua 2.1.
 
-* ``connect`` opens socket, secure channel and session under :func:`asyncio.wait_for` with the
+* ``connect`` opens socket, secure channel and session under a timeout (:func:`agent.aio.within`) with the
   spec's ``connect_timeout_s`` (enforced outside the library), then reads the server's
   NamespaceArray once, so points with ``namespace_uri`` get the namespace index the server uses
   *now* (indices may change across server restarts; OPC UA Part 3 §8.2.2 / Part 6 §5.2.2.9).
@@ -34,6 +34,7 @@ from typing import Any
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
+from agent.aio import within
 from agent.model import ConnectError, ConnectionLost, Quality, Reading, Value, WriteError
 from drivers.base import Driver, ReadPlan
 from drivers.opcua_session import SERVER_STATE, KeepAlive, Subscriptions, make_client
@@ -131,11 +132,9 @@ class OpcUaDriver(Driver):
             self._last_error = f"client set-up: {exc!r}"
             raise ConnectError(f"{self.name}: {exc}") from exc
         try:
-            await asyncio.wait_for(client.connect(), self.spec.connect_timeout_s)
+            await within(client.connect(), self.spec.connect_timeout_s)
             self._client = client
-            self._namespaces = list(
-                await asyncio.wait_for(client.get_namespace_array(), self.spec.timeout_s)
-            )
+            self._namespaces = list(await within(client.get_namespace_array(), self.spec.timeout_s))
         except (TimeoutError, OSError, UaError, ConnectionError, ValueError) as exc:
             self._last_error = f"connect: {exc!r}"
             self._client = client
@@ -166,7 +165,7 @@ class OpcUaDriver(Driver):
             with contextlib.suppress(Exception):
                 client.disconnect_socket()
         try:
-            await asyncio.wait_for(client.disconnect(), CLOSE_TIMEOUT_S)
+            await within(client.disconnect(), CLOSE_TIMEOUT_S)
         except asyncio.CancelledError:
             client.disconnect_socket()
             raise
@@ -218,7 +217,7 @@ class OpcUaDriver(Driver):
             self._last_error = self._keepalive.failed
             raise ConnectionLost(f"{self.name}: {self._keepalive.failed}")
         try:
-            result = await asyncio.wait_for(coro, self.spec.timeout_s)
+            result = await within(coro, self.spec.timeout_s)
         except TimeoutError as exc:
             self._timeouts += 1
             self._last_error = "timeout"

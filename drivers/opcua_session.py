@@ -17,7 +17,6 @@ timeout), the keep-alive, and data-change subscriptions. asyncua 2.1.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
+from agent.aio import within
 from drivers.specs import OpcUaConnection
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class KeepAlive:
                 continue
             try:
                 node = self._client.get_node(SERVER_STATE)
-                await asyncio.wait_for(node.read_value(), self._timeout_s)
+                await within(node.read_value(), self._timeout_s)
                 self.last_request = time.monotonic()
             except asyncio.CancelledError:
                 raise
@@ -109,10 +109,13 @@ class KeepAlive:
                 return
 
     async def stop(self) -> None:
-        """Cancel the task and wait for it."""
+        """Cancel the task and wait for it to end. A cancellation of the caller still
+        propagates (``asyncio.wait`` does not swallow it, unlike suppressing CancelledError
+        around ``await self._task``)."""
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
+        await asyncio.wait([self._task])
+        if not self._task.cancelled():
+            self._task.exception()  # retrieved: a failure is already in self.failed
 
 
 class _Handler:
@@ -156,13 +159,11 @@ class Subscriptions:
         if not missing:
             return
         if self._sub is None:
-            self._sub = await asyncio.wait_for(
+            self._sub = await within(
                 self._client.create_subscription(self._period_ms, self._handler), self._timeout_s
             )
         nodes = [self._client.get_node(n) for n in missing]
-        results = await asyncio.wait_for(
-            self._sub.subscribe_data_change(nodes, queuesize=1), self._timeout_s
-        )
+        results = await within(self._sub.subscribe_data_change(nodes, queuesize=1), self._timeout_s)
         if not isinstance(results, list):
             results = [results]
         for n, r in zip(missing, results, strict=True):

@@ -33,6 +33,7 @@ import time
 
 import serial
 
+from agent.aio import within
 from agent.model import ConnectError, ConnectionLost
 from drivers.modbus.errors import ModbusCrcError, ModbusGarbled, ModbusTimeout
 from drivers.modbus.frames import Request, crc16, rtu_response_length
@@ -112,7 +113,7 @@ class RtuPort:
             exclusive=True,
         )
         try:
-            ser = await asyncio.wait_for(
+            ser = await within(
                 asyncio.to_thread(serial.Serial, spec.port, **kwargs), RTU_OPEN_TIMEOUT_S
             )
         except TimeoutError as exc:
@@ -186,7 +187,7 @@ class RtuPort:
         if remaining <= 0:
             return False
         try:
-            await asyncio.wait_for(self._rx.wait(), remaining)
+            await within(self._rx.wait(), remaining)
         except TimeoutError:
             return False
         self._check_open()

@@ -24,6 +24,7 @@ import collections
 import struct
 import time
 
+from agent.aio import within
 from agent.model import ConnectError, ConnectionLost
 from drivers.modbus.errors import ModbusGarbled, ModbusTimeout
 from drivers.modbus.frames import Request, ResponseMismatch
@@ -99,7 +100,7 @@ class TcpPort:
         spec = self.spec
         proto = _Protocol()
         try:
-            await asyncio.wait_for(
+            await within(
                 loop.create_connection(lambda: proto, spec.host, spec.port),
                 spec.connect_timeout_s,
             )
@@ -158,6 +159,6 @@ class TcpPort:
             if remaining <= 0:
                 raise ModbusTimeout(f"unit {request.unit_id}: no answer in {timeout_s} s")
             try:
-                await asyncio.wait_for(proto.event.wait(), remaining)
+                await within(proto.event.wait(), remaining)
             except TimeoutError:
                 pass
