@@ -71,7 +71,8 @@ class Writer:
                 name = next(iter(self._pending))
                 spec, value = self._pending.pop(name)
                 try:
-                    await asyncio.wait_for(self.driver.write(spec, value), self.timeout_s)
+                    async with asyncio.timeout(self.timeout_s):
+                        await self.driver.write(spec, value)
                 except (DriverError, TimeoutError) as exc:
                     self.counters.failed += 1
                     self.counters.last_error = f"{name}: {exc!r}"

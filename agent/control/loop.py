@@ -1,6 +1,8 @@
 """The control loop around the pure law: reads the latest-value cache, decides, writes.
 
-Every ``period_s`` (monotonic deadlines; a late tick is skipped and counted, never queued) one
+Every ``period_s`` (monotonic deadlines, :mod:`~agent.control.schedule`; a late tick is skipped
+and counted, never queued), and at once when a remote setpoint request is accepted
+(:mod:`~agent.control.requests`: its first ramp step is written within milliseconds), one
 synchronous :meth:`ControlLoop.tick` reads only :class:`agent.cache.Cache`, runs the pure parts
 (:mod:`~agent.control.protect`, :mod:`~agent.control.lowdemand`, :mod:`~agent.control.law`,
 :mod:`~agent.control.staging`) and hands writes to per-connection :class:`~agent.control.io.Writer`
@@ -28,7 +30,6 @@ Modes (``control.mode``):
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import math
@@ -62,8 +63,10 @@ from agent.control.protect import (
     interlocks,
 )
 from agent.control.remote import RemoteSetpoint
+from agent.control.requests import LoopRequests
+from agent.control.schedule import TickSchedule
 from agent.control.staging import StagingState
-from agent.control.state import LawParams, SetpointResult
+from agent.control.state import LawParams
 from agent.model import Reading, WallClock, clock
 from drivers.base import Driver
 from drivers.specs import PointSpec
@@ -87,7 +90,7 @@ def outputs_from_pollers(pollers: Sequence[Any]) -> dict[str, tuple[Driver, Poin
     return out
 
 
-class ControlLoop(DirectMode):
+class ControlLoop(DirectMode, LoopRequests):
     """See the module docstring.
 
     Args:
@@ -140,11 +143,9 @@ class ControlLoop(DirectMode):
         self.handed_back = False
         self.active: set[str] = set()
         self.state = "starting"
-        self.ticks = 0
-        self.overruns = 0
-        # fixed rings of the most recent ticks: memory must not grow over months of running
-        self.lateness_ms: collections.deque[float] = collections.deque(maxlen=4096)
-        self.tick_ms: collections.deque[float] = collections.deque(maxlen=4096)
+        self.schedule = TickSchedule(config.period_s)
+        self._first_step = False
+        """An accepted remote setpoint is waiting for its first ramp step (and its write)."""
         self._good_since: float | None = None
         self._under_since: float | None = None
         self._last_tick: float | None = None
@@ -166,48 +167,29 @@ class ControlLoop(DirectMode):
     # --- life cycle -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Tick every period until cancelled; on the way out hand control back (direct)."""
+        """Tick every period until cancelled; on the way out hand control back (direct).
+
+        An accepted setpoint command wakes the loop at once (:class:`TickSchedule`): that
+        extra tick takes the first ramp step and writes it, without moving the deadlines."""
         self._tasks = [
             asyncio.create_task(w.run(), name="control-writer") for w in self.writers.values()
         ]
         self._tasks.append(asyncio.create_task(self.events.run(), name="control-events"))
         self._running = True
-        period = self.cfg.period_s
         self._event("started", mode=self.cfg.mode, setpoint_mpa=self.sp)
         try:
-            deadline = time.monotonic()
             while True:
-                deadline += period
-                now = time.monotonic()
-                if now > deadline:
-                    self.overruns += 1
-                    deadline = now + period
-                await asyncio.sleep(deadline - now)
+                await self.schedule.wait()
                 woke = time.monotonic()
-                self.lateness_ms.append((woke - deadline) * 1000.0)
                 self.tick(woke)
-                self.tick_ms.append((time.monotonic() - woke) * 1000.0)
+                self.schedule.tick_ms.append((time.monotonic() - woke) * 1000.0)
         finally:
             self._running = False
-            log.info("control: %s", self.lateness_summary())
+            log.info("control: %s", self.schedule.summary())
             await self._hand_back()
             for t in self._tasks:
                 t.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def lateness_summary(self) -> str:
-        """``"period 200 ms, 1234 ticks, 0 overruns, lateness ms p50 0.41 p99 1.20 max 3.05"``:
-        how late the ticks woke after their monotonic deadlines (the jitter benchmark parses
-        it from the log line written when the loop stops)."""
-        late = sorted(self.lateness_ms)
-
-        def q(f: float) -> float:
-            return late[min(len(late) - 1, int(f * len(late)))] if late else math.nan
-
-        return (
-            f"period {self.cfg.period_s * 1000:.0f} ms, {self.ticks} ticks, {self.overruns} "
-            f"overruns, lateness ms p50 {q(0.5):.2f} p99 {q(0.99):.2f} max {q(1.0):.2f}"
-        )
 
     async def _hand_back(self) -> None:
         """Clean stop in direct mode: put the cabinet back in automatic (bounded, best effort)."""
@@ -216,60 +198,8 @@ class ControlLoop(DirectMode):
             return
         driver, spec = self.outputs[name]
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(driver.write(spec, self.cfg.codes.cabinet_auto), 1.0)
-
-    # --- commands (in-process API for the command channel) --------------------------------
-
-    async def request_setpoint(self, value_mpa: float, *, cmd_id: str, by: str) -> SetpointResult:
-        """Ask for a new pressure setpoint from the platform.
-
-        Bounded (``control.remote``: min/max, largest step, least interval; out of bounds is
-        refused, never clamped), refused in manual/local mode and under an active interlock or
-        fallback, ramped at ``remote.ramp_mpa_per_s``, audited (an event per accepted change).
-
-        Returns:
-            :class:`SetpointResult` with code OK, OUT_OF_RANGE, RATE_LIMITED, NOT_PERMITTED,
-            UNAVAILABLE or INVALID_ARGUMENT.
-        """
-        if not self._running:
-            return SetpointResult("UNAVAILABLE", {"reason": "control loop not running"})
-        if self.mode is Mode.MANUAL or self.local_lock or self.handed_back:
-            return SetpointResult("NOT_PERMITTED", {"reason": "local or manual control"})
-        if self.inter.active:
-            return SetpointResult(
-                "NOT_PERMITTED", {"reason": "interlock", "active": sorted(self.inter.active)}
-            )
-        if self.fallback:
-            return SetpointResult(
-                "UNAVAILABLE", {"reason": f"outlet sensor fault: {self.pv_fault}"}
-            )
-        result = self.remote.request(value_mpa, time.monotonic())
-        if result.ok:
-            self.mode = Mode.REMOTE
-            self._event("setpoint_change", cmd_id=cmd_id, by=by, **result.detail)
-        else:
-            self._event("setpoint_refused", cmd_id=cmd_id, by=by, code=result.code, **result.detail)
-        return result
-
-    async def wait_reached(self, timeout_s: float) -> bool:
-        """Wait until the remote setpoint is reached (ramp done, pressure within
-        ``remote.reached_band_mpa``); False on timeout."""
-        try:
-            await asyncio.wait_for(self.remote.reached.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
-
-    def set_manual(self, out_hz: float) -> None:
-        """Manual mode: the lead output is ``out_hz`` (direct mode); bumpless both ways."""
-        self.mode, self.manual_hz = Mode.MANUAL, out_hz
-        self._event("mode", to="manual", out_hz=out_hz)
-
-    def set_auto(self) -> None:
-        """Back to automatic on the local setpoint (bumpless; the setpoint ramps)."""
-        self.mode = Mode.AUTO
-        self.remote.cancel()
-        self._event("mode", to="auto")
+            async with asyncio.timeout(1.0):
+                await driver.write(spec, self.cfg.codes.cabinet_auto)
 
     # --- one tick -------------------------------------------------------------------------
 
@@ -278,7 +208,6 @@ class ControlLoop(DirectMode):
         cfg, law = self.cfg, self.law
         dt = cfg.period_s if self._last_tick is None else max(now - self._last_tick, 1e-3)
         self._last_tick = now
-        self.ticks += 1
         pts = cfg.points
         lead_hz = self._lead_hz()
         pvr = self._pv_reading(now, lead_hz)
@@ -310,7 +239,9 @@ class ControlLoop(DirectMode):
         target = self.remote.target if self.mode is Mode.REMOTE else base
         self._set_active("remote_setpoint", self.mode is Mode.REMOTE)
         rate = self.remote.ramp if self.mode is Mode.REMOTE else cfg.setpoint_ramp_mpa_per_s
-        self.sp = ramp(self.sp, target, rate, dt)
+        # an accepted request takes its first step (one period's worth) on the tick it wakes
+        first, self._first_step = self._first_step and self.mode is Mode.REMOTE, False
+        self.sp = ramp(self.sp, target, rate, max(dt, cfg.period_s) if first else dt)
         sp = self.sp
         if cfg.proportional is not None:
             sp = proportional_setpoint(
@@ -322,19 +253,21 @@ class ControlLoop(DirectMode):
         if cfg.mode == "direct":
             self._direct(now, dt, flow)
         else:
-            self._supervisory(now)
+            self._supervisory(now, first)
         if self.mode is Mode.REMOTE:
             self.remote.check_reached(self.sp, self.pv, self._reached_event)
         if now - self._last_publish >= cfg.publish_interval_s:
             self._last_publish = now
             self._publish()
 
-    def _supervisory(self, now: float) -> None:
+    def _supervisory(self, now: float, first_step: bool = False) -> None:
         cfg = self.cfg
         self._write_once(cfg.points.cabinet_mode, cfg.codes.cabinet_auto)
         if cfg.points.run_enable:
             self._write(cfg.points.run_enable, 0 if self.inter.active else 1, now)
         if cfg.points.setpoint:
+            if first_step:  # a request's first ramp step goes out now, however small
+                self._sent.pop(cfg.points.setpoint, None)
             self._write(cfg.points.setpoint, round(self.sp_eff, 3), now, tolerance=0.004)
         self.state = "interlock" if self.inter.active else "supervisory"
 
@@ -425,10 +358,6 @@ class ControlLoop(DirectMode):
 
     def _reached_event(self) -> None:
         self._event("setpoint_reached", setpoint_mpa=self.remote.target, pv=self.pv)
-
-    # --- cache and outputs ----------------------------------------------------------------
-
-    # --- telemetry and events -------------------------------------------------------------
 
 
 def _as_bool(v: float | None) -> bool | None:

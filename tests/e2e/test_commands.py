@@ -127,6 +127,14 @@ def test_setpoint_command_is_acked_within_a_second_ramped_written_and_audited(
         assert acks[0]["phase"] == "ack" and acks[0]["code"] == "OK", acks
         assert ack_latency < 1.0, f"ack after {ack_latency:.3f} s"
         print(f"setpoint command ack latency: {ack_latency * 1000:.0f} ms")
+        # the first ramp step (0.05 MPa/s × one 0.2 s period) is written on acceptance, not at
+        # the loop's next period: the cabinet already runs on it just after the ack
+        acked_at = sent + ack_latency
+        wait_for(lambda: sim.command({"cmd": "truth"})["values"]["setpoint"] >= 0.41 - 1e-6, 2,
+                 "the first ramp step at the cabinet", step_s=0.005)  # fmt: skip
+        first_write = time.monotonic() - acked_at
+        print(f"ack → first ramp step seen at the cabinet: {first_write * 1000:.0f} ms")
+        assert first_write < 0.15, f"first ramp step written {first_write:.3f} s after the ack"
         # the cabinet's setpoint register ramps to 0.45 MPa
         wait_for(lambda: abs(sim.command({"cmd": "truth"})["values"]["setpoint"] - 0.45) < 0.006, 15,
                  "the cabinet setpoint at 0.45 MPa", step_s=0.2)  # fmt: skip
