@@ -2,8 +2,7 @@
 
 Each pydantic error has a location (keys and list indices, plus discriminator tags) that we map
 back to the YAML node through :class:`Positions`, and a type that we reword: "expected a
-boolean, got the string 'yes' (quote it if you mean text)" rather than "Input should be a valid
-boolean".
+boolean: write true or false, not 'yes' …" rather than "Input should be a valid boolean".
 """
 
 from __future__ import annotations
@@ -19,6 +18,8 @@ from agent.config.problems import Path_, Positions, Problem
 from agent.config.schema import PATTERN_TEXT
 
 _YAML11_BOOLS = {"yes", "no", "on", "off", "y", "n"}
+_ITEM_NOUNS = {"devices": "device", "points": "point", "pumps": "pump"}
+"""What one item of a list key is called in "expected at least 1 device"."""
 _LEADING_ZERO = re.compile(r"[-+]?0[0-9]+(\.[0-9]*)?")
 _SEXAGESIMAL = re.compile(r"[-+]?[0-9]+(:[0-5]?[0-9])+(\.[0-9]*)?")
 _NUMBER = re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
@@ -151,7 +152,7 @@ def problems_from(
         elif kind in ("union_tag_invalid", "union_tag_not_found"):
             out.append(_tag_problem(err, data, path, positions))
         else:
-            text = f"{path_text(data, path)}: {_reword(err, path in positions.plain)}"
+            text = f"{path_text(data, path)}: {_reword(err, path, path in positions.plain)}"
             out.append(positions.value(path).problem(text))
     return out
 
@@ -167,11 +168,14 @@ def _tag_problem(err: Any, data: Any, path: Path_, positions: Positions) -> Prob
     return positions.value((*path, "transport")).problem(text + hint)
 
 
-def _reword(err: Any, plain: bool) -> str:
+def _reword(err: Any, path: Path_, plain: bool) -> str:
     kind, value, ctx = err["type"], err.get("input"), err.get("ctx", {})
     if kind == "bool_type":
         if isinstance(value, str) and plain and value.lower() in _YAML11_BOOLS:
-            return f"expected a boolean, got the string '{value}' (quote it if you mean text)"
+            return (
+                f"expected a boolean: write true or false, not '{value}' "
+                "(yes/no/on/off are text in YAML 1.2, not booleans)"
+            )
         return f"expected a boolean (true or false), got {show(value)}"
     if kind in ("int_type", "float_type", "int_from_float"):
         want = "an integer" if kind != "float_type" else "a number"
@@ -198,6 +202,11 @@ def _reword(err: Any, plain: bool) -> str:
     if kind in bounds:
         key, sign = bounds[kind]
         return f"must be {sign} {ctx[key]}, got {value}"
+    if kind == "too_short" and isinstance(value, list):
+        least = ctx.get("min_length", 1)
+        noun = _ITEM_NOUNS.get(str(path[-1]) if path else "", "item")
+        plural = "" if least == 1 else "s"
+        return f"expected at least {least} {noun}{plural}, got an empty list"
     if kind in ("too_short", "string_too_short"):
         return "must not be empty"
     if kind in ("model_type", "model_attributes_type", "dict_type"):

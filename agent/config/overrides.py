@@ -87,11 +87,12 @@ def _apply_one(data: Any, positions: Positions, n: int, text: str) -> None:
             if index is None:
                 names = [x.get("name") for x in node if isinstance(x, dict)]
                 hint = suggest(seg, [m for m in names if isinstance(m, str)])
-                raise fail(
-                    col,
-                    f"no item named '{seg}' in {where}{hint} "
-                    f"(address list items by name or by index 0..{len(node) - 1})",
+                how = (
+                    f"address list items by name or by index 0..{len(node) - 1}"
+                    if node
+                    else "the list is empty"
                 )
+                raise fail(col, f"no item named '{seg}' in {where}{hint} ({how})")
             if i + used == len(segs):
                 node[index] = value
                 positions.replace((*path, index), value_positions, key=None)

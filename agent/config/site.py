@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from agent.config import plan
 from agent.config.control import ControlConfig
 from agent.config.schema import Buffer, Device, Site, StatusPage, Strict, Uplink
@@ -13,7 +17,8 @@ class SiteConfig(Strict):
 
     Attributes:
         site: identity (:class:`~agent.config.schema.Site`).
-        devices: Modbus TCP, Modbus RTU and OPC UA devices, in file order.
+        devices: Modbus TCP, Modbus RTU and OPC UA devices, in file order; at least one (a
+            site with nothing to poll is a mistake, not a configuration).
         uplink: MQTT session settings.
         buffer: SQLite store-and-forward settings.
         control: the local constant-pressure loop, or ``None`` (no loop).
@@ -21,7 +26,7 @@ class SiteConfig(Strict):
     """
 
     site: Site
-    devices: list[Device]
+    devices: Annotated[list[Device], Field(min_length=1)]
     uplink: Uplink
     buffer: Buffer
     control: ControlConfig | None = None

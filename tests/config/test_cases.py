@@ -74,6 +74,22 @@ def test_set_errors_print_as_set_lines(tmp_path: Path) -> None:
     ]
 
 
+def test_a_site_without_devices_is_refused() -> None:
+    """The newcomer's trial: ``--set devices=[]`` on the example was accepted ("ok: 0 devices")."""
+    result = run_check(ROOT, "-c", "config/example.yaml", "--set", "devices=[]")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        "--set:1:9: devices: expected at least 1 device, got an empty list"
+    ]
+    again = run_check(
+        ROOT, "-c", "config/example.yaml", "--set", "devices=[]", "--set", "devices.x=1"
+    )
+    assert again.stderr.splitlines() == [
+        "--set:1:9: devices: expected at least 1 device, got an empty list",
+        "--set:2:9: no item named 'x' in devices (the list is empty)",
+    ]
+
+
 def test_missing_file_is_a_problem(tmp_path: Path) -> None:
     result = run_check(tmp_path, "-c", "nope.yaml")
     assert result.returncode == 2

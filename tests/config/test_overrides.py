@@ -52,8 +52,8 @@ def test_quoted_number_in_an_override_is_a_string(write: Callable[[str], Path]) 
 
 def test_yes_in_an_override_is_not_a_boolean(write: Callable[[str], Path]) -> None:
     assert problems(write(CABINET), "devices.cabinet.points.p_out.writable=yes") == [
-        "--set:1:39: devices.cabinet.points.p_out.writable: expected a boolean, got the string "
-        "'yes' (quote it if you mean text)"
+        "--set:1:39: devices.cabinet.points.p_out.writable: expected a boolean: write true or "
+        "false, not 'yes' (yes/no/on/off are text in YAML 1.2, not booleans)"
     ]
 
 
