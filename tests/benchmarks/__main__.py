@@ -45,6 +45,7 @@ TARGETS: list[tuple[str, str, Callable[[float], bool]]] = [
     ("change_to_subscriber_p99_ms", "< 1100 ms (1 s poll + 100)", lambda v: v < 1100),
     ("poll_to_subscriber_p99_ms", "(report)", lambda v: True),
     ("command_to_ack_p99_ms", "(report)", lambda v: True),
+    ("command_to_write_p50_ms", "< 50 ms (p99 is the target)", lambda v: v < 50),
     ("command_to_write_p99_ms", "< 50 ms", lambda v: v < 50),
     ("start_to_first_sample_s", "< 2 s", lambda v: v < 2),
 ]

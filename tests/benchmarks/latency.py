@@ -7,8 +7,15 @@
   logs the wall time of each change. This includes the wait for the next poll (0 to 1 s);
 * a poll → its arrival at the subscriber (p50, p99 over every sample): the sample's time stamp
   (poll start) to the message's arrival, i.e. the pipeline alone;
-* a command published on ``cmd/req`` → its ack on ``cmd/res`` (p50, p99), and → the register
-  write at the server when the command reaches a device.
+* a ``setpoint.set`` command published on ``cmd/req`` → its ack on ``cmd/res`` (p50, p99), and
+  → the write of the setpoint register at the server (p50, p99). The pump room has a control
+  section (:func:`tests.benchmarks.loads.room_control`): the agent's control loop in cabinet
+  mode writes the PLC's setpoint register; the server's outlet pressure follows it. The
+  commands alternate 0.41 and 0.40 MPa; at the benchmark's remote ramp of 0.05 MPa/s and the
+  200 ms period that is one ramp step, so each accepted command causes exactly one write, of
+  its own value, and a command's write is the first write of that value after its publish
+  (before the next command's). Commands are spaced 0.3–0.5 s at random, so they land at
+  every phase of the control period.
 
 Every clock read is ``time.time()`` on this one machine, so the differences are exact up to the
 scheduler.
@@ -17,6 +24,8 @@ scheduler.
 from __future__ import annotations
 
 import json
+import random
+import struct
 import threading
 import time
 import uuid
@@ -28,7 +37,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from tests.benchmarks.harness import BenchAgent, broker, load_average, percentile
-from tests.benchmarks.loads import start_typical
+from tests.benchmarks.loads import ROOM_CONTROL, start_typical
 from tests.procs import wait_for
 
 TICKER_PERIOD_S = 1.37
@@ -94,7 +103,8 @@ def run(workdir: Path, seconds: float, commands: int = 20) -> dict[str, Any]:
     base = BASE.format(site=site)
     with broker(workdir) as mq:
         ticker = {"server": 0, "unit": 1, "address": 190, "period_s": TICKER_PERIOD_S}
-        synth, cfg = start_typical(workdir, mq.port, site, ticker=ticker)
+        remote = {"ramp_mpa_per_s": 0.05}
+        synth, cfg = start_typical(workdir, mq.port, site, ticker=ticker, control=remote)
         sub = TimedSubscriber(mq.port, base).start()
         try:
             agent = BenchAgent(workdir, cfg).start()
@@ -102,7 +112,7 @@ def run(workdir: Path, seconds: float, commands: int = 20) -> dict[str, Any]:
                 first = wait_for(lambda: sub.of("telemetry"), 30, "the first telemetry message")
                 start_to_first = first[0][0] - agent.started_at
                 time.sleep(seconds)
-                acks, writes = _commands(sub, synth, commands)
+                acks, writes, missing = _commands(sub, synth, commands)
             finally:
                 agent.stop()
             changes = synth.changes()
@@ -131,43 +141,58 @@ def run(workdir: Path, seconds: float, commands: int = 20) -> dict[str, Any]:
         "command_to_write_p50_ms": _r(percentile(writes, 0.5)),
         "command_to_write_p99_ms": _r(percentile(writes, 0.99)),
         "command_to_write_n": len(writes),
+        "command_to_write_missing": missing,
         "latency_load_avg": round(load_average(), 2),
     }
 
 
-def _commands(sub: TimedSubscriber, synth: Any, n: int) -> tuple[list[float], list[float]]:
-    """Send ``n`` ``setpoint.set`` commands (under the 30/min rate limit); returns the
-    publish → ack and publish → register write latencies, ms."""
-    sent: dict[str, float] = {}
+def _commands(sub: TimedSubscriber, synth: Any, n: int) -> tuple[list[float], list[float], int]:
+    """Send ``n`` ``setpoint.set`` commands (see the module docstring; under the 30/min rate
+    limit); returns the publish → ack and publish → setpoint write latencies, ms, and how many
+    commands saw no write of their value before the next command."""
+    sent: list[tuple[float, float]] = []  # (publish time s, value MPa)
+    acks = []
     for k in range(n):
         cid = f"bench-{uuid.uuid4().hex[:12]}"
+        value = 0.41 if k % 2 == 0 else 0.40
         body = {
             "v": 1,
             "id": cid,
             "method": "setpoint.set",
             "issuer": {"principal": "bench"},
-            "params": {"value": 0.40 + 0.001 * (k % 2), "unit": "MPa"},
+            "params": {"value": value, "unit": "MPa"},
         }
-        sent[cid] = sub.command(body)
-        wait_for(lambda c=cid: _ack_of(sub, c), 10, f"the ack of {cid}")
-        time.sleep(0.1)
-    acks = [1000 * (_ack_of(sub, cid) - t) for cid, t in sent.items()]  # type: ignore[operator]
-    t0 = min(sent.values())
-    writes = [w[0] for w in synth.writes() if w[0] >= t0]
-    # a write is matched to the latest command published before it
-    times = sorted(sent.values())
+        t = sub.command(body)
+        acked = wait_for(lambda c=cid: _ack_of(sub, c), 10, f"the ack of {cid}")
+        assert acked[1] == "OK", f"command {k} ({value} MPa) refused: {acked[1]}"
+        sent.append((t, value))
+        acks.append(1000 * (acked[0] - t))
+        time.sleep(random.uniform(0.3, 0.5))
+    time.sleep(0.5)  # the last write
+    unit, address = ROOM_CONTROL["unit"], ROOM_CONTROL["setpoint"]
+    writes = [
+        (t, _float32(values)) for t, u, a, values in synth.writes() if (u, a) == (unit, address)
+    ]
     lat = []
-    for w in writes:
-        before = [t for t in times if t <= w]
-        if before:
-            lat.append(1000 * (w - before[-1]))
-    return acks, lat
+    ends = [t for t, _ in sent[1:]] + [float("inf")]
+    for (t, value), end in zip(sent, ends, strict=False):  # end: the next command's publish
+        mine = [w for w, v in writes if t <= w < end and abs(v - value) < 1e-4]
+        if mine:
+            lat.append(1000 * (mine[0] - t))
+    return acks, lat, len(sent) - len(lat)
 
 
-def _ack_of(sub: TimedSubscriber, cid: str) -> float | None:
+def _float32(values: str) -> float:
+    """The float32 (ABCD) of a logged register write ``"[hi, lo]"``."""
+    hi, lo = json.loads(values)[:2]
+    return float(struct.unpack(">f", struct.pack(">HH", hi, lo))[0])
+
+
+def _ack_of(sub: TimedSubscriber, cid: str) -> tuple[float, str] | None:
+    """(arrival time s, code) of the ack of command ``cid``, or ``None`` before it came."""
     for t, body in sub.of("cmd/res"):
         if body.get("id") == cid and body.get("phase") == "ack":
-            return t
+            return t, str(body.get("code"))
     return None
 
 

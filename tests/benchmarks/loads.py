@@ -88,6 +88,30 @@ def typical_devices(tcp_ports: list[int], rtu_link: str, interval_s: float = 1.0
 
 TYPICAL_SPEC = {"tcp": [{"units": [1, 2]}, {"units": [3]}], "registers": 200}
 
+ROOM_CONTROL = {"server": 0, "unit": 1, "pv": 180, "setpoint": 182, "initial_mpa": 0.40}
+"""The synthetic server's pressure plant on the PLC (unit 1): outlet pressure at 180, the
+cabinet setpoint register at 182 (float32, MPa; see :mod:`tests.benchmarks.synth_server`)."""
+
+
+def room_control(remote: dict[str, Any] | None = None) -> tuple[list[dict], dict[str, Any]]:
+    """The PLC points of :data:`ROOM_CONTROL` (outlet pressure polled every 0.2 s, the writable
+    setpoint) and a ``control:`` section in cabinet (supervisory) mode on them: the agent's
+    control loop writes the ramped setpoint, 200 ms period. ``remote`` updates
+    ``control.remote``."""
+    pv = {"name": "room.p_out", "register": "holding", "address": ROOM_CONTROL["pv"],
+          "type": "float32", "unit": "MPa", "poll_interval_s": 0.2}  # fmt: skip
+    sp = {"name": "room.setpoint", "register": "holding", "address": ROOM_CONTROL["setpoint"],
+          "type": "float32", "unit": "MPa", "writable": True}  # fmt: skip
+    section = {
+        "mode": "supervisory",
+        "period_s": 0.2,
+        "setpoint_mpa": ROOM_CONTROL["initial_mpa"],
+        "points": {"pv": "room.p_out", "setpoint": "room.setpoint"},
+        "pumps": [{}],
+        "remote": {"min_interval_s": 0.0, **(remote or {})},
+    }
+    return [pv, sp], section
+
 
 def start_typical(
     workdir: Path,
@@ -95,9 +119,11 @@ def start_typical(
     site: str,
     ticker: dict | None = None,
     interval_s: float = 1.0,
+    control: dict[str, Any] | None = None,
 ) -> tuple[SynthServer, Path]:
     """Start the synthetic typical pump room (polled every ``interval_s``, s); returns it and
-    the agent config path."""
+    the agent config path. ``control`` (``control.remote`` settings, may be empty) adds the
+    pressure plant and the agent's control loop of :func:`room_control`."""
     link = str(workdir / "ttyBENCH0")
     spec: dict[str, Any] = {
         **TYPICAL_SPEC,
@@ -105,13 +131,19 @@ def start_typical(
     }
     if ticker:
         spec["ticker"] = ticker
+    if control is not None:
+        spec["control"] = ROOM_CONTROL
     synth = SynthServer(workdir, spec).start()
     devices = typical_devices(synth.tcp_ports, link, interval_s)
     if ticker:
         devices[0]["points"].append(
             {"name": "ticker", "register": "holding", "address": 190, "type": "uint16"}
         )
-    cfg = write_config(workdir, devices, broker_port, site)
+    extra: dict[str, Any] = {}
+    if control is not None:
+        points, extra["control"] = room_control(control)
+        devices[0]["points"] += points
+    cfg = write_config(workdir, devices, broker_port, site, extra=extra)
     return synth, cfg
 
 

@@ -11,6 +11,8 @@ Run as a subprocess (so its CPU is not counted as the agent's)::
               "units": [11, 12]}],
      "registers": 2000,                        # holding registers 0..registers-1 on every unit
      "ticker": {"server": 0, "unit": 1, "address": 0, "period_s": 0.37},   # optional
+     "control": {"server": 0, "unit": 1, "pv": 180, "setpoint": 182,       # optional
+                 "initial_mpa": 0.40, "tau_s": 0.5},
      "ready": "/tmp/x/ready.json",             # written once listening: {"tcp_ports": [...]}
      "changes": "/tmp/x/changes.txt",          # ticker log: "<value> <wall time s>" per change
      "writes": "/tmp/x/writes.txt"}            # master writes: "<wall time s> <unit> <addr> <values>"
@@ -20,6 +22,11 @@ Every holding register is writable. Registers hold float32 values (big word orde
 (a uint16) is set to 1, 2, 3, ... every ``period_s`` seconds and each change is logged with its
 wall-clock time, for the value-change → subscriber latency benchmark.
 
+The optional *control* section is a minimal constant-pressure plant for the agent's control loop
+(cabinet mode): ``setpoint`` is the cabinet's setpoint register (float32, MPa), which the agent
+writes, and ``pv`` its outlet pressure (float32, MPa), which follows the setpoint as a first-order
+lag of ``tau_s`` seconds, updated every 50 ms. Both start at ``initial_mpa``.
+
 Stops on SIGTERM or SIGINT.
 """
 
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import signal
 import struct
 import sys
@@ -97,16 +105,18 @@ async def serve(spec: dict[str, Any], writes: TextIO, changes: TextIO) -> None:
         await server_rtu.start()
         rtu.append(server_rtu)
         banks.append(units)
-    ticker_task = None
+    tasks = []
     if spec.get("ticker"):
-        ticker_task = asyncio.create_task(_tick(spec["ticker"], banks, changes))
+        tasks.append(asyncio.create_task(_tick(spec["ticker"], banks, changes)))
+    if spec.get("control"):
+        tasks.append(asyncio.create_task(_pressure(spec["control"], banks)))
     _write_ready(spec["ready"], [s.port for s in tcp])
     try:
         await stop.wait()
     finally:
-        if ticker_task is not None:
-            ticker_task.cancel()
-            await asyncio.gather(ticker_task, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for s in tcp:
             await s.stop()
         for r in rtu:
@@ -128,6 +138,24 @@ async def _tick(ticker: dict[str, Any], banks: list[dict[int, RegisterBank]], lo
         value = value % 65535 + 1
         bank.set(HOLDING, address, value)
         log.write(f"{value} {time.time():.6f}\n")
+
+
+async def _pressure(control: dict[str, Any], banks: list[dict[int, RegisterBank]]) -> None:
+    """The *control* plant (see the module docstring): the PV register lags the setpoint."""
+    bank = banks[int(control.get("server", 0))][int(control["unit"])]
+    pv_at, sp_at = int(control["pv"]), int(control["setpoint"])
+    pv = float(control.get("initial_mpa", 0.40))
+    bank.set(HOLDING, pv_at, float_words(pv))
+    bank.set(HOLDING, sp_at, float_words(pv))
+    step_s = 0.05
+    gain = 1.0 - math.exp(-step_s / float(control.get("tau_s", 0.5)))
+    while True:
+        await asyncio.sleep(step_s)
+        hi, lo = bank.get(HOLDING, sp_at, 2)
+        (sp,) = struct.unpack(">f", struct.pack(">HH", hi, lo))
+        if math.isfinite(sp):
+            pv += (sp - pv) * gain
+            bank.set(HOLDING, pv_at, float_words(pv))
 
 
 def main() -> None:
