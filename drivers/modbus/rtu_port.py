@@ -15,8 +15,11 @@ Rules it keeps (Modbus over Serial Line V1.02, "MSL"):
 * after a timeout or a bad frame the master waits ``guard_s`` and flushes, so a late reply to the
   request that timed out is never taken for the answer to the next one;
 * ``local_echo``: the adapter hears its own transmission; the echo must equal the request and is
-  discarded. Without the option, an echo that arrives anyway is skipped (it does not match a
-  response) and a one-time hint is logged.
+  discarded. Without the option, an echo that arrives anyway is skipped and a one-time hint is
+  logged. A copy of the request is an echo only when no response can look like it: the normal
+  response to FC05/FC06 *is* a copy of the request (Modbus Application Protocol V1.1b3 §6.5,
+  §6.6), so for those a single copy is the device's answer, unless the port is known to echo
+  (an echo was seen on another request) or two copies arrived (echo, then answer).
 
 A read error on the descriptor (USB adapter unplugged, EIO) marks the port lost: the next
 transaction raises :class:`~agent.model.ConnectionLost` and the agent reopens it with backoff.
@@ -43,6 +46,9 @@ log = logging.getLogger(__name__)
 
 RTU_OPEN_TIMEOUT_S = 3.0
 """Bound on opening a serial port (done in a worker thread; pyserial's open is blocking)."""
+
+ECHOED_BY_RESPONSE = (0x05, 0x06)
+"""Function codes whose normal response is byte for byte the request (MBAP §6.5, §6.6)."""
 
 CRC_SETTLE_CHARS = 8
 """After a complete frame with a bad CRC, wait this many character times for a good one before
@@ -71,7 +77,8 @@ class RtuPort:
     Attributes:
         spec: the connection spec.
         crc_errors, noise_bytes, echoes_seen: counters (frames with bad CRC; bytes flushed
-            before a request or skipped before a reply; unexpected local echoes).
+            before a request or skipped before a reply; local echoes skipped although
+            ``local_echo`` is not set). ``echoes_seen`` > 0 marks the port as one that echoes.
     """
 
     def __init__(self, spec: ModbusRtuConnection) -> None:
@@ -82,6 +89,7 @@ class RtuPort:
         self.noise_bytes = 0
         self.echoes_seen = 0
         self._echo_hinted = False
+        self._echo_skipped = False
         self._serial: serial.Serial | None = None
         self._fd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -217,6 +225,7 @@ class RtuPort:
         if wait > 0:
             await asyncio.sleep(wait)
         self._flush()
+        self._echo_skipped = False
         frame = request.rtu_frame()
         tx_s = len(frame) * self.char_s
         deadline = time.monotonic() + tx_s + timeout_s
@@ -263,8 +272,10 @@ class RtuPort:
     def _scan(self, request: Request, frame: bytes) -> tuple[bytes | None, bool]:
         """Look for the response in the buffer. Returns (PDU or None, saw a bad-CRC candidate)."""
         buf = self._buf
-        if not self.spec.local_echo and buf[: len(frame)] == frame:
+        if self._is_echo(frame):
+            self._echo_skipped = True
             self.echoes_seen += 1
+            del buf[: len(frame)]
             if not self._echo_hinted:
                 self._echo_hinted = True
                 log.warning(
@@ -272,10 +283,6 @@ class RtuPort:
                     "on this port so the echo is verified and discarded",
                     self.spec.name,
                 )
-            if frame[1] in (0x05, 0x06):  # a write echo looks exactly like its response
-                del buf[: len(frame)]
-                return frame[1:-2], False
-            del buf[: len(frame)]
         crc_bad = False
         fc = request.function
         for i in range(len(buf) - 1):
@@ -296,3 +303,18 @@ class RtuPort:
             del buf[: i + length]
             return candidate[1:-2], False
         return None, crc_bad
+
+    def _is_echo(self, frame: bytes) -> bool:
+        """Whether the buffer starts with an unexpected local echo of ``frame`` (at most one per
+        transaction; with ``local_echo`` set the echo was already verified and removed).
+
+        A read or FC15/FC16 response never equals its request, so a copy of the request is an
+        echo. For FC05/FC06 the device's answer is itself a copy: a copy is the echo only if a
+        second one follows it or the port has already shown that it echoes.
+        """
+        n = len(frame)
+        if self.spec.local_echo or self._echo_skipped or self._buf[:n] != frame:
+            return False
+        if frame[1] not in ECHOED_BY_RESPONSE:
+            return True
+        return self.echoes_seen > 0 or self._buf[n : 2 * n] == frame

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from agent.model import Quality
+from agent.model import Quality, WriteError
 from tests.drivers.conftest import VALUES, typed_points
 
 
@@ -40,6 +40,56 @@ async def test_echo_without_option_is_skipped_with_one_hint(rtu_server, rtu_driv
     hints = [r for r in caplog.records if "local_echo" in r.getMessage()]
     assert len(hints) == 1
     assert drv.counters()["echoes_seen"] == 3 * plan.request_count
+
+
+def _rtu_hints(caplog) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "drivers.modbus.rtu_port" and r.levelno >= logging.WARNING
+    ]
+
+
+async def test_write_answers_are_not_taken_for_echoes(rtu_server, rtu_driver_for, caplog):
+    """No echo on the line (the simulator's pty): the FC05/FC06 answers, copies of their requests
+    by the spec, and the FC16 answer, which starts like its request, raise no echo hint."""
+    drv = await rtu_driver_for(local_echo=False)
+    points = {p.name.split(".", 1)[1]: p for p in typed_points(1)}
+    written = {"i16": -1234, "coil7": True, "f32_abcd": 42.25, "bit5": True}  # 06, 05, 16, 03+06
+    with caplog.at_level(logging.WARNING, logger="drivers.modbus.rtu_port"):
+        for _ in range(2):
+            for name, value in written.items():
+                await drv.write(points[name], value)
+        got = {r.point: r for r in await drv.read(drv.plan(list(points.values())))}
+    assert _rtu_hints(caplog) == []
+    c = drv.counters()
+    assert c["echoes_seen"] == 0 and c["garbled"] == 0 and c["noise_bytes"] == 0
+    for name, value in written.items():
+        assert got[f"u1.{name}"].value == pytest.approx(value)
+
+
+async def test_echoing_port_write_waits_for_the_device_answer(rtu_server, rtu_driver_for, caplog):
+    """An adapter that echoes (local_echo not set): once a read showed the echo, the first copy
+    of an FC06 request is skipped as the echo and the device's own answer is the one taken, so
+    a refused write is reported refused, not confirmed by its echo."""
+    unit = rtu_server.faults.unit(1)
+    unit.echo = True
+    drv = await rtu_driver_for(local_echo=False)
+    points = {p.name.split(".", 1)[1]: p for p in typed_points(1)}
+    with caplog.at_level(logging.WARNING, logger="drivers.modbus.rtu_port"):
+        assert good(await drv.read(drv.plan([points["i16"]])))
+        assert drv.counters()["echoes_seen"] == 1
+        await drv.write(points["i16"], 77)
+        unit.exceptions[("holding_register", 4)] = 4  # the device now refuses the write
+        with pytest.raises(WriteError) as info:
+            await drv.write(points["i16"], 78)
+    assert info.value.reason == "modbus:exception:4"
+    assert drv.counters()["echoes_seen"] == 3
+    assert len([h for h in _rtu_hints(caplog) if "echoes our requests" in h]) == 1
+    del unit.exceptions[("holding_register", 4)]
+    await asyncio.sleep(0.05)  # the line settles (t3.5) before the next request
+    got = await drv.read(drv.plan([points["i16"]]))
+    assert got[0].value == 77 and drv.counters()["garbled"] == 0
 
 
 async def test_fragmented_reply_is_reassembled(rtu_server, rtu_driver_for):
