@@ -16,7 +16,6 @@ Commands:
 
 from __future__ import annotations
 
-import logging
 import signal
 import sqlite3
 import sys
@@ -24,6 +23,7 @@ import sys
 import click
 
 from agent.config import ConfigError, SiteConfig, load_config
+from agent.logs import configure as configure_logging
 
 EXIT_CONFIG = 2
 """Exit status for an invalid configuration (2: "incorrect usage", as click and sysexits' spirit;
@@ -150,12 +150,8 @@ def run(config_path: str, overrides: tuple[str, ...], log_level: str) -> None:
     # (systemd stopping a unit that is still starting) is a clean exit, not a kill.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     config = _load(config_path, overrides)
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # asyncua logs every read at INFO; keep the agent's own log readable.
-    logging.getLogger("asyncua").setLevel(max(logging.WARNING, logging.root.level))
+    # asyncua at WARNING (it logs every read at INFO), its expected disconnects as DEBUG lines
+    configure_logging(log_level)
     from agent.app import run as run_agent  # lazy: `check` needs none of the runtime
 
     sys.exit(run_agent(config))
