@@ -183,7 +183,8 @@ class Simulator:
             if next_tick < now:  # overrun: skip missed ticks, never queue them
                 next_tick = now + step
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), max(0.0, next_tick - now))
+                async with asyncio.timeout(max(0.0, next_tick - now)):
+                    await self._stop.wait()
             if self._stop.is_set():
                 break
             self.advance(step * self.speed)
@@ -297,7 +298,8 @@ class Simulator:
     ) -> None:
         try:
             while True:
-                line = await asyncio.wait_for(reader.readline(), 3600.0)
+                async with asyncio.timeout(3600.0):
+                    line = await reader.readline()
                 if not line:
                     return
                 if not line.strip():
@@ -309,10 +311,12 @@ class Simulator:
                 except commands.CommandError as exc:
                     answer = {"ok": False, "error": str(exc)}
                 writer.write((json.dumps(answer) + "\n").encode())
-                await asyncio.wait_for(writer.drain(), 5.0)
+                async with asyncio.timeout(5.0):
+                    await writer.drain()
         except (TimeoutError, ConnectionError, ValueError):
             pass
         finally:
             writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await writer.wait_closed()

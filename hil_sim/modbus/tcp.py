@@ -114,7 +114,8 @@ class ModbusTcpServer:
         buf = bytearray()
         try:
             while True:
-                data = await asyncio.wait_for(reader.read(4096), self.idle_timeout_s)
+                async with asyncio.timeout(self.idle_timeout_s):
+                    data = await reader.read(4096)
                 if not data:
                     return
                 buf += data
@@ -136,7 +137,8 @@ class ModbusTcpServer:
         finally:
             writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await writer.wait_closed()
 
     async def _answer(
         self, writer: asyncio.StreamWriter, tid: int, unit_id: int, pdu: bytes
@@ -173,7 +175,8 @@ class ModbusTcpServer:
         if writer.is_closing():
             return
         writer.write(frame)
-        await asyncio.wait_for(writer.drain(), self.write_timeout_s)
+        async with asyncio.timeout(self.write_timeout_s):
+            await writer.drain()
 
     async def _send_later(self, writer: asyncio.StreamWriter, frame: bytes, after: float) -> None:
         await asyncio.sleep(after)

@@ -84,7 +84,8 @@ class RawSerial:
             while loop.time() < end:
                 wait = end - loop.time() if not chunks else min(idle, end - loop.time())
                 try:
-                    await asyncio.wait_for(ready.wait(), max(wait, 0.0))
+                    async with asyncio.timeout(max(wait, 0.0)):
+                        await ready.wait()
                 except TimeoutError:
                     if chunks:
                         break
