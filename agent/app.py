@@ -108,12 +108,33 @@ def _secret(env: str | None, file: str | None, what: str) -> str | None:
     return None
 
 
+def new_buffer_seq_base() -> int:
+    """Where a new buffer's counters (sample, event, session and command-response seqs) start:
+    the wall clock in ms × 1000.
+
+    A new buffer (first start, the file deleted, the SD card swapped, a corrupt file replaced)
+    cannot know the seqs its predecessor used, and the platform deduplicates on (gateway, stream,
+    seq): starting at 1 again would make it drop new data as already seen. Wall-clock ms × 1000
+    is above any seq an older buffer can have reached (that would take 1000 samples per ms since
+    it started) and stays below 2**53, exact in JSON numbers, until the year 2255. It assumes the
+    clock is not far behind the one the old buffer saw (an unsynced RTC back in 1970 is not).
+    """
+    return clock.now_ms() * 1000
+
+
 async def open_store(config: SiteConfig) -> Store:
-    """Open the buffer; an unusable file is moved aside (kept), a new one started, and a
-    ``data_loss`` event (reason ``buffer_corrupt``) is the new buffer's first event."""
+    """Open the buffer. An existing one continues from its last seq; a new file starts at
+    :func:`new_buffer_seq_base`. An unusable file is moved aside (kept), a new one started, and a
+    ``data_loss`` event (reason ``buffer_corrupt``) is the new buffer's first event.
+
+    Raises:
+        StoreError: the new buffer cannot be created either (e.g. its folder is read-only).
+    """
     buf = config.buffer
     try:
-        return await Store.open(buf.path, buf.max_bytes, buf.synchronous)
+        store = await Store.open(
+            buf.path, buf.max_bytes, buf.synchronous, seq_base=new_buffer_seq_base()
+        )
     except StoreError as exc:
         aside = f"{buf.path}.corrupt-{int(time.time())}"
         log.error(
@@ -125,15 +146,18 @@ async def open_store(config: SiteConfig) -> Store:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.replace(buf.path + suffix, aside + suffix)
-        # The lost file's counters are unknown: start the new ones above any it can have used
-        # (wall-clock ms × 1000 outgrows a buffer's count of samples by far).
-        base = clock.now_ms() * 1000
+        # The lost file's counters are unknown: start the new ones above any it can have used.
+        base = new_buffer_seq_base()
         store = await Store.open(buf.path, buf.max_bytes, buf.synchronous, seq_base=base)
+        log.info("buffer %s: new, seqs start after %d", buf.path, base)
         await store.add_event(
             {"type": "data_loss", "t": clock.now_ms(), "stream": "telemetry",
              "reason": "buffer_corrupt", "file": aside}
         )  # fmt: skip
         return store
+    if store.created:
+        log.info("buffer %s: new, seqs start after %d", buf.path, await store.last_seq())
+    return store
 
 
 class Agent:

@@ -28,9 +28,11 @@ Each sample is ``[seq, t_ms, value]`` when its quality is good, else
 ``[seq, t_ms, value, q, reason]`` with ``q`` one of ``c`` (comm fail), ``b`` (bad value),
 ``s`` (stale). ``seq`` is the sample's sequence number: unique per gateway buffer, strictly
 increasing in poll order, kept by backfill, so the platform deduplicates on (gw, seq) and detects
-loss as a gap that no data-loss event explains. Clock state: ``"synced": false`` when every
-sample of the message was taken while the gateway clock was not synchronised; otherwise
-``unsynced`` lists the seqs that were (both absent when all were synchronised).
+loss as a gap that no data-loss event explains. A restart continues from the buffer's last seq;
+a new buffer starts above wall-clock ms × 1000 (:func:`agent.app.new_buffer_seq_base`).
+Clock state: ``"synced": false`` when every sample of the message was taken while the gateway
+clock was not synchronised; otherwise ``unsynced`` lists the seqs that were (both absent when all
+were synchronised).
 """
 
 from __future__ import annotations

@@ -248,7 +248,11 @@ class AgentProc:
             return {r[0] for r in db.execute("SELECT seq FROM samples")}
 
     def seq_base(self) -> int:
-        """Where the buffer's seqs start (0, or higher for a buffer that replaced a lost one)."""
+        """Where the buffer's seqs start: the agent starts every new buffer above wall-clock
+        ms × 1000 (0 for a buffer made by ``Store.open`` alone, e.g. a prefilled one; 0 when
+        there is no buffer yet)."""
+        if not self.buffer.exists():
+            return 0
         with sqlite3.connect(self.buffer) as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'seq_base'").fetchone()
         return int(row[0]) if row else 0
@@ -373,7 +377,7 @@ def seq_report(
     received: Iterable[int], buffered: set[int], appended: int, base: int = 0
 ) -> tuple[set[int], int]:
     """(missing seqs, duplicate count): every seq base+1..appended must be received or still
-    buffered (``base``: the buffer's ``seq_base``, 0 unless it replaced a lost buffer)."""
+    buffered (``base``: the buffer's ``seq_base``, see :meth:`AgentProc.seq_base`)."""
     seen: dict[int, int] = {}
     for s in received:
         seen[s] = seen.get(s, 0) + 1

@@ -57,6 +57,9 @@ class Store(SpaceKeeper, TransactionThread):
         self.synchronous = synchronous
         self.counters = StoreCounters()
         self._seq_base = 0
+        self.created = False
+        """Whether :meth:`open` created the file's tables (a new buffer, numbered from
+        ``seq_base``) rather than continuing an existing buffer."""
         TransactionThread.__init__(self)
         self._point_ids: dict[str, int] = {}
         self._point_names: dict[int, str] = {}
@@ -74,9 +77,12 @@ class Store(SpaceKeeper, TransactionThread):
     ) -> Store:
         """Open (or create) the buffer and start its writer thread.
 
-        ``seq_base``: for a *new* file that replaces a lost one, every counter (sample and event
-        seqs, the session, command-response seqs) starts above it, so the platform, which
-        deduplicates on (gateway, stream, seq), never mistakes new messages for old ones.
+        ``seq_base``: used only when the file is *new* (created by this call; :attr:`created`
+        tells): every counter (sample and event seqs, the session, command-response seqs) starts
+        above it, so the platform, which deduplicates on (gateway, stream, seq), never mistakes a
+        new buffer's messages for an old one's. The agent passes wall-clock ms × 1000
+        (:func:`agent.app.open_store`). An existing file ignores it and continues from its own
+        counters (AUTOINCREMENT: never reused, even after every row was acknowledged).
 
         Raises:
             StoreError: the file exists but is not a usable database.
@@ -103,7 +109,7 @@ class Store(SpaceKeeper, TransactionThread):
         return await self._submit(lambda db: self._begin(db, limit, after_seq, upto))
 
     async def last_seq(self) -> int:
-        """The highest seq ever assigned (0 for a new buffer)."""
+        """The highest seq ever assigned (for a new buffer: its ``seq_base``, 0 by default)."""
         return await self._submit(self._last_seq)
 
     async def ack(self, seqs: Iterable[int]) -> None:
@@ -204,6 +210,7 @@ class Store(SpaceKeeper, TransactionThread):
             )
             db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
             base = self._seq_base
+            self.created = True
             db.execute(
                 "INSERT INTO meta VALUES ('schema', ?), ('session', ?), ('seq.cmd', ?),"
                 " ('seq_base', ?)",

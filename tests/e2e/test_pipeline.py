@@ -93,10 +93,10 @@ def test_broker_down_20_s_every_sample_arrives_afterwards(
 
     samples = subscriber.samples()
     missing, duplicates = seq_report(
-        (s[0] for s in samples), agent.buffered_seqs(), agent.appended()
+        (s[0] for s in samples), agent.buffered_seqs(), agent.appended(), agent.seq_base()
     )
     print(
-        f"{agent.appended()} samples polled, {len(samples)} received, {duplicates} duplicates, "
+        f"{agent.appended() - agent.seq_base()} samples polled, {len(samples)} received, {duplicates} duplicates, "
         f"{len(agent.buffered_seqs())} still buffered"
     )
     assert not missing, f"{len(missing)} samples lost, e.g. seqs {sorted(missing)[:10]}"

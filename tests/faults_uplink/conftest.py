@@ -126,9 +126,12 @@ def received_seqs(sub: Subscriber) -> set[int]:
 
 
 def wait_delivered(
-    agent: AgentProc, sub: Subscriber, upto: int, timeout_s: float, base: int = 0
+    agent: AgentProc, sub: Subscriber, upto: int, timeout_s: float, base: int | None = None
 ) -> None:
-    """Wait until the platform has every seq base+1..``upto`` (except reported evictions)."""
+    """Wait until the platform has every seq base+1..``upto`` (except reported evictions);
+    ``base`` defaults to the buffer's :meth:`~tests.procs.AgentProc.seq_base`."""
+    if base is None:
+        base = agent.seq_base()
 
     def done() -> bool:
         want = set(range(base + 1, upto + 1)) - evicted_seqs(sub)
@@ -136,7 +139,7 @@ def wait_delivered(
 
     def missing() -> str:
         want = set(range(base + 1, upto + 1)) - evicted_seqs(sub) - received_seqs(sub)
-        return f"{len(want)} of seqs 1..{upto} delivered late or never, e.g. {sorted(want)[:5]}"
+        return f"{len(want)} of seqs {base + 1}..{upto} delivered late or never, e.g. {sorted(want)[:5]}"
 
     try:
         wait_for(done, timeout_s, "delivery", step_s=0.2)
