@@ -204,7 +204,9 @@ class ControlLoop(DirectMode, LoopRequests):
     # --- one tick -------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """One control period at monotonic time ``now`` (s). Synchronous; never blocks."""
+        """One control step at monotonic time ``now`` (s): at a deadline, or early for an
+        accepted setpoint request; ``dt`` is the time since the previous step (s), so the PI
+        and the timers integrate the same either way. Synchronous; never blocks."""
         cfg, law = self.cfg, self.law
         dt = cfg.period_s if self._last_tick is None else max(now - self._last_tick, 1e-3)
         self._last_tick = now
