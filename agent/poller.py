@@ -27,6 +27,7 @@ from agent.model import (
     clock,
 )
 from drivers.base import Driver, ReadPlan
+from drivers.health import Health
 from drivers.specs import PointSpec
 
 log = logging.getLogger(__name__)
@@ -42,14 +43,15 @@ LATENESS_WINDOW = 512
 
 @dataclass(slots=True)
 class PollerCounters:
-    """Per-connection counters since start."""
+    """Per-connection counters since start; ``health``: the last failure (connect, lost, driver
+    error) and the last successful read, with their times (:class:`~drivers.health.Health`)."""
 
     polls: int = 0
     polls_failed: int = 0
     overruns: int = 0
     connects: int = 0
     connect_failures: int = 0
-    last_error: str | None = None
+    health: Health = field(default_factory=Health)
     connected: bool = False
     lateness_ms: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=LATENESS_WINDOW)
@@ -138,9 +140,10 @@ class ConnectionPoller:
             return
         except DriverError as exc:  # a driver bug must not stop the agent
             log.exception("%s: read failed", self.name)
-            self.counters.last_error = str(exc)
+            self.counters.health.error(str(exc))
             self.sink(_failed(group.points, "driver_error"), ts_ms)
             return
+        self.counters.health.ok()
         self.sink(readings, ts_ms)
 
     async def _try_connect(self) -> None:
@@ -151,7 +154,7 @@ class ConnectionPoller:
             await self.driver.connect()
         except ConnectError as exc:
             self.counters.connect_failures += 1
-            self.counters.last_error = str(exc)
+            self.counters.health.error(str(exc))
             if self.backoff.failures == 0:
                 log.warning("%s: cannot connect: %s (retrying with backoff)", self.name, exc)
             self._next_connect = time.monotonic() + self.backoff.next()
@@ -165,7 +168,7 @@ class ConnectionPoller:
 
     async def _lost(self, why: str) -> None:
         log.warning("%s: connection lost: %s", self.name, why)
-        self.counters.last_error = why
+        self.counters.health.error(why)
         self._connected = False
         self.counters.connected = False
         self._next_connect = time.monotonic() + self.backoff.next()

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from agent.app import Agent
+    from agent.poller import ConnectionPoller
 
 log = logging.getLogger(__name__)
 _STARTED = time.monotonic()
@@ -26,8 +27,18 @@ def snapshot(agent: Agent, *, points: bool = True) -> dict[str, Any]:
     """The agent's state now: uplink, buffer, connections with their counters, latest values.
 
     Shape: ``{"gateway", "site", "uptime_s", "uplink": {...}, "buffer": {...},
-    "connections": [{"name", "connected", "polls", "overruns", "last_error", "driver": {...}}],
+    "connections": [{"name", "connected", "polls", "polls_failed", "overruns", "ok",
+    "last_error", "last_error_at", "last_error_age_s", "driver": {...}}],
     "points": {name: {"value", "q", "reason", "age_s"}}}`` (``points`` only when asked).
+
+    A connection's ``last_error`` is the newest failure of the connection, its driver or one of
+    its devices (a device's prefixed with the device name), ``last_error_at`` its UTC time
+    (ISO 8601, ms, the agent's clock when it happened) and ``last_error_age_s`` its age in
+    seconds (``None`` when there was none). ``ok`` is whether it works *now*: connected, and
+    for the connection, the driver and every device the last success is newer than the last
+    failure. So an error followed by recovery still shows, with its time, beside ``ok: true``.
+    The driver's own counters (and each device's) carry the same ``last_error_at``,
+    ``last_error_age_s``, ``last_ok_age_s`` and ``ok`` (:class:`drivers.health.Health`).
     """
     now = time.monotonic()
     out: dict[str, Any] = {
@@ -56,18 +67,7 @@ def snapshot(agent: Agent, *, points: bool = True) -> dict[str, Any]:
             "evicted": s.evicted,
             "rejected": s.rejected,
         }
-    out["connections"] = [
-        {
-            "name": p.name,
-            "connected": p.counters.connected,
-            "polls": p.counters.polls,
-            "polls_failed": p.counters.polls_failed,
-            "overruns": p.counters.overruns,
-            "last_error": p.counters.last_error,
-            "driver": _jsonable(p.driver.counters()),
-        }
-        for p in agent.pollers
-    ]
+    out["connections"] = [_connection(p, now) for p in agent.pollers]
     if points:
         out["points"] = {
             name: {
@@ -79,6 +79,37 @@ def snapshot(agent: Agent, *, points: bool = True) -> dict[str, Any]:
             for name, latest in sorted(agent.cache.snapshot().items())
         }
     return out
+
+
+def _connection(poller: ConnectionPoller, now: float) -> dict[str, Any]:
+    """One connection's entry of :func:`snapshot` (``now``: ``time.monotonic()``)."""
+    c = poller.counters
+    own = c.health.snapshot(now)
+    driver = _jsonable(poller.driver.counters())
+    marks: list[tuple[str, dict[str, Any]]] = [("", own)]
+    if "ok" in driver:
+        marks.append(("", driver))
+    for device, unit in (driver.get("devices") or {}).items():
+        if isinstance(unit, dict) and "ok" in unit:
+            marks.append((f"{device}: ", unit))
+    errors = [
+        (mark["last_error_age_s"], prefix + str(mark["last_error"]), mark.get("last_error_at"))
+        for prefix, mark in marks
+        if mark.get("last_error") is not None and mark.get("last_error_age_s") is not None
+    ]
+    age, text, at = min(errors) if errors else (None, None, None)
+    return {
+        "name": poller.name,
+        "connected": c.connected,
+        "polls": c.polls,
+        "polls_failed": c.polls_failed,
+        "overruns": c.overruns,
+        "ok": c.connected and all(mark.get("ok") is not False for _, mark in marks),
+        "last_error": text,
+        "last_error_at": at,
+        "last_error_age_s": age,
+        "driver": driver,
+    }
 
 
 def _jsonable(value: Any) -> Any:
@@ -98,11 +129,16 @@ def render(snap: dict[str, Any]) -> str:
     buf = snap.get("buffer", {})
     rows = []
     for c in snap["connections"]:
-        state = "connected" if c["connected"] else "DOWN"
+        state = "OK" if c["ok"] else ("FAILING" if c["connected"] else "DOWN")
+        style = "" if c["ok"] else ' style="color:#b00"'
+        when = ""
+        if c["last_error"] is not None:
+            after = "recovered, OK now" if c["ok"] else "not recovered"
+            when = f"{c['last_error_at']} ({c['last_error_age_s']} s ago; {after})"
         rows.append(
-            f"<tr><td>{e(c['name'])}</td><td>{state}</td><td>{c['polls']}</td>"
+            f"<tr{style}><td>{e(c['name'])}</td><td>{state}</td><td>{c['polls']}</td>"
             f"<td>{c['polls_failed']}</td><td>{c['overruns']}</td>"
-            f"<td>{e(str(c['last_error'] or ''))}</td></tr>"
+            f"<td>{e(c['last_error'] or '')}</td><td>{e(when)}</td></tr>"
         )
     points = []
     for name, p in snap.get("points", {}).items():
@@ -122,7 +158,9 @@ def render(snap: dict[str, Any]) -> str:
         f"buffer: <b>{buf.get('pending', 0)}</b> samples waiting, {buf.get('evicted', 0)} evicted; "
         f"up {snap['uptime_s']} s</p>"
         "<h2>Connections</h2><table><tr><th>connection</th><th>state</th><th>polls</th>"
-        "<th>failed</th><th>overruns</th><th>last error</th></tr>" + "".join(rows) + "</table>"
+        "<th>failed</th><th>overruns</th><th>last error</th><th>when (UTC)</th></tr>"
+        + "".join(rows)
+        + "</table>"
         "<h2>Points</h2><table><tr><th>point</th><th>value</th><th>quality</th><th>age s</th></tr>"
         + "".join(points)
         + "</table>"

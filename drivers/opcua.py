@@ -1,7 +1,7 @@
 """``OpcUaDriver``: the :class:`~drivers.base.Driver` for OPC UA over asyncua 2.1.
 
-* ``connect`` opens socket, secure channel and session under a timeout (:func:`agent.aio.within`) with the
-  spec's ``connect_timeout_s`` (enforced outside the library), then reads the server's
+* ``connect`` opens socket, secure channel and session under a timeout (:func:`agent.aio.within`)
+  with the spec's ``connect_timeout_s`` (enforced outside the library), then reads the server's
   NamespaceArray once, so points with ``namespace_uri`` get the namespace index the server uses
   *now* (indices may change across server restarts; OPC UA Part 3 §8.2.2 / Part 6 §5.2.2.9).
 * ``read`` reads every node of a plan in ONE Read service call (OPC UA Part 4 §5.10.2). A bad
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +36,7 @@ from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 from agent.aio import within
 from agent.model import ConnectError, ConnectionLost, Quality, Reading, Value, WriteError
 from drivers.base import Driver, ReadPlan
+from drivers.health import Health
 from drivers.opcua_session import SERVER_STATE, KeepAlive, Subscriptions, make_client
 from drivers.specs import OpcUaConnection, OpcUaPoint
 from drivers.values import to_engineering
@@ -99,8 +99,7 @@ class OpcUaDriver(Driver):
         self._timeouts = 0
         self._bad_status: dict[str, int] = {}
         self._connects = 0
-        self._last_error: str | None = None
-        self._last_ok: float | None = None
+        self._health = Health()
         self._keepalive: KeepAlive | None = None
         self._unresponsive = False  # the last failure was silence: close without waiting
         self._subs: Subscriptions | None = None
@@ -129,14 +128,14 @@ class OpcUaDriver(Driver):
         try:
             client = await make_client(self.spec, self.spec.timeout_s + _LIB_TIMEOUT_MARGIN_S)
         except (ValueError, OSError, UaError) as exc:
-            self._last_error = f"client set-up: {exc!r}"
+            self._health.error(f"client set-up: {exc!r}")
             raise ConnectError(f"{self.name}: {exc}") from exc
         try:
             await within(client.connect(), self.spec.connect_timeout_s)
             self._client = client
             self._namespaces = list(await within(client.get_namespace_array(), self.spec.timeout_s))
         except (TimeoutError, OSError, UaError, ConnectionError, ValueError) as exc:
-            self._last_error = f"connect: {exc!r}"
+            self._health.error(f"connect: {exc!r}")
             self._client = client
             self._unresponsive = isinstance(exc, TimeoutError)
             await self.close()
@@ -170,14 +169,15 @@ class OpcUaDriver(Driver):
             client.disconnect_socket()
             raise
         except Exception as exc:  # the session may already be gone; teardown must not raise
-            self._last_error = f"close: {exc!r}"
+            self._health.error(f"close: {exc!r}")
         finally:
             with contextlib.suppress(Exception):
                 client.disconnect_socket()
 
     def counters(self) -> dict[str, Any]:
         """Health counters: ``requests``, ``responses``, ``timeouts``, ``bad_status`` (status
-        name → count of node results), ``reconnects``, ``last_error``, ``last_ok``,
+        name → count of node results), ``reconnects``, ``last_error``, ``last_error_age_s``,
+        ``last_ok_age_s`` (seconds ago), ``ok`` (see :class:`~drivers.health.Health`),
         ``session_timeout_s`` (as revised by the server), ``refused_items`` (monitored items the
         server refused, retried)."""
         ka, subs = self._keepalive, self._subs
@@ -189,8 +189,7 @@ class OpcUaDriver(Driver):
             "timeouts": self._timeouts,
             "bad_status": dict(self._bad_status),
             "reconnects": max(0, self._connects - 1),
-            "last_error": self._last_error,
-            "last_ok": self._last_ok,
+            **self._health.snapshot(),
         }
 
     def _node_id(self, point: OpcUaPoint) -> ua.NodeId:
@@ -214,28 +213,28 @@ class OpcUaDriver(Driver):
         if self._keepalive is not None and self._keepalive.failed:
             coro.close()
             self._unresponsive = True
-            self._last_error = self._keepalive.failed
+            self._health.error(self._keepalive.failed)
             raise ConnectionLost(f"{self.name}: {self._keepalive.failed}")
         try:
             result = await within(coro, self.spec.timeout_s)
         except TimeoutError as exc:
             self._timeouts += 1
-            self._last_error = "timeout"
+            self._health.error("timeout")
             self._unresponsive = True
             raise ConnectionLost(f"{self.name}: no answer in {self.spec.timeout_s} s") from exc
         except UaStatusCodeError as exc:
             name = ua.StatusCode(exc.code).name
             if name in _SESSION_LOST:
-                self._last_error = name
+                self._health.error(name)
                 raise ConnectionLost(f"{self.name}: {name}") from exc
             raise
         except (OSError, ConnectionError, UaError) as exc:
-            self._last_error = repr(exc)
+            self._health.error(repr(exc))
             raise ConnectionLost(f"{self.name}: {exc!r}") from exc
         self._responses += 1
-        self._last_ok = time.monotonic()
+        answered_at = self._health.ok()
         if self._keepalive is not None:
-            self._keepalive.last_request = self._last_ok
+            self._keepalive.last_request = answered_at
         return result
 
     def _require_client(self) -> Client:
@@ -292,7 +291,7 @@ class OpcUaDriver(Driver):
         except UaStatusCodeError as exc:
             failed = f"opcua:{ua.StatusCode(exc.code).name}"
         if subs.status is not None:
-            self._last_error = subs.status
+            self._health.error(subs.status)
             raise ConnectionLost(f"{self.name}: {subs.status}")
         for i, node_id in subscribed:
             p = plan.points[i]

@@ -157,11 +157,13 @@ class ModbusDriver(Driver):
 
         Port: ``requests``, ``responses``, ``timeouts``, ``crc_errors``, ``garbled``,
         ``exceptions`` (code → count), ``reconnects`` (opens after the first; per-poll sockets
-        are not reconnects), ``last_error``, ``last_ok`` (``time.monotonic()`` of the last
-        answer), ``unreadable_points``, plus ``noise_bytes``/``echoes_seen`` (RTU) or
-        ``tid_mismatches``/``sockets_opened`` (TCP). ``devices``: device name → the unit's
-        :meth:`~drivers.modbus.health.UnitHealth.snapshot` (polls, successes, timeouts,
-        crc_errors, garbled, exceptions, skipped, offline, last_error). The port's
+        are not reconnects), ``last_error``, ``last_error_age_s``, ``last_ok_age_s`` (seconds
+        ago, ``None`` if never), ``ok`` (the last answer is newer than the last error; see
+        :class:`~drivers.health.Health`), ``unreadable_points``, plus
+        ``noise_bytes``/``echoes_seen`` (RTU) or ``tid_mismatches``/``sockets_opened`` (TCP).
+        ``devices``: device name → the unit's :meth:`~drivers.modbus.health.UnitHealth.snapshot`
+        (polls, successes, timeouts, crc_errors, garbled, exceptions, skipped, offline, and the
+        same last_error, ages and ok for that unit). The port's
         ``crc_errors`` counts every frame with a bad CRC (the resend included); a device's counts
         the requests lost to CRC errors after the resend.
         """
@@ -174,8 +176,7 @@ class ModbusDriver(Driver):
             "exceptions": dict(link.exceptions),
             "garbled": link.garbled,
             "reconnects": 0 if self._per_poll else max(0, link.connects - 1),
-            "last_error": link.last_error,
-            "last_ok": link.last_ok,
+            **link.health.snapshot(),
             "unreadable_points": len(self._bad),
             **link.port_counters(),
             "devices": {h.device or f"unit{u}": h.snapshot() for u, h in self._units.items()},

@@ -15,6 +15,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from drivers.health import Health
+
 log = logging.getLogger("drivers.modbus")
 
 OFFLINE_AFTER = 2
@@ -35,7 +37,7 @@ class UnitHealth:
         polls: reads in which the unit was due; ``successes``: answered requests;
         timeouts, crc_errors, garbled: failed requests; ``exceptions``: code → count;
         skipped: reads in which the offline unit was not asked; ``offline``: current state;
-        last_error: text of the last failure.
+        health: last failure and last answer with their times (``last_error`` is its text).
         shared_bus: only units on a shared RS-485 bus go offline; on Modbus TCP a silent
             device costs no other device anything and is handled by reconnecting.
     """
@@ -53,9 +55,14 @@ class UnitHealth:
     skipped: int = 0
     exceptions: Counter[int] = field(default_factory=Counter)
     offline: bool = False
-    last_error: str | None = None
+    health: Health = field(default_factory=Health)
     _failed_reads: int = 0
     _since_probe: int = 0
+
+    @property
+    def last_error(self) -> str | None:
+        """Text of the last failure, or ``None``."""
+        return self.health.last_error
 
     def due(self) -> bool:
         """Called once per read: whether to send requests to this unit in this read (an offline
@@ -73,6 +80,7 @@ class UnitHealth:
     def answered(self) -> None:
         """A request was answered (any answer, exception included, proves the unit is there)."""
         self.successes += 1
+        self.health.ok()
         self._failed_reads = 0
         if self.offline:
             self.offline = False
@@ -81,7 +89,7 @@ class UnitHealth:
     def timed_out(self, error: str) -> None:
         """A request timed out in this read (call at most once per read)."""
         self.timeouts += 1
-        self.last_error = error
+        self.health.error(error)
         self._failed_reads += 1
         if self.shared_bus and not self.offline and self._failed_reads >= OFFLINE_AFTER:
             self.offline = True
@@ -100,16 +108,17 @@ class UnitHealth:
     def failed(self, kind: str, error: str) -> None:
         """A request got a bad frame (``kind`` ``crc_errors`` or ``garbled``)."""
         setattr(self, kind, getattr(self, kind) + 1)
-        self.last_error = error
+        self.health.error(error)
 
     def exception(self, code: int) -> None:
         """A request was answered with exception ``code``."""
         self.exceptions[code] += 1
-        self.last_error = f"exception {code}"
         self.answered()
+        self.health.error(f"exception {code}")  # after the answer: the request still failed
 
     def snapshot(self) -> dict[str, Any]:
-        """Counters as plain data."""
+        """Counters as plain data, with ``last_error``, ``last_error_age_s``, ``last_ok_age_s``
+        (seconds ago) and ``ok`` from :meth:`~drivers.health.Health.snapshot`."""
         return {
             "unit_id": self.unit_id,
             "polls": self.polls,
@@ -120,5 +129,5 @@ class UnitHealth:
             "exceptions": dict(self.exceptions),
             "skipped": self.skipped,
             "offline": self.offline,
-            "last_error": self.last_error,
+            **self.health.snapshot(),
         }

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from typing import Any
 
 from agent.model import ConnectionLost
+from drivers.health import Health
 from drivers.modbus import frames
 from drivers.modbus.errors import (
     ModbusCrcError,
@@ -55,8 +55,8 @@ class ModbusLink:
         spec: the connection spec.
         requests, responses, timeouts, garbled, crc_errors: transaction counters.
         exceptions: exception code → count.
-        connects: successful opens; ``last_error``; ``last_ok`` (``time.monotonic()`` of the last
-            answer, or ``None``).
+        connects: successful opens.
+        health: last error and last answer, with their times (:class:`~drivers.health.Health`).
     """
 
     def __init__(self, spec: ModbusTcpConnection | ModbusRtuConnection) -> None:
@@ -72,8 +72,16 @@ class ModbusLink:
         self.crc_errors = 0
         self.exceptions: Counter[int] = Counter()
         self.connects = 0
-        self.last_error: str | None = None
-        self.last_ok: float | None = None
+        self.health = Health()
+
+    @property
+    def last_error(self) -> str | None:
+        """Text of the last failure (setting it records the failure now in :attr:`health`)."""
+        return self.health.last_error
+
+    @last_error.setter
+    def last_error(self, text: str) -> None:
+        self.health.error(text)
 
     @property
     def connected(self) -> bool:
@@ -176,7 +184,7 @@ class ModbusLink:
                     raise
                 break
             self.responses += 1
-            self.last_ok = time.monotonic()
+            self.health.ok()
             code = frames.exception_code(pdu)
             if code is not None:
                 self.exceptions[code] += 1
