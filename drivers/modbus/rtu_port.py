@@ -48,7 +48,8 @@ RTU_OPEN_TIMEOUT_S = 3.0
 """Bound on opening a serial port (done in a worker thread; pyserial's open is blocking)."""
 
 ECHOED_BY_RESPONSE = (0x05, 0x06)
-"""Function codes whose normal response is byte for byte the request (MBAP §6.5, §6.6)."""
+"""Function codes whose normal response is byte for byte the request (Modbus Application
+Protocol V1.1b3 §6.5, §6.6)."""
 
 CRC_SETTLE_CHARS = 8
 """After a complete frame with a bad CRC, wait this many character times for a good one before
