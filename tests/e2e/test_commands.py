@@ -221,8 +221,8 @@ def test_a_stream_of_malformed_commands_never_crashes_the_agent(
         print(f"{sent[0]} fuzzed commands, answer codes {sorted(codes)}")
         before = len(subscriber.samples())
         wait_for(lambda: len(subscriber.samples()) > before + 50, 30, "telemetry still flowing")
+        # a stop stuck for 20 s makes the agent dump its stacks and exit 1 (agent.app)
+        assert controlled.stop() == 0, "SIGTERM stops the agent cleanly after the fuzz"
     finally:
         platform.stop()
-        # Known issue (closing note): after this fuzz, on a loaded machine, the agent's SIGTERM
-        # stop has exceeded 30 s; survival is what this test proves, so it ends the agent hard.
-        controlled.stop(signal.SIGKILL)
+        controlled.stop(signal.SIGKILL)  # only if an assertion above left it running
