@@ -95,7 +95,8 @@ class MqttConnection:
         self.disconnect_reason = 0
         """MQTT 5 reason code of the broker's DISCONNECT (0 when none came)."""
         self.on_message: Callable[[str, bytes, Any, bool], None] | None = None
-        """Called with (topic, payload, MQTT 5 properties or None, retained flag)."""
+        """Called with (topic, payload, MQTT 5 properties or None, retained flag: under MQTT 5
+        the publisher's flag, under 3.1.1 only set on delivery at subscription time)."""
         protocol = paho.MQTTv5 if settings.mqtt5 else paho.MQTTv311
         self._client = paho.Client(
             paho.CallbackAPIVersion.VERSION2,
@@ -119,17 +120,25 @@ class MqttConnection:
         """Connect and wait for a successful CONNACK (clean start, session expiry 0).
 
         Raises:
-            ConnectFailed: unreachable, refused (with the CONNACK reason), or timed out.
+            ConnectFailed: unreachable (the OS error), refused (with the CONNACK reason), or
+                timed out after ``connect_timeout_s`` (``TCP connect not done`` or ``no CONNACK``
+                within that many seconds).
         """
         conn = cls(settings, asyncio.get_running_loop())
         if will is not None:
             conn._client.will_set(will.topic, will.payload, qos=1, retain=True)
         try:
             await within(conn._open(), settings.connect_timeout_s)
-        except (TimeoutError, OSError, ssl.SSLError, ConnectFailed) as exc:
+        except TimeoutError as exc:  # str(TimeoutError()) is empty: say what did not happen
+            stage = "no CONNACK" if conn._sock is not None else "TCP connect not done"
             conn._teardown()
             raise ConnectFailed(
-                f"{settings.host}:{settings.port}: {exc or type(exc).__name__}"
+                f"{settings.host}:{settings.port}: {stage} within {settings.connect_timeout_s:g} s"
+            ) from exc
+        except (OSError, ssl.SSLError, ConnectFailed) as exc:
+            conn._teardown()
+            raise ConnectFailed(
+                f"{settings.host}:{settings.port}: {str(exc) or type(exc).__name__}"
             ) from exc
         except BaseException:
             conn._teardown()
@@ -197,11 +206,20 @@ class MqttConnection:
         return fut
 
     def subscribe(self, topic: str) -> None:
-        """Subscribe at QoS 1 (MQTT 5: no-local, so the agent never hears itself)."""
+        """Subscribe at QoS 1.
+
+        MQTT 5: no-local (the agent never hears itself) and retain-as-published (MQTT 5
+        §3.8.3.1): without it the broker clears the RETAIN flag of a message published while
+        the subscription exists, and the agent could not tell a retained command from a normal
+        one until its next reconnect. MQTT 3.1.1 has no such option (§3.3.1.3: the broker MUST
+        clear the flag on live delivery), so there a retained message is seen as retained only
+        when the broker hands it over on (re)subscription.
+        """
         if self.settings.mqtt5:
             from paho.mqtt.subscribeoptions import SubscribeOptions
 
-            self._client.subscribe(topic, options=SubscribeOptions(qos=1, noLocal=True))
+            opts = SubscribeOptions(qos=1, noLocal=True, retainAsPublished=True)
+            self._client.subscribe(topic, options=opts)
         else:
             self._client.subscribe(topic, qos=1)
 

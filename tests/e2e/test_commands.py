@@ -55,7 +55,7 @@ class Platform:
         corr = getattr(msg.properties, "CorrelationData", None)
         self.responses.append((json.loads(msg.payload), corr, time.monotonic()))
 
-    def send(self, body: dict[str, Any] | bytes) -> float:
+    def send(self, body: dict[str, Any] | bytes, retain: bool = False) -> float:
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = f"{self.base}/cmd/res"
         cid = body.get("id") if isinstance(body, dict) else None
@@ -63,7 +63,7 @@ class Platform:
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         sent = time.monotonic()
         self.client.publish(
-            f"{self.base}/cmd/req", payload, qos=1, properties=props
+            f"{self.base}/cmd/req", payload, qos=1, retain=retain, properties=props
         ).wait_for_publish(5)
         return sent
 
@@ -226,3 +226,49 @@ def test_a_stream_of_malformed_commands_never_crashes_the_agent(
     finally:
         platform.stop()
         controlled.stop(signal.SIGKILL)  # only if an assertion above left it running
+
+
+def _audited(sub: Subscriber) -> set[str]:
+    return {
+        e["cmd_id"]
+        for t, b, _ in sub.snapshot()
+        if t.endswith("/event")
+        for e in b["events"]
+        if e.get("type") == "audit" and "cmd_id" in e
+    }
+
+
+def test_a_retained_command_is_refused_while_online_and_after_a_restart(
+    sim: Simulator, broker: Mosquitto, subscriber: Subscriber, controlled: AgentProc
+) -> None:
+    """A request published with the retain flag while the agent is online is refused
+    INVALID_ARGUMENT and changes nothing; after a restart its retained copy gets that refusal
+    again (DUPLICATE). Failed before retain-as-published: the request was accepted (OK) and audited."""
+    controlled.start()
+    base = wait_for(lambda: _base(subscriber), 20, "the gateway's status")
+    wait_for(lambda: subscriber.latest_by_point().get("setpoint"), 20, "the setpoint point")
+    platform = Platform(broker.port, base)
+    try:
+        _wait_loop_ready(subscriber)
+        platform.send(_request("ret-1", 0.42), retain=True)
+        got = wait_for(lambda: platform.answers("ret-1"), 5, "the answer to ret-1")
+        assert [(r["phase"], r["code"]) for r in got] == [("ack", "INVALID_ARGUMENT")], got
+        assert "retained" in got[0]["detail"]["reason"]
+        truth = sim.command({"cmd": "truth"})["values"]["setpoint"]
+        assert abs(truth - 0.40) < 0.006, f"nothing may be written: setpoint is {truth}"
+
+        assert controlled.stop() == 0
+        controlled.start()  # the broker hands the retained copy over on the new subscription
+        again = wait_for(lambda: platform.answers("ret-1")[1:], 30, "the retained copy's answer")
+        assert [(r["phase"], r["code"]) for r in again] == [("ack", "DUPLICATE")], again
+        assert again[0]["detail"]["previous"]["code"] == "INVALID_ARGUMENT"
+
+        platform.send(b"", retain=True)  # how a platform clears a retained message
+        _wait_loop_ready(subscriber)
+        platform.send(_request("after", 0.42))
+        after = wait_for(lambda: platform.answers("after"), 5, "the answer to 'after'")
+        assert after[0]["code"] == "OK", after
+        wait_for(lambda: "after" in _audited(subscriber), 10, "the audit event of 'after'")
+        assert "ret-1" not in _audited(subscriber), "the retained command was carried out"
+    finally:
+        platform.stop()
