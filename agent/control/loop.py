@@ -67,7 +67,7 @@ from agent.control.requests import LoopRequests
 from agent.control.schedule import TickSchedule
 from agent.control.staging import StagingState
 from agent.control.state import LawParams
-from agent.model import Reading, WallClock, clock
+from agent.model import Quality, Reading, WallClock, clock
 from drivers.base import Driver
 from drivers.specs import PointSpec
 
@@ -79,6 +79,16 @@ Outputs = Mapping[str, tuple[Driver, PointSpec]]
 RECOVER_S = 2.0
 """A good outlet pressure must last this long before the loop leaves its fallback (derived)."""
 
+STARTUP_POLLS = 3
+"""Poll cycles of the outlet pressure's device the loop waits at start-up for a first answered
+PV poll before a missing or failing PV counts as a sensor fault (derived: one cycle for the
+connect and first read, one for a retry after the poller's 1 s reconnect backoff, one spare;
+see :func:`startup_grace_s`)."""
+
+STARTUP_GRACE_DEFAULT_S = 10.0
+"""Start-up grace, s, when the PV's device is not known (a loop built without a site config:
+tests, plots); :func:`startup_grace_s` computes it from the device otherwise."""
+
 
 def outputs_from_pollers(pollers: Sequence[Any]) -> dict[str, tuple[Driver, PointSpec]]:
     """Point name → (driver, spec) over the agent's pollers (``agent.pollers``)."""
@@ -88,6 +98,31 @@ def outputs_from_pollers(pollers: Sequence[Any]) -> dict[str, tuple[Driver, Poin
             for spec in group.points:
                 out[spec.name] = (poller.driver, spec)
     return out
+
+
+def startup_grace_s(site: Any) -> float:
+    """How long the loop waits at start-up for the first answered poll of the outlet pressure
+    (``control.points.pv``), s: the PV device's connect timeout (``connect_timeout_s``, else
+    ``timeout_s``) plus :data:`STARTUP_POLLS` × (its poll interval + ``timeout_s``). Example:
+    an RTU transmitter polled every 1 s with a 1 s timeout → 1 + 3 × 2 = 7 s.
+
+    Args:
+        site: a :class:`agent.config.SiteConfig` with ``control:``.
+
+    Returns:
+        :data:`STARTUP_GRACE_DEFAULT_S` when there is no ``control:`` or no such point (the
+        whole-config checks refuse the latter).
+    """
+    control = getattr(site, "control", None)
+    if control is None:
+        return STARTUP_GRACE_DEFAULT_S
+    for device in site.devices:
+        for point in device.points:
+            if point.name == control.points.pv:
+                interval = point.poll_interval_s or device.poll_interval_s
+                connect = getattr(device, "connect_timeout_s", device.timeout_s)
+                return connect + STARTUP_POLLS * (interval + device.timeout_s)
+    return STARTUP_GRACE_DEFAULT_S
 
 
 class ControlLoop(DirectMode, LoopRequests):
@@ -102,6 +137,10 @@ class ControlLoop(DirectMode, LoopRequests):
         wall: wall clock for event times.
         time_of_day: local time of day in s since midnight, for the clock program (default:
             the system's local time).
+        startup_grace_s: at start-up the loop waits (state ``starting``: no writes, no
+            events, telemetry only) until the outlet pressure's device has answered a poll, at
+            most this long, s (:func:`startup_grace_s`); after it a PV that is still missing
+            or failing is a sensor fault like any other (``pv_fault``, fallback).
     """
 
     def __init__(
@@ -114,8 +153,13 @@ class ControlLoop(DirectMode, LoopRequests):
         event_sink: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
         wall: WallClock = clock,
         time_of_day: Callable[[], float] | None = None,
+        startup_grace_s: float = STARTUP_GRACE_DEFAULT_S,
     ) -> None:
         self.cfg = config
+        self.startup_grace_s = startup_grace_s
+        self._startup_since: float | None = None
+        """Monotonic time of the first tick while the loop still waits for the PV (s)."""
+        self._waiting_pv = True
         self.law = LawParams.from_config(config)
         self.cache = cache
         self.outputs = outputs
@@ -208,6 +252,11 @@ class ControlLoop(DirectMode, LoopRequests):
         accepted setpoint request; ``dt`` is the time since the previous step (s), so the PI
         and the timers integrate the same either way. Synchronous; never blocks."""
         cfg, law = self.cfg, self.law
+        if self._waiting_pv and self._await_first_pv(now):
+            if now - self._last_publish >= cfg.publish_interval_s:
+                self._last_publish = now
+                self._publish()
+            return
         dt = cfg.period_s if self._last_tick is None else max(now - self._last_tick, 1e-3)
         self._last_tick = now
         pts = cfg.points
@@ -288,6 +337,29 @@ class ControlLoop(DirectMode, LoopRequests):
         self._set_active("sleep", new.phase is Phase.SLEEP)
         self._set_active("boost", new.phase is Phase.BOOST)
         return new
+
+    def _await_first_pv(self, now: float) -> bool:
+        """True while the loop still waits at start-up for the outlet pressure: its device has
+        not answered a poll yet (nothing in the cache, or only comm-fail readings) and the
+        start-up grace has not run out. A PV that has simply not been polled yet is no fault;
+        one that is still missing after ``startup_grace_s`` is judged as usual."""
+        if self._startup_since is None:
+            self._startup_since = now
+        latest = self.cache.get(self.cfg.points.pv)
+        answered = latest is not None and latest.quality is not Quality.COMM_FAIL
+        waited = now - self._startup_since
+        if not answered and waited < self.startup_grace_s:
+            return True
+        self._waiting_pv = False
+        if answered:
+            log.info("control: first outlet pressure after %.1f s", waited)
+        else:
+            log.warning(
+                "control: no outlet pressure (%s) within the %.1f s start-up grace",
+                self.cfg.points.pv,
+                self.startup_grace_s,
+            )
+        return False
 
     def _track_sensor(self, now: float, fault: str | None) -> None:
         if fault is not None:
@@ -392,4 +464,5 @@ def for_agent(agent: Any, ingest: Any, store: Any, uplink: Any) -> ControlLoop |
         outputs_from_pollers(agent.pollers),
         publish=ingest.submit,
         event_sink=sink,
+        startup_grace_s=startup_grace_s(agent.config),
     )

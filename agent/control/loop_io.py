@@ -92,13 +92,17 @@ class LoopIO:
         pv_q = Quality.GOOD if self.pv is not None else Quality.BAD_VALUE
         readings = [
             Reading("ctl.sp", round(self.sp_eff, 4)),
-            Reading("ctl.pv", self.pv, pv_q, None if self.pv is not None else self.pv_fault),
+            Reading("ctl.pv", self.pv, pv_q, None if self.pv is not None else self._pv_why()),
             Reading("ctl.mv", round(self.pid.out, 2) if self.cfg.mode == "direct" else 0.0),
             Reading("ctl.mode", MODE_CODES[self.state]),
             Reading("ctl.pumps_running", self.staging.count),
             Reading("ctl.active", bits),
         ]
         self.publish(readings)
+
+    def _pv_why(self) -> str:
+        """Why ``ctl.pv`` has no value: the sensor fault, or ``starting`` (no PV polled yet)."""
+        return self.pv_fault or ("starting" if self._waiting_pv else "unknown")
 
     def _event(self, kind: str, **detail: Any) -> None:
         body = {"type": f"control.{kind}", "t": self.wall.now_ms(), **detail}
