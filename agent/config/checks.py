@@ -15,6 +15,7 @@ from agent.config.messages import path_text
 from agent.config.plan import TABLES, DeviceConfig, pdu_address
 from agent.config.problems import Path_, Positions, Problem
 from agent.config.schema import (
+    BROADCAST_MESSAGE,
     ModbusPointConfig,
     ModbusRtuDevice,
     ModbusTcpDevice,
@@ -220,6 +221,27 @@ def _shared_buses(ctx: _Ctx, devices: Sequence[tuple[int, DeviceConfig]]) -> Ite
                 f"({ctx.where(('devices', k))})",
             )
         units.setdefault(key_, (i, d))
+    yield from _gateway_broadcast(ctx, devices)
+
+
+def _gateway_broadcast(ctx: _Ctx, devices: Sequence[tuple[int, DeviceConfig]]) -> Iterator[Problem]:
+    """Unit id 0 on a Modbus TCP host:port that other devices share: that endpoint is a serial
+    gateway (one unit id per device behind it), where 0 is the broadcast address."""
+    endpoints: dict[tuple[str, int], list[tuple[int, ModbusTcpDevice]]] = {}
+    for i, d in devices:
+        if isinstance(d, ModbusTcpDevice):
+            endpoints.setdefault((d.host.lower(), d.port), []).append((i, d))
+    for (host, port), members in endpoints.items():
+        if len(members) < 2:
+            continue
+        for i, d in members:
+            if d.unit_id == 0:
+                others = ", ".join(f"'{o.name}'" for _, o in members if o is not d)
+                yield ctx.at(
+                    ("devices", i, "unit_id"),
+                    f"{host}:{port} is shared with {others}, so it is a gateway to several "
+                    f"units; {BROADCAST_MESSAGE}",
+                )
 
 
 def _given(ctx: _Ctx, i: int, key: str) -> bool:

@@ -25,9 +25,35 @@ _SEXAGESIMAL = re.compile(r"[-+]?[0-9]+(:[0-5]?[0-9])+(\.[0-9]*)?")
 _NUMBER = re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
 
 
+_ALIASES = {
+    "float": "float32",
+    "real": "float32",
+    "single": "float32",
+    "double": "float64",
+    "lreal": "float64",
+    "int": "int16",
+    "short": "int16",
+    "uint": "uint16",
+    "word": "uint16",
+    "dint": "int32",
+    "long": "int32",
+    "udint": "uint32",
+    "dword": "uint32",
+}
+"""Type names of device manuals and IEC 61131-3 (INT/WORD 16 bit, DINT/DWORD 32 bit, REAL
+32 bit, LREAL 64 bit) → the config's type. A bare ``float`` in a Modbus register map is
+nearly always the 2-register IEEE 754 single, so it suggests float32, not the equally close
+float64 (difflib breaks that tie towards the larger string)."""
+
+
 def suggest(word: Any, choices: Any) -> str:
-    """``" (did you mean 'x'?)"`` when a choice is close to ``word``, else ``""``."""
+    """``" (did you mean 'x'?)"`` when a choice is close to ``word``, else ``""``: the same
+    word in other case, else a known alias (:data:`_ALIASES`), else the closest by
+    :func:`difflib.get_close_matches` (ratio ≥ 0.6)."""
     options = [str(c) for c in choices]
+    alias = _ALIASES.get(str(word).lower())
+    if alias in options and str(word).lower() not in (o.lower() for o in options):
+        return f" (did you mean '{alias}'?)"
     same_letters = [c for c in options if c.lower() == str(word).lower()]
     close = same_letters or difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""

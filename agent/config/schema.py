@@ -23,7 +23,9 @@ NODE_ID_PATTERN = (
 ENDPOINT_PATTERN = r"^opc\.tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?(/.*)?$"
 BROKER_PATTERN = r"^mqtts?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?/?$"
 HOST_PATTERN = r"^(\[?[0-9A-Fa-f:.]+\]?|[A-Za-z0-9_.-]+)$"
-TOPIC_PATTERN = r"^[^#+\s]+$"
+PORT_RANGE = (1, 65535)
+"""TCP ports a host:port may name (RFC 793 16-bit port; 0 is "any free port", not a port to
+connect to or to publish a page on)."""
 
 PATTERN_TEXT = {
     NAME_PATTERN: "letters, digits, '_', '.' or '-'",
@@ -32,14 +34,51 @@ PATTERN_TEXT = {
     ENDPOINT_PATTERN: "an endpoint opc.tcp://host[:port][/path]",
     BROKER_PATTERN: "a broker URL mqtt://host[:port] or mqtts://host[:port]",
     HOST_PATTERN: "a host name or IP address (no scheme, no port)",
-    TOPIC_PATTERN: "an MQTT topic prefix without wildcards ('+', '#') or spaces",
 }
 """Human wording of each pattern, used in error messages."""
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 Seconds = Annotated[float, Field(gt=0)]
-TopicPrefix = Annotated[str, Field(pattern=TOPIC_PATTERN)]
+TopicPrefix = Annotated[str, Field(min_length=1)]
+"""Checked by :func:`check_topic_prefix` (``Uplink.topic_prefix``)."""
+
+
+def check_port(port: int, what: str) -> None:
+    """Raise ValueError naming ``what`` unless ``port`` is in :data:`PORT_RANGE`."""
+    lo, hi = PORT_RANGE
+    if not lo <= port <= hi:
+        raise ValueError(f"{what} must be {lo}..{hi}, got {port}")
+
+
+def check_topic_prefix(v: str) -> str:
+    """An MQTT topic prefix the agent can put ``/{site}/…`` after: topic levels separated by
+    single ``/``, no empty level (leading, trailing or doubled ``/``), no wildcard ``+``/``#``
+    (MQTT 5.0 §4.7.1: not allowed in a topic name a client publishes to), not starting with
+    ``$`` (§4.7.2: reserved for the broker, e.g. ``$SYS``).
+
+    Raises:
+        ValueError: what is wrong, with the prefix the user probably meant.
+    """
+    if any(c in v for c in "+#"):
+        return _bad_topic(v, "the MQTT wildcards '+' and '#' cannot be published to")
+    if any(c.isspace() for c in v):
+        return _bad_topic(v, "a topic prefix has no spaces")
+    if v.startswith("$"):
+        return _bad_topic(v, "topics starting with '$' are reserved for the broker ($SYS)")
+    if "" in v.split("/"):
+        where = "'//'"
+        if v.startswith("/") or v.endswith("/"):
+            where = "a leading '/'" if v.startswith("/") else "a trailing '/'"
+        return _bad_topic(v, f"{where} makes an empty topic level (the agent adds '/' itself)")
+    return v
+
+
+def _bad_topic(v: str, why: str) -> str:
+    kept = "".join(c for c in v if c not in "+#" and not c.isspace())
+    fixed = "/".join(level for level in kept.split("/") if level)
+    hint = f" (write '{fixed.lstrip('$')}')" if fixed.lstrip("$") else ""
+    raise ValueError(f"{why}, got '{v}'{hint}")
 
 
 class Strict(BaseModel):
@@ -123,6 +162,13 @@ class OpcUaPointConfig(PointCommon):
     mode: Literal["poll", "subscribe"] = "poll"
 
 
+BROADCAST_MESSAGE = (
+    "0 is the Modbus broadcast address: no device answers a broadcast read (Modbus over "
+    "Serial Line V1.02 §2.2); a polled device needs its own unit id 1..247"
+)
+"""Why a polled RTU device (or a unit behind a TCP gateway) cannot have unit id 0."""
+
+
 class _DeviceCommon(Strict):
     name: Name
     description: str | None = None
@@ -133,7 +179,11 @@ class _DeviceCommon(Strict):
 class _ModbusDevice(_DeviceCommon):
     """Limits: Modbus Application Protocol V1.1b3 §6.1–6.4 (2000 bits for FC 01/02, 125
     registers for FC 03/04); unit ids 1–247 plus broadcast 0 (Modbus over Serial Line V1.02
-    §2.2)."""
+    §2.2). A polled device never has 0: refused for RTU devices here, and for a TCP device
+    that shares its host:port with other units (a serial gateway) in
+    :mod:`agent.config.checks`; a lone TCP device may use 0 (the MBAP unit id identifies a
+    device behind a gateway, Modbus Messaging on TCP/IP Implementation Guide V1.0b §3.1.3; a
+    device on its own endpoint is addressed by its IP address)."""
 
     unit_id: Annotated[int, Field(ge=0, le=247)]
     max_read_registers: Annotated[int, Field(ge=1, le=125)] = 125
@@ -174,6 +224,13 @@ class ModbusRtuDevice(_ModbusDevice):
     # the longest of the port's devices)
     guard_s: Seconds = 0.1
 
+    @field_validator("unit_id")
+    @classmethod
+    def _not_broadcast(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError(BROADCAST_MESSAGE)
+        return v
+
 
 class OpcUaDevice(_DeviceCommon):
     """``transport: opcua``: one OPC UA server endpoint."""
@@ -195,6 +252,14 @@ class OpcUaDevice(_DeviceCommon):
     user_certificate: str | None = None
     user_private_key: str | None = None
     points: Annotated[list[OpcUaPointConfig], Field(min_length=1)]
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_port(cls, v: str) -> str:
+        m = re.fullmatch(ENDPOINT_PATTERN, v)
+        if m is not None and m.group(2):
+            check_port(int(m.group(2)[1:]), "endpoint port")
+        return v
 
     @model_validator(mode="after")
     def _security_consistent(self) -> OpcUaDevice:
@@ -254,10 +319,13 @@ class Uplink(Strict):
     @field_validator("broker")
     @classmethod
     def _broker_port(cls, v: str) -> str:
-        port = _split_broker(v)[1]
-        if not 1 <= port <= 65535:
-            raise ValueError(f"broker port must be 1..65535, got {port}")
+        check_port(_split_broker(v)[1], "broker port")
         return v
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_prefix(cls, v: str) -> str:
+        return check_topic_prefix(v)
 
     @property
     def broker_tls(self) -> bool:
@@ -287,8 +355,15 @@ class StatusPage(Strict):
     """``status:``: the local status page for technicians (``GET /`` and ``/status.json``)."""
 
     listen: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$")] = "127.0.0.1:8080"
-    """``host:port`` to listen on; loopback by default (reach it through SSH or a local screen)."""
+    """``host:port`` to listen on; loopback by default (reach it through SSH or a local screen).
+    The port must be 1..65535 (:data:`PORT_RANGE`)."""
     enabled: bool = True
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_port(cls, v: str) -> str:
+        check_port(int(v.rsplit(":", 1)[1]), "port in host:port")
+        return v
 
     @property
     def host(self) -> str:

@@ -94,3 +94,12 @@ def test_missing_file_is_a_problem(tmp_path: Path) -> None:
     result = run_check(tmp_path, "-c", "nope.yaml")
     assert result.returncode == 2
     assert result.stderr.startswith("nope.yaml:1:1: cannot read: ")
+
+
+def test_a_status_port_out_of_range_is_refused_by_check() -> None:
+    """The tester's trial: ``check`` said ok, then ``run`` died with OverflowError in bind()."""
+    result = run_check(ROOT, "-c", "config/example.yaml", "--set", "status.listen=127.0.0.1:99999")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        "--set:1:15: status.listen: port in host:port must be 1..65535, got 99999"
+    ]
