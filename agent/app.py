@@ -9,7 +9,6 @@ start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import faulthandler
 import gc
 import hashlib
@@ -36,10 +35,21 @@ from agent.model import clock
 from agent.mqtt import BrokerSettings
 from agent.pipeline import Ingest
 from agent.poller import ConnectionPoller
-from agent.store import Store, StoreError
+from agent.store import Store, StoreCorrupt, StoreUnavailable
 from agent.uplink import Uplink, UplinkSettings
 
 log = logging.getLogger("agent")
+
+EXIT_CONFIG = 2
+"""Exit status when the configuration cannot work on this machine (same as
+:data:`agent.cli.EXIT_CONFIG`): ``systemd/pumproom-agent.service`` has
+``RestartPreventExitStatus=2``, so systemd does not restart into the same error every 5 s."""
+
+
+class ConfigurationError(RuntimeError):
+    """The configuration cannot work on this machine: a credential variable or file is missing,
+    a TLS file cannot be read. Restarting will not fix it: :func:`run` returns
+    :data:`EXIT_CONFIG`."""
 
 
 def gateway_id(config: SiteConfig) -> str:
@@ -64,7 +74,8 @@ def broker_settings(config: SiteConfig, gw: str) -> BrokerSettings:
     """MQTT settings from ``uplink:``; credentials from files or the environment, never the YAML.
 
     Raises:
-        RuntimeError: a configured credential file or variable is missing.
+        ConfigurationError: a configured credential file or variable is missing, or a TLS
+            file (``uplink.tls.*``) cannot be read or is not a certificate/key.
     """
     up = config.uplink
     username = password = None
@@ -74,9 +85,12 @@ def broker_settings(config: SiteConfig, gw: str) -> BrokerSettings:
         password = _secret(cred.password_env, cred.password_file, "password")
     tls = None
     if up.broker_tls or up.tls is not None:
-        tls = ssl.create_default_context(cafile=up.tls.ca_file if up.tls else None)
-        if up.tls is not None and up.tls.cert_file:
-            tls.load_cert_chain(up.tls.cert_file, up.tls.key_file)
+        try:
+            tls = ssl.create_default_context(cafile=up.tls.ca_file if up.tls else None)
+            if up.tls is not None and up.tls.cert_file:
+                tls.load_cert_chain(up.tls.cert_file, up.tls.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"uplink.tls: cannot load the TLS files: {exc}") from exc
     return BrokerSettings(
         host=up.broker_host,
         port=up.broker_port,
@@ -93,7 +107,7 @@ def _secret(env: str | None, file: str | None, what: str) -> str | None:
     if env:
         value = os.environ.get(env)
         if value is None:
-            raise RuntimeError(
+            raise ConfigurationError(
                 f"uplink.credentials: environment variable {env} ({what}) is not set"
             )
         return value
@@ -103,7 +117,7 @@ def _secret(env: str | None, file: str | None, what: str) -> str | None:
         try:
             return path.read_text().strip()
         except OSError as exc:
-            raise RuntimeError(
+            raise ConfigurationError(
                 f"uplink.credentials: cannot read {what} file {path}: {exc}"
             ) from exc
     return None
@@ -125,28 +139,41 @@ def new_buffer_seq_base() -> int:
 
 async def open_store(config: SiteConfig) -> Store:
     """Open the buffer. An existing one continues from its last seq; a new file starts at
-    :func:`new_buffer_seq_base`. An unusable file is moved aside (kept), a new one started, and a
-    ``data_loss`` event (reason ``buffer_corrupt``) is the new buffer's first event.
+    :func:`new_buffer_seq_base`. A *damaged* file (SQLite: not a database, or malformed pages:
+    :class:`~agent.store.StoreCorrupt`) is moved aside (kept), a new one started, and a
+    ``data_loss`` event (reason ``buffer_corrupt``) is the new buffer's first event. Any other
+    failure to open leaves the file, and its unsent samples, as they are.
 
     Raises:
-        StoreError: the new buffer cannot be created either (e.g. its folder is read-only).
+        StoreUnavailable: the buffer cannot be opened (read-only file system, permission, a lock
+            held by another process, a full disk...) or a damaged one cannot be moved aside;
+            ``installation`` tells whether a restart can help (see :func:`run`).
     """
     buf = config.buffer
     try:
         store = await Store.open(
             buf.path, buf.max_bytes, buf.synchronous, seq_base=new_buffer_seq_base()
         )
-    except StoreError as exc:
+    except StoreCorrupt as exc:
         aside = f"{buf.path}.corrupt-{int(time.time())}"
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.replace(buf.path + suffix, aside + suffix)
+            except FileNotFoundError:
+                pass
+            except OSError as mexc:
+                raise StoreUnavailable(
+                    f"{buf.path}: damaged ({exc}), and it cannot be moved aside to"
+                    f" {aside + suffix}: {mexc.strerror or mexc}",
+                    mexc.strerror or str(mexc),
+                    installation=True,
+                ) from mexc
         log.error(
             "buffer %s is unusable (%s); moved aside to %s, starting a new one",
             buf.path,
             exc,
             aside,
         )
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(buf.path + suffix, aside + suffix)
         # The lost file's counters are unknown: start the new ones above any it can have used.
         base = new_buffer_seq_base()
         store = await Store.open(buf.path, buf.max_bytes, buf.synchronous, seq_base=base)
@@ -179,8 +206,9 @@ class Agent:
         """Run until ``stop`` is set, then stop cleanly."""
         cfg = self.config
         catalogue = cfg.catalogue() + catalogue_points(cfg.control)  # ctl.* with control:
+        broker = broker_settings(cfg, self.gateway)  # before the buffer is opened
         store = self.store = await open_store(cfg)
-        uplink = self.uplink = self._uplink(store, catalogue)
+        uplink = self.uplink = self._uplink(store, catalogue, broker)
         bands = {
             p.name: Deadband(p.deadband, p.deadband_pct, p.heartbeat_s)
             for p in catalogue
@@ -240,11 +268,11 @@ class Agent:
             await store.close()
             log.info("stopped; %d samples stay buffered", store.pending_rows)
 
-    def _uplink(self, store: Store, catalogue: list[Any]) -> Uplink:
+    def _uplink(self, store: Store, catalogue: list[Any], broker: BrokerSettings) -> Uplink:
         """The uplink stage from ``uplink:``, with this agent's health in its status messages."""
         cfg, up = self.config, self.config.uplink
         return Uplink(
-            broker=broker_settings(cfg, self.gateway),
+            broker=broker,
             topics=contract.Topics.for_gateway(up.topic_prefix, cfg.site.id, self.gateway),
             ident=contract.Identity(cfg.site.id, self.gateway),
             store=store,
@@ -338,7 +366,11 @@ async def _stop_deadline(stop: asyncio.Event) -> None:
 
 
 def run(config: SiteConfig) -> int:
-    """Run the agent in the foreground until SIGTERM or SIGINT; returns the exit code."""
+    """Run the agent in the foreground until SIGTERM or SIGINT; returns the exit code: 0 after
+    a stop, :data:`EXIT_CONFIG` (2) when the configuration cannot work on this machine (a
+    credential, a TLS file, a buffer path on a read-only file system or without permission:
+    systemd does not restart), 1 for a failure a restart may cure (the buffer locked by another
+    process, a full disk). A failure to start is one ERROR line, without a traceback."""
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -353,6 +385,20 @@ def run(config: SiteConfig) -> int:
 
     try:
         asyncio.run(main())
+    except ConfigurationError as exc:
+        log.error("%s; not starting (a configuration error: exit %d)", exc, EXIT_CONFIG)
+        return EXIT_CONFIG
+    except StoreUnavailable as exc:
+        if exc.installation:
+            log.error(
+                "buffer %s; the file is left as it is. Not starting: fix buffer.path or the"
+                " folder (mount, permissions) (exit %d)",
+                exc,
+                EXIT_CONFIG,
+            )
+            return EXIT_CONFIG
+        log.error("buffer %s; the file is left as it is. Not starting (exit 1, retry)", exc)
+        return 1
     except RuntimeError as exc:
         log.error("%s", exc)
         return 1

@@ -5,10 +5,30 @@
 * :mod:`agent.store.space` — the byte bound, the file system's free space, eviction, a full disk;
 * :mod:`agent.store.writer` — the one writer thread and its batched transactions;
 * :mod:`agent.store.records` — what goes in and comes out (:class:`Poll`, :class:`AppendResult`,
-  :class:`Evicted`, :class:`Event`, :class:`StoreCounters`, :class:`StoreError`).
+  :class:`Evicted`, :class:`Event`, :class:`StoreCounters`, :class:`StoreError` and the two
+  ways opening fails: :class:`StoreCorrupt`, :class:`StoreUnavailable`).
 """
 
 from agent.store.outbox import Store
-from agent.store.records import AppendResult, Event, Evicted, Poll, StoreCounters, StoreError
+from agent.store.records import (
+    AppendResult,
+    Event,
+    Evicted,
+    Poll,
+    StoreCorrupt,
+    StoreCounters,
+    StoreError,
+    StoreUnavailable,
+)
 
-__all__ = ["AppendResult", "Event", "Evicted", "Poll", "Store", "StoreCounters", "StoreError"]
+__all__ = [
+    "AppendResult",
+    "Event",
+    "Evicted",
+    "Poll",
+    "Store",
+    "StoreCorrupt",
+    "StoreCounters",
+    "StoreError",
+    "StoreUnavailable",
+]

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.model import Quality, Sample
-from agent.store.records import AppendResult, Event, Evicted, Poll, StoreCounters, StoreError
+from agent.store.records import AppendResult, Event, Evicted, Poll, StoreCounters
 from agent.store.space import WAL_AUTOCHECKPOINT_PAGES, WAL_RESERVE_BYTES, SpaceKeeper
 from agent.store.writer import TransactionThread
 
@@ -85,7 +85,9 @@ class Store(SpaceKeeper, TransactionThread):
         counters (AUTOINCREMENT: never reused, even after every row was acknowledged).
 
         Raises:
-            StoreError: the file exists but is not a usable database.
+            StoreCorrupt: the file exists but is damaged or not a SQLite database.
+            StoreUnavailable: the file cannot be opened for another reason (read-only file
+                system, permission, a lock held elsewhere, a full disk...); it is left as it is.
         """
         store = cls(path, max_bytes, synchronous)
         store._seq_base = seq_base
@@ -176,10 +178,10 @@ class Store(SpaceKeeper, TransactionThread):
 
     def _setup(self, db: sqlite3.Connection) -> None:
         """Set WAL, durability and timeouts; create the schema (runs before any job)."""
-        try:
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: not a usable SQLite database: {exc}") from exc
+        # The first statement that reads the file: "file is not a database" shows here. What an
+        # error means (damage, or a lock, a read-only folder...) is decided by the writer thread
+        # (agent.store.writer.open_error), never here: only damage may move a buffer aside.
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             log.warning("%s: journal mode is %s, not WAL", self.path, mode)
         db.execute(f"PRAGMA synchronous={'FULL' if self.synchronous == 'full' else 'NORMAL'}")

@@ -55,4 +55,26 @@ class StoreCounters:
 
 
 class StoreError(Exception):
-    """The buffer file cannot be used at all (not a database, permission denied)."""
+    """The buffer cannot be used: an operation failed, or the file cannot be opened."""
+
+
+class StoreCorrupt(StoreError):
+    """The buffer file is damaged: SQLite says it is not a database (``SQLITE_NOTADB``) or its
+    pages are malformed (``SQLITE_CORRUPT``), https://sqlite.org/rescode.html. What it holds
+    cannot be read; the agent moves it aside and starts a new buffer."""
+
+
+class StoreUnavailable(StoreError):
+    """The buffer file cannot be opened for a reason outside the file (read-only file system,
+    permission denied, a missing or non-folder parent, a lock held by another process, a full
+    disk, an I/O error). The file, and every sample it holds, is left as it is.
+
+    ``cause``: the cause in a few words (e.g. ``"read-only file system"``).
+    ``installation``: True when the cause is how the machine is set up (folder, permissions,
+    mount): restarting will not fix it. False for a cause that may pass (a lock, a full disk,
+    an I/O error)."""
+
+    def __init__(self, message: str, cause: str, installation: bool) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.installation = installation

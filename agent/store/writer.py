@@ -13,7 +13,9 @@ transaction is then run once more).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -21,7 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent.store.records import AppendResult, StoreCounters, StoreError
+from agent.store.records import (
+    AppendResult,
+    StoreCorrupt,
+    StoreCounters,
+    StoreError,
+    StoreUnavailable,
+)
 
 log = logging.getLogger("agent.store")
 
@@ -82,7 +90,7 @@ class TransactionThread:
         except (OSError, sqlite3.Error, StoreError) as exc:
             if self._db is not None:
                 self._db.close()
-            err = exc if isinstance(exc, StoreError) else StoreError(f"{self.path}: {exc}")
+            err = exc if isinstance(exc, StoreError) else open_error(self.path, exc)
             _resolve(ready, err, error=True)
             self._fail_all(err)
             return
@@ -187,3 +195,86 @@ def _resolve(target: Any, value: Any, *, error: bool) -> None:
 def _is_full(exc: BaseException) -> bool:
     """SQLITE_FULL: "database or disk is full" (the disk, or ``max_page_count``)."""
     return getattr(exc, "sqlite_errorcode", None) == 13 or "full" in str(exc)
+
+
+# SQLite primary result codes (https://sqlite.org/rescode.html); extended codes keep the primary
+# code in their low byte.
+SQLITE_PERM = 3
+SQLITE_BUSY = 5
+SQLITE_LOCKED = 6
+SQLITE_READONLY = 8
+SQLITE_IOERR = 10
+SQLITE_CORRUPT = 11
+SQLITE_FULL = 13
+SQLITE_CANTOPEN = 14
+SQLITE_AUTH = 23
+SQLITE_NOTADB = 26
+
+_INSTALLATION_ERRNOS = {
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOENT: "no such file or directory",
+    errno.ENOTDIR: "a parent is not a directory",
+    errno.EISDIR: "the path is a directory",
+    errno.EEXIST: "a file is in the way of its folder",  # mkdir(2) on a non-directory
+}
+"""Causes that are how the machine is set up (folder, mount, permissions): a restart will not
+fix them."""
+
+
+def open_error(path: Path, exc: BaseException) -> StoreError:
+    """What an error raised while opening the buffer at ``path`` means.
+
+    :class:`StoreCorrupt` only for damage SQLite itself reports (``SQLITE_CORRUPT``,
+    ``SQLITE_NOTADB``): only that may move a buffer aside. Everything else is
+    :class:`StoreUnavailable`, with ``installation`` True for a read-only file system, missing
+    permissions or a missing/non-folder parent (found from the OS error, or, for SQLite's
+    unspecific ``SQLITE_CANTOPEN``/``SQLITE_READONLY``, by looking at the path), False for a lock
+    held by another process, a full disk, an I/O error.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    if primary in (SQLITE_CORRUPT, SQLITE_NOTADB):
+        return StoreCorrupt(f"{path}: not a usable SQLite database: {exc}")
+    cause, installation = None, False
+    if isinstance(exc, OSError):
+        cause = _INSTALLATION_ERRNOS.get(exc.errno or 0)
+        installation = cause is not None
+        cause = cause or (exc.strerror or str(exc)).lower()
+    elif primary in (SQLITE_BUSY, SQLITE_LOCKED):
+        cause = "locked by another process"
+    elif primary == SQLITE_FULL:
+        cause = "file system full"
+    elif primary == SQLITE_IOERR:
+        cause = "I/O error"
+    elif primary in (SQLITE_CANTOPEN, SQLITE_READONLY, SQLITE_PERM, SQLITE_AUTH):
+        cause = _why_not_writable(path)
+        installation = cause is not None
+        cause = cause or "cannot open"
+    if cause is None:
+        cause = "error"
+    return StoreUnavailable(f"{path}: {cause} ({exc})", cause, installation)
+
+
+def _why_not_writable(path: Path) -> str | None:
+    """Why the buffer file (and its ``-wal``/``-shm`` files beside it) cannot be created or
+    written at ``path``, from the file system; ``None`` if nothing is visibly wrong.
+    ``os.access`` reports a read-only mount even to root (access(2): EROFS)."""
+    parent = path.parent
+    if not parent.exists():
+        return _INSTALLATION_ERRNOS[errno.ENOENT] + f" ({parent})"
+    if not parent.is_dir():
+        return _INSTALLATION_ERRNOS[errno.ENOTDIR] + f" ({parent})"
+    if path.is_dir():
+        return _INSTALLATION_ERRNOS[errno.EISDIR]
+    try:
+        if os.statvfs(parent).f_flag & os.ST_RDONLY:
+            return _INSTALLATION_ERRNOS[errno.EROFS]
+    except OSError:
+        pass
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return _INSTALLATION_ERRNOS[errno.EACCES] + f" (folder {parent})"
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return _INSTALLATION_ERRNOS[errno.EACCES]
+    return None
