@@ -85,12 +85,21 @@ def broker_settings(config: SiteConfig, gw: str) -> BrokerSettings:
         password = _secret(cred.password_env, cred.password_file, "password")
     tls = None
     if up.broker_tls or up.tls is not None:
+        t = up.tls
         try:
             tls = ssl.create_default_context(cafile=up.tls.ca_file if up.tls else None)
             if up.tls is not None and up.tls.cert_file:
                 tls.load_cert_chain(up.tls.cert_file, up.tls.key_file)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigurationError(f"uplink.tls: cannot load the TLS files: {exc}") from exc
+            named = (
+                []
+                if t is None
+                else [("ca_file", t.ca_file), ("cert_file", t.cert_file), ("key_file", t.key_file)]
+            )
+            files = ", ".join(f"{k}={v}" for k, v in named if v)
+            raise ConfigurationError(
+                f"uplink.tls: cannot load {files or 'the system CA certificates'}: {exc}"
+            ) from exc
     return BrokerSettings(
         host=up.broker_host,
         port=up.broker_port,
