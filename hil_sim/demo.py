@@ -3,7 +3,8 @@
 Starts a private Mosquitto on a free loopback port (installing the Debian package first when the
 binary is missing and we are root), the simulator, and the agent on ``config/example.yaml`` pointed
 at both, then shows what the platform receives: the latest uplinked value of every point, grouped
-by device and transport, refreshed every second. Ctrl-C stops everything.
+by device and transport, refreshed every second. Ctrl-C (or SIGTERM, or closing the terminal:
+SIGHUP) stops everything and removes the work folder.
 
 It talks to the agent only as a process and over MQTT (``hil_sim`` never imports ``agent``).
 """
@@ -126,91 +127,131 @@ class LiveView:
         self.client.disconnect()
 
 
-def run_demo(duration_s: float | None = None) -> int:
-    """Run the demo until Ctrl-C or SIGTERM (or for ``duration_s`` seconds); returns the exit code.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop the demo in order: Ctrl-C, ``kill``/systemd, and the terminal closing
+(SIGHUP goes to the terminal's foreground process group; the children run in sessions of their
+own and never see it, so without this they would be left running as orphans)."""
 
-    The children run in sessions of their own, so Ctrl-C reaches only this process, which then
-    stops them in order (agent, simulator, broker): the agent says "offline" before the broker goes.
+STOP_WAIT_S = 15.0
+"""How long each child gets to stop after SIGTERM before it is killed, s (the agent's own stop
+is bounded well below this: flush, PUBACKs, offline status)."""
+
+
+def run_demo(duration_s: float | None = None) -> int:
+    """Run the demo until Ctrl-C, SIGTERM or SIGHUP (or for ``duration_s`` seconds); returns the
+    exit code (0 after a stop on request, 1 when a child exited by itself).
+
+    The children run in sessions of their own, so a signal reaches only this process, which then
+    stops them in order (agent, simulator, broker): the agent says "offline" before the broker
+    goes. After a clean stop the work folder (logs, the demo's buffer) is removed and one closing
+    line says so; when a child failed or had to be killed the folder is kept and named.
     """
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    before = {sig: signal.signal(sig, signal.default_int_handler) for sig in STOP_SIGNALS}
     work = Path(tempfile.mkdtemp(prefix="pumproom-demo-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = {name: open(work / f"{name}.log", "wb") for name in ("mosquitto", "sim", "agent")}
+    code = 1  # stays 1 when the start fails (SystemExit: no broker, simulator not ready)
+    try:
+        code = _run(work, logs, procs, duration_s)
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        for sig in STOP_SIGNALS:  # a second Ctrl-C (or the HUP after a TERM) must not cut
+            signal.signal(sig, signal.SIG_IGN)  # the orderly stop short
+        clean = _stop_all(procs)
+        for f in logs.values():
+            f.close()
+        if code == 0 and clean:
+            shutil.rmtree(work, ignore_errors=True)
+            _say("demo stopped: agent, simulator and broker are down; work folder removed")
+        else:
+            _say(f"demo stopped: agent, simulator and broker are down; logs kept in {work}")
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    return code
+
+
+def _run(
+    work: Path,
+    logs: dict[str, Any],
+    procs: list[subprocess.Popen[bytes]],
+    duration_s: float | None,
+) -> int:
     broker_port, tcp_port, ua_port, ctl_port, status_port = (_free_port() for _ in range(5))
     rtu_link = str(work / "ttyRTU0")
     conf = work / "mosquitto.conf"
     conf.write_text(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\n")
-    procs: list[subprocess.Popen[bytes]] = []
-    logs = {name: open(work / f"{name}.log", "wb") for name in ("mosquitto", "sim", "agent")}
+    procs.append(
+        subprocess.Popen(
+            [mosquitto_binary(), "-c", str(conf)],
+            stdout=logs["mosquitto"],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    )
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "hil_sim.cli", "run", "--modbus-tcp-port", str(tcp_port),
+         "--opcua-port", str(ua_port), "--rtu-link", rtu_link, "--control-port", str(ctl_port)],
+        stdout=logs["sim"], stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+    ))  # fmt: skip
+    _wait_file(work / "sim.log", "control ready", 30)
+    sets = [f"devices.{d}.port={tcp_port}" for d in ("cabinet", "flowmeter")]
+    sets += [f"devices.{d}.port={rtu_link}" for d in RTU_DEVICES]
+    sets += [
+        f"devices.analyser.endpoint=opc.tcp://127.0.0.1:{ua_port}/pumproom/hil-sim/",
+        f"uplink.broker=mqtt://127.0.0.1:{broker_port}",
+        f"buffer.path={work / 'buffer.sqlite'}",
+        f"status.listen=127.0.0.1:{status_port}",
+    ]
+    cmd = [sys.executable, "-m", "agent.cli", "run", "-c", str(ROOT / "config" / "example.yaml")]
+    for s in sets:
+        cmd += ["--set", s]
+    procs.append(
+        subprocess.Popen(
+            cmd, stdout=logs["agent"], stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
+    )
+    view = LiveView(broker_port, "pumproom/v1")
+    started = time.monotonic()
     try:
-        procs.append(
-            subprocess.Popen(
-                [mosquitto_binary(), "-c", str(conf)],
-                stdout=logs["mosquitto"],
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "hil_sim.cli", "run", "--modbus-tcp-port", str(tcp_port),
-             "--opcua-port", str(ua_port), "--rtu-link", rtu_link, "--control-port", str(ctl_port)],
-            stdout=logs["sim"], stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
-        ))  # fmt: skip
-        _wait_file(work / "sim.log", "control ready", 30)
-        sets = [f"devices.{d}.port={tcp_port}" for d in ("cabinet", "flowmeter")]
-        sets += [f"devices.{d}.port={rtu_link}" for d in RTU_DEVICES]
-        sets += [
-            f"devices.analyser.endpoint=opc.tcp://127.0.0.1:{ua_port}/pumproom/hil-sim/",
-            f"uplink.broker=mqtt://127.0.0.1:{broker_port}",
-            f"buffer.path={work / 'buffer.sqlite'}",
-            f"status.listen=127.0.0.1:{status_port}",
-        ]
-        cmd = [
-            sys.executable,
-            "-m",
-            "agent.cli",
-            "run",
-            "-c",
-            str(ROOT / "config" / "example.yaml"),
-        ]
-        for s in sets:
-            cmd += ["--set", s]
-        procs.append(
-            subprocess.Popen(
-                cmd,
-                stdout=logs["agent"],
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-                start_new_session=True,
-            )
-        )
-        view = LiveView(broker_port, "pumproom/v1")
-        started = time.monotonic()
-        try:
-            while duration_s is None or time.monotonic() - started < duration_s:
-                for p in procs:
-                    if p.poll() is not None:
-                        print(f"\n{p.args[0]} … exited with {p.returncode}; logs in {work}")
-                        return 1
-                screen = view.render()
-                if sys.stdout.isatty():
-                    sys.stdout.write("\x1b[H\x1b[2J")
-                page = f"http://127.0.0.1:{status_port}/"
-                print(screen, f"\n\nagent status page: {page}   logs: {work}", flush=True)
-                time.sleep(1.0)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            view.stop()
-        return 0
+        while duration_s is None or time.monotonic() - started < duration_s:
+            for p in procs:
+                if p.poll() is not None:
+                    _say(f"\n{p.args[0]} … exited with {p.returncode}")
+                    return 1
+            screen = view.render()
+            if sys.stdout.isatty():
+                sys.stdout.write("\x1b[H\x1b[2J")
+            page = f"http://127.0.0.1:{status_port}/"
+            _say(f"{screen}\n\nagent status page: {page}   logs: {work}")
+            time.sleep(1.0)
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-        for f in logs.values():
-            f.close()
+        view.stop()
+    return 0
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes]]) -> bool:
+    """SIGTERM each child, newest first, waiting up to :data:`STOP_WAIT_S` for each; a child
+    that does not stop is killed. True when every child stopped on its own."""
+    clean = True
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                clean = False
+    return clean
+
+
+def _say(text: str) -> None:
+    """Print, and carry on when the terminal is gone (closed window: EIO, or a closed pipe)."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        pass
 
 
 def _wait_file(path: Path, text: str, timeout_s: float) -> None:
