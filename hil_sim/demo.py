@@ -217,7 +217,8 @@ def _run(
         while duration_s is None or time.monotonic() - started < duration_s:
             for p in procs:
                 if p.poll() is not None:
-                    _say(f"\n{p.args[0]} … exited with {p.returncode}")
+                    what = p.args[0] if isinstance(p.args, list) else p.args
+                    _say(f"\n{what!s} … exited with {p.returncode}")
                     return 1
             screen = view.render()
             if sys.stdout.isatty():
