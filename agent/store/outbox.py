@@ -70,6 +70,8 @@ class Store(SpaceKeeper, TransactionThread):
         bound the buffer further, see :meth:`_disk_bound`."""
         self._unreported: list[Evicted] = []
         """Samples in the buffer now (kept by the writer thread; read it from anywhere)."""
+        self._eviction_log: dict[str, Any] = {}
+        """Per eviction cause, what was evicted since it was last logged (space.py)."""
 
     @classmethod
     async def open(

@@ -11,11 +11,15 @@ from agent.model import Reading, Sample
 
 @dataclass(frozen=True, slots=True)
 class Evicted:
-    """Samples evicted by the size bound: seqs ``first_seq`` .. ``last_seq``, ``count`` rows."""
+    """Samples evicted undelivered: seqs ``first_seq`` .. ``last_seq``, ``count`` rows.
+
+    ``cause``: ``"max_bytes"`` (the configured byte bound, ``buffer.max_bytes``) or
+    ``"disk_full"`` (the file system has no more room for the buffer)."""
 
     first_seq: int
     last_seq: int
     count: int
+    cause: str = "max_bytes"
 
 
 @dataclass(frozen=True, slots=True)
