@@ -1,9 +1,12 @@
 """Command intake: validate, deduplicate, expire, dispatch, answer (request → ack → result).
 
-A request arrives on ``{base}/cmd/req`` (QoS 1, never retained). The agent answers on
-``{base}/cmd/res`` (or the MQTT 5 Response Topic, when it lies under ``{base}/``) with the same
-``id`` and MQTT 5 Correlation Data: first an ``ack`` (accepted or rejected, with its code) at
-once, then, for an accepted request, a ``result`` when the change is done or has failed.
+A request arrives on ``{base}/cmd/req`` (QoS 1, never retained; an empty payload, which clears a
+retained message, is ignored). The agent answers on ``{base}/cmd/res`` (or the MQTT 5 Response
+Topic, when it is ``cmd/res`` or below it) with the same ``id`` and MQTT 5 Correlation Data (also
+when the payload is refused before its id is read: then ``"id": null``). The request is a closed
+shape (``v1/command-request.schema.json``): an unknown member is refused, never ignored. First
+comes an ``ack`` (accepted or rejected, with its code) at once, then, for an accepted request, a
+``result`` when the change is done or has failed.
 
 Result codes (fixed; shared/reference/uplink-protocol.md §6.7): ``OK``, ``DUPLICATE`` (the id
 was seen in the last 24 h; the earlier answer is replayed in ``detail.previous``), ``EXPIRED``,
@@ -21,6 +24,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -61,14 +65,40 @@ class SetpointTarget(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """A validated command request."""
+    """A command request, as far as it could be read.
 
-    id: str
+    Attributes:
+        id: the command id; ``None`` when the payload was refused before its id could be read
+            (the answer then carries ``"id": null``, and still the MQTT 5 Correlation Data and
+            Response Topic below, the platform's only way to match it).
+        method: the method asked for ('' when not a string).
+        params: the parameters ({} when not an object).
+        by: ``issuer.principal``, or ``unknown``.
+        correlation: MQTT 5 Correlation Data of the request, echoed on every answer.
+        response_topic: MQTT 5 Response Topic of the request, as sent (the uplink decides
+            whether to use it, see :meth:`agent.contract.Topics.response_topic`).
+    """
+
+    id: str | None
     method: str
     params: dict[str, Any]
     by: str
     correlation: bytes | None
     response_topic: str | None
+
+    @classmethod
+    def unread(cls, properties: Any) -> Request:
+        """What is known of a request before its payload is read: its MQTT 5 properties."""
+        correlation = getattr(properties, "CorrelationData", None)
+        response_topic = getattr(properties, "ResponseTopic", None)
+        return cls(
+            id=None,
+            method="",
+            params={},
+            by="unknown",
+            correlation=bytes(correlation) if correlation else None,
+            response_topic=response_topic if isinstance(response_topic, str) else None,
+        )
 
 
 Reply = Callable[[dict[str, Any], "Request | None"], Awaitable[None]]
@@ -118,34 +148,44 @@ class CommandHandler:
         self.counters = {"received": 0, "accepted": 0, "rejected": 0}
 
     async def handle(self, payload: bytes, properties: Any = None, retained: bool = False) -> None:
-        """Answer one request (ack now; result later in a task of its own)."""
+        """Answer one request (ack now; result later in a task of its own).
+
+        An empty payload is not a request (it is how a platform clears a retained message on
+        ``cmd/req``): it is ignored, without an answer.
+        """
+        if not payload:
+            log.debug("commands: empty payload on cmd/req ignored (retained=%s)", retained)
+            return
         self.counters["received"] += 1
-        req: Request | None = None
+        # the MQTT 5 properties first, so even a payload refused unread is answered with them
+        req = Request.unread(properties)
         try:
-            msg, req = self._identify(payload, properties)
-            if retained and (earlier := await self.seen(req.id)) is not None:
+            msg, req = self._identify(payload, req)
+            cid = req.id
+            assert cid is not None
+            if retained and (earlier := await self.seen(cid)) is not None:
                 # a retained request comes back on every reconnect: give its first answer again
                 raise CommandError("DUPLICATE", {"previous": earlier})
             self._validate(msg, req, retained)
-            first = self._in_progress.get(req.id)
+            first = self._in_progress.get(cid)
             if first is not None:  # the same id again before its first answer: wait for it
                 await wait_event(first, 10.0)
-                raise CommandError("DUPLICATE", {"previous": await self.seen(req.id)})
-            self._in_progress[req.id] = asyncio.Event()
+                raise CommandError("DUPLICATE", {"previous": await self.seen(cid)})
+            self._in_progress[cid] = asyncio.Event()
             try:
-                previous = await self.seen(req.id)
+                previous = await self.seen(cid)
                 if previous is not None:
                     raise CommandError("DUPLICATE", {"previous": previous})
                 self._rate_limit()
-                await self._dispatch(req)
+                await self._dispatch(req, cid)
             finally:
-                self._in_progress.pop(req.id).set()
+                self._in_progress.pop(cid).set()
         except CommandError as exc:
             self.counters["rejected"] += 1
             body = _response(
                 req, "ack", "rejected", exc.code, detail=exc.detail, ts=self.clock.now_ms()
             )
-            if req is not None and exc.code != "DUPLICATE":
+            if req.id is not None and exc.code != "DUPLICATE":
                 await self.remember(req.id, body)
             await self.reply(body, req)
         except Exception as exc:  # never let a payload crash the agent
@@ -160,7 +200,7 @@ class CommandHandler:
         """Cancel results still being awaited."""
         await cancel_all(list(self._tasks))
 
-    def _identify(self, payload: bytes, properties: Any) -> tuple[dict[str, Any], Request]:
+    def _identify(self, payload: bytes, unread: Request) -> tuple[dict[str, Any], Request]:
         """Decode the JSON and find the command id (refusals before this have no id)."""
         if len(payload) > MAX_PAYLOAD:
             raise CommandError("INVALID_ARGUMENT", {"reason": f"payload over {MAX_PAYLOAD} bytes"})
@@ -175,8 +215,6 @@ class CommandHandler:
             raise CommandError(
                 "INVALID_ARGUMENT", {"reason": f"id: a string of 1–{MAX_ID_LENGTH} characters"}
             )
-        correlation = getattr(properties, "CorrelationData", None)
-        response_topic = getattr(properties, "ResponseTopic", None)
         issuer, method, params = msg.get("issuer"), msg.get("method"), msg.get("params")
         principal = issuer.get("principal") if isinstance(issuer, dict) else None
         req = Request(
@@ -184,27 +222,21 @@ class CommandHandler:
             method=method if isinstance(method, str) else "",
             params=params if isinstance(params, dict) else {},
             by=principal if isinstance(principal, str) else "unknown",
-            correlation=bytes(correlation) if correlation else None,
-            response_topic=response_topic if isinstance(response_topic, str) else None,
+            correlation=unread.correlation,
+            response_topic=unread.response_topic,
         )
         return msg, req
 
     def _validate(self, msg: dict[str, Any], req: Request, retained: bool) -> None:
-        problems = []
-        if msg.get("v") != 1:
-            problems.append("v: expected 1")
-        if req.method != "setpoint.set":
-            problems.append(f"method: unknown {msg.get('method')!r} (known: setpoint.set)")
-        if not isinstance(msg.get("params"), dict):
-            problems.append("params: expected an object")
+        """Refuse, INVALID_ARGUMENT, what the command-request schema does not allow (every
+        problem named with its key), then a retained request, then an expired one."""
+        problems = _shape_problems(msg)
         if problems:
             raise CommandError("INVALID_ARGUMENT", {"reason": "; ".join(problems)})
         if retained:
             raise CommandError("INVALID_ARGUMENT", {"reason": "retained command refused"})
-        expires = msg.get("expires_at")
+        expires = _time_ms(msg.get("expires_at"))
         if expires is not None:
-            if isinstance(expires, bool) or not isinstance(expires, int):
-                raise CommandError("INVALID_ARGUMENT", {"reason": "expires_at: epoch ms"})
             now = self.clock.now_ms()
             if self.clock.synced() and expires < now:
                 raise CommandError("EXPIRED", {"expires_at": expires, "now": now})
@@ -218,22 +250,11 @@ class CommandHandler:
             )
         self._recent.append(now)
 
-    async def _dispatch(self, req: Request) -> None:
-        value = req.params.get("value")
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise CommandError("INVALID_ARGUMENT", {"reason": "params.value: a number in MPa"})
-        unit = req.params.get("unit", "MPa")
-        if unit != "MPa":
-            raise CommandError(
-                "INVALID_ARGUMENT", {"reason": f"params.unit: expected MPa, got {unit!r}"}
-            )
+    async def _dispatch(self, req: Request, cid: str) -> None:
+        value = req.params["value"]  # a finite number: _validate made sure
         if self.target is None:
             raise CommandError("NOT_PERMITTED", {"reason": "no local control configured"})
-        result = await self.target.request_setpoint(float(value), cmd_id=req.id, by=req.by)
+        result = await self.target.request_setpoint(float(value), cmd_id=cid, by=req.by)
         if result.code != "OK":
             raise CommandError(
                 result.code if result.code in CODES else "INTERNAL", dict(result.detail)
@@ -242,16 +263,16 @@ class CommandHandler:
         ack = _response(
             req, "ack", "accepted", "OK", detail=dict(result.detail), ts=self.clock.now_ms()
         )
-        await self.remember(req.id, ack)
+        await self.remember(cid, ack)
         await self.reply(ack, req)
         ramp_s = float(result.detail.get("ramp_s", 0.0))
         task = asyncio.create_task(
-            self._result(req, ramp_s + RESULT_MARGIN_S), name=f"cmd {req.id}"
+            self._result(req, cid, ramp_s + RESULT_MARGIN_S), name=f"cmd {cid}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _result(self, req: Request, timeout_s: float) -> None:
+    async def _result(self, req: Request, cid: str, timeout_s: float) -> None:
         assert self.target is not None
         reached = await self.target.wait_reached(timeout_s)
         if reached:
@@ -264,8 +285,83 @@ class CommandHandler:
                 req, "result", "failed", "TIMEOUT",
                 result={"reached": False}, detail=waited, ts=self.clock.now_ms(),
             )  # fmt: skip
-        await self.remember(req.id, body)
+        await self.remember(cid, body)
         await self.reply(body, req)
+
+
+REQUEST_MEMBERS = ("v", "id", "method", "issued_at", "expires_at", "issuer", "params")
+"""Every member a v1 command request may have (agent/schemas/v1/command-request.schema.json,
+a closed shape): a gateway never ignores a member it does not know, since it could change what
+the platform meant; a request with one is refused INVALID_ARGUMENT naming it."""
+PARAMS_MEMBERS = ("value", "unit", "point")
+ISSUER_MEMBERS = ("principal", "reason")
+MAX_TIME_MS = 2**53 - 1
+"""Largest timeMs (common.schema.json): the largest integer exact in a JSON double."""
+_POINT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _unknown(where: str, obj: dict[str, Any], known: tuple[str, ...]) -> list[str]:
+    extra = sorted(str(k) for k in obj if k not in known)
+    if not extra:
+        return []
+    return [f"{where}unknown member {', '.join(map(repr, extra))} (known: {', '.join(known)})"]
+
+
+def _time_ms(value: Any) -> int | None:
+    """An epoch-ms value as JSON Schema's ``integer`` allows it (1.0 is an integer), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_TIME_MS:
+        return value
+    return None
+
+
+def _shape_problems(msg: dict[str, Any]) -> list[str]:
+    """What in ``msg`` (its id already read) the command-request schema does not allow."""
+    problems = _unknown("", msg, REQUEST_MEMBERS)
+    v = msg.get("v")
+    if isinstance(v, bool) or v != 1:
+        problems.append("v: expected 1")
+    method = msg.get("method")
+    if method != "setpoint.set":
+        problems.append(f"method: unknown {method!r} (known: setpoint.set)")
+    for key in ("issued_at", "expires_at"):
+        if key in msg and _time_ms(msg[key]) is None:
+            problems.append(f"{key}: epoch ms, an integer 0–{MAX_TIME_MS}")
+    if "issuer" in msg:
+        issuer = msg["issuer"]
+        if not isinstance(issuer, dict):
+            problems.append("issuer: expected an object")
+        else:
+            problems += _unknown("issuer: ", issuer, ISSUER_MEMBERS)
+            principal = issuer.get("principal")
+            if not isinstance(principal, str) or not principal:
+                problems.append("issuer.principal: a non-empty string")
+            if "reason" in issuer and not isinstance(issuer["reason"], str):
+                problems.append("issuer.reason: a string")
+    params = msg.get("params")
+    if not isinstance(params, dict):
+        problems.append("params: expected an object")
+        return problems
+    problems += _unknown("params: ", params, PARAMS_MEMBERS)
+    value = params.get("value")
+    try:
+        finite = (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
+    except OverflowError:  # an integer beyond a double
+        finite = False
+    if not finite:
+        problems.append("params.value: a number in MPa")
+    if "unit" in params and params["unit"] != "MPa":
+        problems.append(f"params.unit: expected MPa, got {params['unit']!r}")
+    if "point" in params and not (
+        isinstance(params["point"], str) and _POINT_NAME.fullmatch(params["point"])
+    ):
+        problems.append("params.point: a point name (A–Z a–z 0–9 _ . -)")
+    return problems
 
 
 def _response(

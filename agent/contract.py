@@ -9,7 +9,8 @@ shared/reference/uplink-protocol.md §6.2)::
     {prefix}/{site}/{gw}/telemetry/backfill   up, QoS 1: buffered sample batches (``hist: true``)
     {prefix}/{site}/{gw}/event                up, QoS 1: data-loss and other events
     {prefix}/{site}/{gw}/cmd/req              down, QoS 1, never retained: command requests
-    {prefix}/{site}/{gw}/cmd/res              up, QoS 1: command acks and results (stream "cmd")
+    {prefix}/{site}/{gw}/cmd/res              up, QoS 1: command acks and results (stream "cmd"),
+                                              or the request's Response Topic below cmd/res/
     {prefix}/{site}/{gw}/ingest               down, QoS 1, retained: platform watermark (optional)
 
 Every message carries ``v`` (schema version), ``site``, ``gw`` and ``session`` (grows by one on
@@ -25,11 +26,13 @@ Telemetry batch::
      "unsynced":[1052]}
 
 Each sample is ``[seq, t_ms, value]`` when its quality is good, else
-``[seq, t_ms, value, q, reason]`` with ``q`` one of ``c`` (comm fail), ``b`` (bad value),
-``s`` (stale). ``seq`` is the sample's sequence number: unique per gateway buffer, strictly
-increasing in poll order, kept by backfill, so the platform deduplicates on (gw, seq) and detects
-loss as a gap that no data-loss event explains. A restart continues from the buffer's last seq;
-a new buffer starts above wall-clock ms × 1000 (:func:`agent.app.new_buffer_seq_base`).
+``[seq, t_ms, null, q, reason]`` (a sample that is not good has no value) with ``q`` one of
+``c`` (comm fail), ``b`` (bad value), ``s`` (stale). ``seq`` is the sample's sequence number in
+the telemetry stream (events and command answers number their own streams): unique per gateway
+buffer, strictly increasing in poll order, kept by backfill, so the platform deduplicates on
+(gw, stream, seq) and detects loss as a gap that no data-loss event explains. A restart
+continues from the buffer's last seq; a new buffer starts above wall-clock ms × 1000
+(:func:`agent.app.new_buffer_seq_base`).
 Clock state: ``"synced": false`` when every sample of the message was taken while the gateway
 clock was not synchronised; otherwise ``unsynced`` lists the seqs that were (both absent when all
 were synchronised).
@@ -89,6 +92,22 @@ class Topics:
         """Up: command acks and results."""
         return f"{self.base}/cmd/res"
 
+    def response_topic(self, requested: str | None) -> str:
+        """Where to publish a command answer: the request's MQTT 5 Response Topic when it is
+        ``cmd/res`` itself or a topic below it (``cmd/res/<anything>``, no wildcard), else
+        ``cmd/res``. So a request can never make the gateway publish on its own status, meta,
+        telemetry, event or request topics, nor outside its tree."""
+        if requested is not None and (
+            requested == self.cmd_res
+            or (
+                requested.startswith(self.cmd_res + "/")
+                and len(requested) > len(self.cmd_res) + 1
+                and not any(c in requested for c in "+#\0")
+            )
+        ):
+            return requested
+        return self.cmd_res
+
     @property
     def ingest(self) -> str:
         """Down, retained: the platform's watermark ``{"v":1,"telemetry":seq,"event":seq}``."""
@@ -136,8 +155,8 @@ def telemetry(
             entry["s"].append([s.seq, s.ts_ms, None, Quality.BAD_VALUE.code, "nan"])
         elif s.quality is Quality.GOOD:
             entry["s"].append([s.seq, s.ts_ms, value])
-        else:
-            entry["s"].append([s.seq, s.ts_ms, value, s.quality.code, s.reason])
+        else:  # a sample that is not good has no value (telemetry.schema.json notGoodSample)
+            entry["s"].append([s.seq, s.ts_ms, None, s.quality.code, s.reason])
         if not s.synced:
             unsynced.append(s.seq)
     msg = ident.header()

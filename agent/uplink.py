@@ -312,17 +312,16 @@ class Uplink:
     ) -> bool:
         """Publish a command response (stream ``cmd``, persisted seq); True once PUBACKed.
 
-        ``topic`` (a request's MQTT 5 Response Topic) is used only when it lies under this
-        gateway's topics; otherwise ``cmd/res``. Returns False when not connected or refused.
+        ``topic`` (a request's MQTT 5 Response Topic) is used only when it is this gateway's
+        ``cmd/res`` or below it (:meth:`agent.contract.Topics.response_topic`); otherwise
+        ``cmd/res``. Returns False when not connected or refused.
         """
         conn = self._conn
         if conn is None:
             return False
         seq = await self.store.next_seq("cmd")
         ident = contract.Identity(self.ident.site, self.ident.gateway, self._session)
-        target = (
-            topic if topic and topic.startswith(self.topics.base + "/") else self.topics.cmd_res
-        )
+        target = self.topics.response_topic(topic)
         payload = contract.command_response(ident, seq, body)
         try:
             await within(conn.publish(target, payload, correlation=correlation), 10.0)

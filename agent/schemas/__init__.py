@@ -10,7 +10,8 @@ Message types (``v1/<type>.schema.json``) and the topic each one travels on, bel
     telemetry          telemetry/backfill     up: buffered batches (hist true)
     event              event                  up: alarm, audit, data_loss, info
     command-request    cmd/req                down, never retained
-    command-response   cmd/res                up: ack, then result
+    command-response   cmd/res                up: ack, then result (or cmd/res/..., the request's
+                                              MQTT 5 Response Topic)
     ingest             ingest                 down, retained: platform watermark
 
 Use :func:`validate` in tests (and, if wanted, in a debug mode of the agent)::
@@ -96,13 +97,16 @@ def load_asyncapi() -> dict[str, Any]:
 def message_type(topic_or_type: str) -> str:
     """The message type of a topic (full topic or suffix) or a type name.
 
-    ``".../telemetry/backfill"`` and ``".../telemetry"`` are both ``telemetry``.
+    ``".../telemetry/backfill"`` and ``".../telemetry"`` are both ``telemetry``; a topic below
+    ``.../cmd/res/`` (a request's MQTT 5 Response Topic) is ``command-response``.
 
     Raises:
         KeyError: neither a known type nor a topic that ends in a known suffix.
     """
     if topic_or_type in MESSAGE_TYPES:
         return topic_or_type
+    if "/cmd/res/" in topic_or_type:
+        return "command-response"
     parts = topic_or_type.split("/")
     for n in (2, 1):  # "telemetry/backfill" and "cmd/req" before "telemetry"
         suffix = "/".join(parts[-n:])

@@ -7,8 +7,10 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -43,18 +45,22 @@ class Rig:
     def __init__(self, store: Store, clock: WallClock) -> None:
         self.target = BoundedTarget()
         self.replies: list[dict[str, Any]] = []
+        self.requests: list[Request | None] = []  # what each reply was given to answer
 
         async def reply(body: dict[str, Any], req: Request | None) -> None:
             self.replies.append(body)
+            self.requests.append(req)
 
         self.handler = CommandHandler(
             clock, store.command_answer, store.remember_command, self.target, reply
         )
 
-    async def send(self, msg: Any, retained: bool = False) -> list[dict[str, Any]]:
+    async def send(
+        self, msg: Any, retained: bool = False, properties: Any = None
+    ) -> list[dict[str, Any]]:
         before = len(self.replies)
         payload = msg if isinstance(msg, bytes) else json.dumps(msg).encode()
-        await self.handler.handle(payload, None, retained)
+        await self.handler.handle(payload, properties, retained)
         await asyncio.gather(*self.handler._tasks)
         return self.replies[before:]
 
@@ -182,6 +188,9 @@ def test_fuzzed_payloads_never_crash_and_always_get_one_known_code(
         rig.handler.max_per_minute = 10**9
         try:
             out = await rig.send(payload)
+            if not payload:  # not a request (it clears a retained message): no answer
+                assert out == []
+                return
             assert out, "every request is answered"
             assert all(r["code"] in CODES for r in out)
             assert out[0]["phase"] == "ack"
@@ -215,5 +224,89 @@ async def test_a_retained_copy_of_an_answered_command_gets_the_first_answer(tmp_
         fresh = await rig.send(_cmd("never-seen", 0.45), retained=True)
         assert fresh[0]["code"] == "INVALID_ARGUMENT", "a retained request is never carried out"
         assert rig.target.applied == [0.45]
+    finally:
+        await store.close()
+
+
+UNREAD = [
+    (b"garbage", "not JSON"),
+    (b"{" + b" " * (16 * 1024) + b"}", "over 16384 bytes"),
+    (b"[1, 2]", "not a JSON object"),
+    (b'"setpoint.set"', "not a JSON object"),
+    (b'{"v":1,"id":5,"method":"setpoint.set","params":{"value":0.45}}', "id:"),
+    (b'{"v":1,"id":"","method":"setpoint.set","params":{"value":0.45}}', "id:"),
+    (b'{"v":1,"method":"setpoint.set","params":{"value":0.45}}', "id:"),
+]
+
+
+@pytest.mark.parametrize(("payload", "reason"), UNREAD, ids=[r for _, r in UNREAD])
+async def test_a_refusal_before_the_id_is_read_keeps_correlation_and_response_topic(
+    tmp_path: Path, payload: bytes, reason: str
+) -> None:
+    """Failed before: these answers went out with no Correlation Data and to cmd/res."""
+    rig, store = await _rig(tmp_path)
+    props = SimpleNamespace(CorrelationData=b"corr-42", ResponseTopic="T/cmd/res/ops")
+    try:
+        out = await rig.send(payload, properties=props)
+        assert [(r["id"], r["code"]) for r in out] == [(None, "INVALID_ARGUMENT")]
+        assert reason in out[0]["detail"]["reason"]
+        req = rig.requests[-1]
+        assert req is not None and req.id is None
+        assert (req.correlation, req.response_topic) == (b"corr-42", "T/cmd/res/ops")
+    finally:
+        await store.close()
+
+
+async def test_an_empty_payload_is_not_a_request_and_gets_no_answer(tmp_path: Path) -> None:
+    """Failed before: answered INVALID_ARGUMENT 'payload is not JSON'. An empty retained
+    publish is how a platform clears a retained message on cmd/req."""
+    rig, store = await _rig(tmp_path)
+    try:
+        assert await rig.send(b"") == []
+        assert await rig.send(b"", retained=True) == []
+        assert rig.handler.counters["received"] == 0
+        assert (await rig.send(_cmd("next", 0.45)))[0]["code"] == "OK", "still taking requests"
+    finally:
+        await store.close()
+
+
+UNKNOWN = [
+    (_cmd("u-1", 0.45, extra=1), "unknown member 'extra'"),
+    (_cmd("u-2", 0.45, priority="high", ttl=5), "unknown member 'priority', 'ttl'"),
+    (_cmd("u-3", 0.45) | {"params": {"value": 0.45, "ramp": 0.1}}, "params: unknown member 'ramp'"),
+    (_cmd("u-4", 0.45, issuer={"principal": "ops:x", "role": "admin"}), "issuer: unknown member"),
+    (_cmd("u-5", 0.45, issuer={"reason": "no principal"}), "issuer.principal"),
+    (_cmd("u-6", 0.45, issued_at="yesterday"), "issued_at: epoch ms"),
+    (_cmd("u-7", 0.45, expires_at=None), "expires_at: epoch ms"),
+    (_cmd("u-8", 0.45) | {"params": {"value": 0.45, "point": "a b"}}, "params.point"),
+    (_cmd("u-9", 0.45) | {"v": True}, "v: expected 1"),
+    (_cmd("u-10", 10**400), "params.value"),
+]
+
+
+@pytest.mark.parametrize(("msg", "reason"), UNKNOWN, ids=[m["id"] for m, _ in UNKNOWN])
+async def test_what_the_closed_request_schema_forbids_is_refused_by_name(
+    tmp_path: Path, msg: dict[str, Any], reason: str
+) -> None:
+    """Failed before for u-1..u-9 (accepted, OK) and u-10 (INTERNAL): the request schema is
+    closed, and a gateway that ignored an unknown member could do other than was meant."""
+    rig, store = await _rig(tmp_path)
+    try:
+        out = await rig.send(msg)
+        assert [(r["phase"], r["code"]) for r in out] == [("ack", "INVALID_ARGUMENT")], out
+        assert reason in out[0]["detail"]["reason"], out[0]["detail"]
+        assert rig.target.applied == []
+    finally:
+        await store.close()
+
+
+async def test_what_the_schema_allows_is_taken(tmp_path: Path) -> None:
+    rig, store = await _rig(tmp_path)
+    now = int(time.time() * 1000)
+    full = _cmd("full", 0.45, issued_at=now, expires_at=float(now + 60_000),
+                issuer={"principal": "ops:jdoe", "reason": "complaint"})  # fmt: skip
+    full["params"]["point"] = "setpoint"
+    try:
+        assert [r["code"] for r in await rig.send(full)] == ["OK", "OK"]
     finally:
         await store.close()

@@ -41,10 +41,11 @@ class Platform:
     def __init__(self, port: int, base: str) -> None:
         self.base = base
         self.responses: list[tuple[dict[str, Any], bytes | None, float]] = []
+        self.received: list[tuple[str, dict[str, Any], bytes | None]] = []  # topic, body, corr
         self._ready = threading.Event()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"ops-{uuid.uuid4().hex[:6]}",
                                   protocol=paho.MQTTv5)  # fmt: skip
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{base}/cmd/res", qos=1)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{base}/cmd/res/#", qos=1)
         self.client.on_subscribe = lambda *a: self._ready.set()
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
@@ -53,13 +54,21 @@ class Platform:
 
     def _on_message(self, c: Any, u: Any, msg: paho.MQTTMessage) -> None:
         corr = getattr(msg.properties, "CorrelationData", None)
-        self.responses.append((json.loads(msg.payload), corr, time.monotonic()))
+        body = json.loads(msg.payload)
+        self.received.append((msg.topic, body, corr))
+        self.responses.append((body, corr, time.monotonic()))
 
-    def send(self, body: dict[str, Any] | bytes, retain: bool = False) -> float:
+    def send(
+        self,
+        body: dict[str, Any] | bytes,
+        retain: bool = False,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+    ) -> float:
         props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = f"{self.base}/cmd/res"
+        props.ResponseTopic = response_topic or f"{self.base}/cmd/res"
         cid = body.get("id") if isinstance(body, dict) else None
-        props.CorrelationData = str(cid or "none").encode()
+        props.CorrelationData = correlation or str(cid or "none").encode()
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         sent = time.monotonic()
         self.client.publish(
@@ -210,7 +219,7 @@ def test_a_stream_of_malformed_commands_never_crashes_the_agent(
     @given(payload=payloads)
     def publish(payload: bytes) -> None:
         platform.send(payload)
-        sent[0] += 1
+        sent[0] += 1 if payload else 0  # an empty payload is not a request: no answer
 
     try:
         publish()
@@ -270,5 +279,51 @@ def test_a_retained_command_is_refused_while_online_and_after_a_restart(
         assert after[0]["code"] == "OK", after
         wait_for(lambda: "after" in _audited(subscriber), 10, "the audit event of 'after'")
         assert "ret-1" not in _audited(subscriber), "the retained command was carried out"
+    finally:
+        platform.stop()
+
+
+def test_answers_carry_the_correlation_data_and_stay_below_cmd_res(
+    sim: Simulator, broker: Mosquitto, subscriber: Subscriber, agent: AgentProc
+) -> None:
+    """Through the real agent and Mosquitto: a payload refused before its id is read is still
+    answered with its Correlation Data on its Response Topic (below cmd/res); a Response Topic
+    elsewhere in the gateway's tree is not used (cmd/res instead); an empty payload is not
+    answered; an unknown member is refused by name. Failed before on every count."""
+    agent.start()
+    base = wait_for(lambda: _base(subscriber), 20, "the gateway's status")
+    platform = Platform(broker.port, base)
+    mine = f"{base}/cmd/res/ops-1"
+    try:
+        unread = {
+            b"garbage": b"u-json",
+            b"[1]": b"u-array",
+            b'{"v":1,"id":7,"method":"setpoint.set","params":{"value":0.4}}': b"u-id",
+            b"{" + b" " * (16 * 1024 + 1) + b"}": b"u-big",
+        }
+        for payload, corr in unread.items():
+            platform.send(payload, response_topic=mine, correlation=corr)
+        platform.send(b"", response_topic=mine, correlation=b"u-empty")  # not a request
+        elsewhere = {"to-status": f"{base}/status", "to-req": f"{base}/cmd/req",
+                     "to-other": f"{base}/myreplies", "to-outside": "elsewhere/replies"}  # fmt: skip
+        for cid, topic in elsewhere.items():
+            platform.send(_request(cid, 0.42), response_topic=topic)
+        platform.send(_request("extra", 0.42, extra=1), response_topic=mine)
+        got = wait_for(lambda: platform.answers("extra"), 10, "the answer to 'extra'")
+        assert got[0]["code"] == "INVALID_ARGUMENT" and "'extra'" in got[0]["detail"]["reason"]
+        for cid in elsewhere:
+            wait_for(lambda cid=cid: platform.answers(cid), 10, f"the answer to {cid}")
+
+        by_corr = {c: (b, t) for t, b, c in platform.received}
+        for corr in unread.values():
+            assert corr in by_corr, f"no answer with correlation {corr!r}: {platform.responses}"
+            body, topic = by_corr[corr]
+            assert (body["id"], body["code"], topic) == (None, "INVALID_ARGUMENT", mine), corr
+        assert b"u-empty" not in by_corr, "the empty payload was answered"
+        for topic, body, _ in platform.received:
+            if body.get("id") in elsewhere:
+                assert topic == f"{base}/cmd/res", (body["id"], topic)
+        on_status = [b for t, b, _ in subscriber.snapshot() if t.endswith("/status")]
+        assert all("stream" not in b for b in on_status), "a command answer on status"
     finally:
         platform.stop()
