@@ -221,11 +221,13 @@ async def _end_orphaned_sessions(server: Server) -> None:
         owner = frame.f_locals.get("self") if frame is not None else None
         if getattr(owner, "iserver", None) is iserver or (
             type(owner).__name__ == "InternalSubscription"
-            and getattr(owner.monitored_item_srv, "aspace", None) is iserver.aspace
+            and getattr(getattr(owner, "monitored_item_srv", None), "aspace", None)
+            is iserver.aspace
         ):
             task.cancel()
             mine.append(task)
-    await asyncio.gather(*mine, return_exceptions=True)
+    if mine:  # bounded: a library task that swallows its cancel must not hang the restart
+        await asyncio.wait(mine, timeout=5.0)
 
 
 class _Users(UserManager):
@@ -235,7 +237,7 @@ class _Users(UserManager):
     def __init__(self, users: dict[str, str]) -> None:
         self._users = users
 
-    def get_user(self, iserver, username=None, password=None, certificate=None):  # type: ignore[no-untyped-def]
+    def get_user(self, iserver, username=None, password=None, certificate=None):
         if username is not None:
             if self._users.get(username) == password:
                 return User(role=UserRole.User, name=username)
