@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from agent.app import open_store
 from agent.config import load_config
 from agent.model import Reading
 from agent.store import Poll, Store
+from tests.fs import tmpfs
 from tests.procs import EXAMPLE, ROOT, free_port
 
 
@@ -79,21 +79,10 @@ def _one_error_line(output: str, *needles: str) -> str:
 def ro_mount(tmp_path: Path) -> Iterator[Path]:
     """A small tmpfs at ``tmp_path/ro`` holding a buffer with 500 samples, then remounted
     read-only (needs mount(2): root outside a restricted container)."""
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount(8) here: cannot make a read-only file system")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"mount of a tmpfs not permitted here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "4m") as mnt:
         _prefill(mnt / "buffer.sqlite", 500)
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_read_only_file_system_leaves_the_buffer_and_exits_2(ro_mount: Path) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from agent.model import Reading
 from agent.store import Evicted, Poll, Store
 from agent.store import space as space_module
+from tests.fs import tmpfs
 
 POINTS = 50
 """Readings per append (one poll round of a 50-point site)."""
@@ -34,19 +33,8 @@ async def _fill(store: Store, appends: int) -> list[list[Evicted]]:
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs at ``tmp_path/fs`` (needs mount(2): root outside a restricted container)."""
-    mnt = tmp_path / "fs"
-    mnt.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount(8) here: cannot make a small file system")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"mount of a tmpfs not permitted here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "fs", "4m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def _free(folder: Path) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import pytest
 from agent.model import Reading
 from agent.store import Poll, Store
 from tests.faults_uplink.conftest import account, appended, data_loss_events, wait_delivered
+from tests.fs import tmpfs
 from tests.procs import AgentProc, Mosquitto, Subscriber, wait_for
 
 
@@ -82,19 +82,8 @@ def test_size_bound_evicts_the_oldest_reports_them_and_keeps_polling(
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    where = tmp_path / "small"
-    where.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a 2 MiB tmpfs (needs root): {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small", "2m") as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def _fill(path: Path) -> int:
