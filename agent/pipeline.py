@@ -133,7 +133,7 @@ class Ingest:
     async def _data_loss(self, ev: Evicted) -> None:
         await self._record_loss(
             {"stream": "telemetry", "seq_range": [ev.first_seq, ev.last_seq], "count": ev.count,
-             "reason": "buffer_full"}
+             "reason": "buffer_full", "cause": ev.cause}
         )  # fmt: skip
 
     async def _record_loss(self, detail: dict[str, object]) -> None:

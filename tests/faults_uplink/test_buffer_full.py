@@ -75,6 +75,7 @@ def test_size_bound_evicts_the_oldest_reports_them_and_keeps_polling(
     target = appended(agent)
     wait_delivered(agent, subscriber, target, 40)
     events = _check_losses(subscriber)
+    assert {e.get("cause") for e in events} == {"max_bytes"}, "the byte bound made room"
     counts = account("buffer_size_bound", agent, subscriber, data_loss_events=len(events))
     assert counts["evicted"] >= 1000, counts
     assert counts["polled"] > 40_000 + 1000
@@ -136,6 +137,7 @@ def test_file_system_full_evicts_reports_and_never_stops_polling(
         target = appended(a)
         wait_delivered(a, subscriber, target, 40)
         events = _check_losses(subscriber, first=None)
+        assert "disk_full" in {e.get("cause") for e in events}, "the full disk is named"
         log = a.log.read_text()
         counts = account(
             "buffer_disk_full",
