@@ -27,7 +27,7 @@ from agent import status as status_page
 from agent.aio import cancel_all
 from agent.cache import Cache
 from agent.commands import CommandHandler, Request
-from agent.config import SiteConfig
+from agent.config import EXIT_CONFIG, SiteConfig
 from agent.control.loop import for_agent
 from agent.control.state import catalogue_points
 from agent.exception import Deadband, ReportByException
@@ -39,11 +39,6 @@ from agent.store import Store, StoreCorrupt, StoreUnavailable
 from agent.uplink import Uplink, UplinkSettings
 
 log = logging.getLogger("agent")
-
-EXIT_CONFIG = 2
-"""Exit status when the configuration cannot work on this machine (same as
-:data:`agent.cli.EXIT_CONFIG`): ``systemd/pumproom-agent.service`` has
-``RestartPreventExitStatus=2``, so systemd does not restart into the same error every 5 s."""
 
 
 class ConfigurationError(RuntimeError):
@@ -87,9 +82,9 @@ def broker_settings(config: SiteConfig, gw: str) -> BrokerSettings:
     if up.broker_tls or up.tls is not None:
         t = up.tls
         try:
-            tls = ssl.create_default_context(cafile=up.tls.ca_file if up.tls else None)
-            if up.tls is not None and up.tls.cert_file:
-                tls.load_cert_chain(up.tls.cert_file, up.tls.key_file)
+            tls = ssl.create_default_context(cafile=t.ca_file if t else None)
+            if t is not None and t.cert_file:
+                tls.load_cert_chain(t.cert_file, t.key_file)
         except (OSError, ssl.SSLError) as exc:
             named = (
                 []
@@ -184,9 +179,10 @@ async def open_store(config: SiteConfig) -> Store:
             aside,
         )
         # The lost file's counters are unknown: start the new ones above any it can have used.
-        base = new_buffer_seq_base()
-        store = await Store.open(buf.path, buf.max_bytes, buf.synchronous, seq_base=base)
-        log.info("buffer %s: new, seqs start after %d", buf.path, base)
+        store = await Store.open(
+            buf.path, buf.max_bytes, buf.synchronous, seq_base=new_buffer_seq_base()
+        )
+        log.info("buffer %s: new, seqs start after %d", buf.path, await store.last_seq())
         await store.add_event(
             {"type": "data_loss", "t": clock.now_ms(), "stream": "telemetry",
              "reason": "buffer_corrupt", "file": aside}

@@ -22,12 +22,8 @@ import sys
 
 import click
 
-from agent.config import ConfigError, SiteConfig, load_config
+from agent.config import EXIT_CONFIG, ConfigError, SiteConfig, load_config
 from agent.logs import configure as configure_logging
-
-EXIT_CONFIG = 2
-"""Exit status for an invalid configuration (2: "incorrect usage", as click and sysexits' spirit;
-also systemd's RestartPreventExitStatus candidate, so a bad config is not restarted in a loop)."""
 
 _config_option = click.option(
     "-c",

@@ -16,7 +16,7 @@ Modules: :mod:`.yaml_loader` (strict YAML with positions), :mod:`.schema` (pydan
 
 from agent.config.loader import load_config, validate
 from agent.config.plan import ConnectionPlan, PointInfo, pdu_address
-from agent.config.problems import ConfigError, Problem
+from agent.config.problems import EXIT_CONFIG, ConfigError, Problem
 from agent.config.schema import (
     Buffer,
     Credentials,
@@ -32,6 +32,7 @@ from agent.config.schema import (
 from agent.config.site import SiteConfig
 
 __all__ = [
+    "EXIT_CONFIG",
     "Buffer",
     "ConfigError",
     "ConnectionPlan",

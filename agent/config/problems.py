@@ -14,6 +14,13 @@ Path_ = tuple[str | int, ...]
 """A path into the parsed YAML tree: mapping keys (str) and list indices (int)."""
 
 
+EXIT_CONFIG = 2
+"""Exit status for a configuration that cannot work (2: "incorrect usage", as click uses it).
+``systemd/pumproom-agent.service`` has ``RestartPreventExitStatus=2``, so systemd does not
+restart into the same error every few seconds. Used by :mod:`agent.cli` and
+:func:`agent.app.run`."""
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One problem in a configuration.

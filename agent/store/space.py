@@ -95,11 +95,9 @@ class SpaceKeeper:
         file) plus what the file system can give beyond that room: file size + free − room.
         Evicting rows frees pages inside the file, not on the file system, so a bound computed
         from the pages in use alone would ask for the same eviction again on every append."""
-        try:
-            st = os.statvfs(self.path.parent)
-        except OSError:
+        free = _free_bytes(self.path.parent)
+        if free is None:
             return self.limit_bytes
-        free = st.f_bavail * st.f_frsize
         need = self._space_needed()
         if free >= need + self.limit_bytes:
             return self.limit_bytes  # cannot bind: spare the page-count queries

@@ -192,11 +192,6 @@ def _resolve(target: Any, value: Any, *, error: bool) -> None:
         pass
 
 
-def _is_full(exc: BaseException) -> bool:
-    """SQLITE_FULL: "database or disk is full" (the disk, or ``max_page_count``)."""
-    return getattr(exc, "sqlite_errorcode", None) == 13 or "full" in str(exc)
-
-
 # SQLite primary result codes (https://sqlite.org/rescode.html); extended codes keep the primary
 # code in their low byte.
 SQLITE_PERM = 3
@@ -209,6 +204,13 @@ SQLITE_FULL = 13
 SQLITE_CANTOPEN = 14
 SQLITE_AUTH = 23
 SQLITE_NOTADB = 26
+
+
+def _is_full(exc: BaseException) -> bool:
+    """SQLITE_FULL: "database or disk is full" (the disk, or ``max_page_count``)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF == SQLITE_FULL) or "full" in str(exc)
+
 
 _INSTALLATION_ERRNOS = {
     errno.EROFS: "read-only file system",

@@ -358,7 +358,7 @@ class ModbusDriver(Driver):
             and self._consecutive_timeouts >= TCP_MAX_CONSECUTIVE_TIMEOUTS
         ):
             n = self._consecutive_timeouts
-            self._link.last_error = f"{n} consecutive timeouts"
+            self._link.health.error(f"{n} consecutive timeouts")
             raise ConnectionLost(f"{self.name}: {n} consecutive timeouts")
 
     @staticmethod

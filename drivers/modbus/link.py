@@ -76,12 +76,8 @@ class ModbusLink:
 
     @property
     def last_error(self) -> str | None:
-        """Text of the last failure (setting it records the failure now in :attr:`health`)."""
+        """Text of the last failure (recorded with its time in :attr:`health`)."""
         return self.health.last_error
-
-    @last_error.setter
-    def last_error(self, text: str) -> None:
-        self.health.error(text)
 
     @property
     def connected(self) -> bool:
@@ -97,7 +93,7 @@ class ModbusLink:
         try:
             await self.port.open()
         except Exception as exc:
-            self.last_error = f"connect: {exc}"
+            self.health.error(f"connect: {exc}")
             raise
         self.connects += 1
 
@@ -164,23 +160,23 @@ class ModbusLink:
                     pdu = await self.port.transact(request, self.spec.timeout_s)
                 except ModbusTimeout:
                     self.timeouts += 1
-                    self.last_error = f"timeout unit {request.unit_id}"
+                    self.health.error(f"timeout unit {request.unit_id}")
                     await self._after_failure()
                     raise
                 except ModbusCrcError:
                     self.crc_errors += 1
-                    self.last_error = f"crc error unit {request.unit_id}"
+                    self.health.error(f"crc error unit {request.unit_id}")
                     await self._after_failure()
                     if attempt + 1 < attempts:
                         continue
                     raise
                 except ModbusGarbled as exc:
                     self.garbled += 1
-                    self.last_error = f"garbled unit {request.unit_id}: {exc}"
+                    self.health.error(f"garbled unit {request.unit_id}: {exc}")
                     await self._after_failure()
                     raise
                 except ConnectionLost as exc:
-                    self.last_error = str(exc)
+                    self.health.error(str(exc))
                     raise
                 break
             self.responses += 1
@@ -188,7 +184,7 @@ class ModbusLink:
             code = frames.exception_code(pdu)
             if code is not None:
                 self.exceptions[code] += 1
-                self.last_error = f"exception {code} unit {request.unit_id}"
+                self.health.error(f"exception {code} unit {request.unit_id}")
                 raise ModbusExceptionResponse(code)
             return pdu
 
