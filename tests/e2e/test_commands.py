@@ -105,6 +105,15 @@ def _base(sub: Subscriber) -> str:
     return ""
 
 
+def _listening(sub: Subscriber) -> str:
+    """The gateway's topic base, once it listens for commands. The agent subscribes to
+    ``cmd/req`` after its birth and meta and before its first telemetry, so a request sent as
+    soon as the birth is seen can reach no subscriber and is lost (requests are not retained)."""
+    base = wait_for(lambda: _base(sub), 20, "the gateway's status")
+    wait_for(lambda: sub.samples(), 20, "the first telemetry (the agent listens for commands)")
+    return base
+
+
 def _wait_loop_ready(sub: Subscriber) -> None:
     """Until the control loop reports supervisory mode (``ctl.mode`` 1), out of fallback, on a
     good outlet PV."""
@@ -123,7 +132,7 @@ def test_setpoint_command_is_acked_within_a_second_ramped_written_and_audited(
     sim: Simulator, broker: Mosquitto, subscriber: Subscriber, controlled: AgentProc
 ) -> None:
     controlled.start()
-    base = wait_for(lambda: _base(subscriber), 20, "the gateway's status")
+    base = _listening(subscriber)
     wait_for(lambda: subscriber.latest_by_point().get("setpoint"), 20, "the setpoint point")
     meta = next(b for t, b, _ in subscriber.snapshot() if t.endswith("/meta"))
     assert meta["commands"]["setpoint.set"]["max_step"] == 0.10
@@ -163,7 +172,7 @@ def test_bad_requests_get_their_codes_and_write_nothing(
     sim: Simulator, broker: Mosquitto, subscriber: Subscriber, controlled: AgentProc
 ) -> None:
     controlled.start()
-    base = wait_for(lambda: _base(subscriber), 20, "the gateway's status")
+    base = _listening(subscriber)
     wait_for(lambda: subscriber.latest_by_point().get("setpoint"), 20, "the setpoint point")
     platform = Platform(broker.port, base)
     try:
@@ -210,7 +219,7 @@ def test_a_stream_of_malformed_commands_never_crashes_the_agent(
     from tests.agent.test_commands import payloads
 
     controlled.start()
-    base = wait_for(lambda: _base(subscriber), 20, "the gateway's status")
+    base = _listening(subscriber)
     platform = Platform(broker.port, base)
     sent = [0]
 
@@ -254,7 +263,7 @@ def test_a_retained_command_is_refused_while_online_and_after_a_restart(
     INVALID_ARGUMENT and changes nothing; after a restart its retained copy gets that refusal
     again (DUPLICATE). Failed before retain-as-published: the request was accepted (OK) and audited."""
     controlled.start()
-    base = wait_for(lambda: _base(subscriber), 20, "the gateway's status")
+    base = _listening(subscriber)
     wait_for(lambda: subscriber.latest_by_point().get("setpoint"), 20, "the setpoint point")
     platform = Platform(broker.port, base)
     try:
@@ -291,7 +300,7 @@ def test_answers_carry_the_correlation_data_and_stay_below_cmd_res(
     elsewhere in the gateway's tree is not used (cmd/res instead); an empty payload is not
     answered; an unknown member is refused by name. Failed before on every count."""
     agent.start()
-    base = wait_for(lambda: _base(subscriber), 20, "the gateway's status")
+    base = _listening(subscriber)
     platform = Platform(broker.port, base)
     mine = f"{base}/cmd/res/ops-1"
     try:
