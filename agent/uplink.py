@@ -37,6 +37,9 @@ from agent.telemetry import TelemetryFlow
 
 log = logging.getLogger(__name__)
 
+EVENTS_IDLE_CHECK_S = 30.0
+"""Longest the event sender sleeps without being woken before it looks at the buffer again, s."""
+
 
 @dataclass(frozen=True, slots=True)
 class UplinkSettings:
@@ -228,19 +231,23 @@ class Uplink:
 
     async def _serve(self, conn: MqttConnection, ident: contract.Identity) -> None:
         self._session = ident.session
+        # Listen first: the reply path is ready and SUBSCRIBE goes out before the birth, so a
+        # platform that sends a command as soon as it sees ``online`` is always heard (the
+        # broker handles one connection's packets in order).
+        self._conn = conn
+        conn.on_message = self._on_message
+        conn.subscribe(self.topics.cmd_req)
+        conn.subscribe(self.topics.ingest)
         now = self.clock.now_ms()
         birth = contract.status(ident, "online", ts_ms=now, **self.status_extra())
         meta = contract.meta(ident, self.catalogue, ts_ms=now, **self.meta_extra)
         await within(conn.publish(self.topics.status, birth, retain=True), 10.0)
         await within(conn.publish(self.topics.meta, meta, retain=True), 10.0)
-        conn.on_message = self._on_message
-        conn.subscribe(self.topics.cmd_req)
-        conn.subscribe(self.topics.ingest)
         flow = TelemetryFlow(
             conn, ident, self.topics, self.store, self.units, self.settings, self.clock,
             self.counters,
         )  # fmt: skip
-        self._conn, self._telemetry = conn, flow
+        self._telemetry = flow
         self.connected.set()
         tasks = [
             asyncio.create_task(flow.run(), name="uplink-telemetry"),
@@ -272,10 +279,12 @@ class Uplink:
 
     async def _send_events(self, conn: MqttConnection, ident: contract.Identity) -> None:
         while True:
+            self._events_wake.clear()
             items = await self.store.begin_events(100)
             if not items:
-                self._events_wake.clear()
-                await wait_event(self._events_wake, 1.0)
+                # Every add_event is followed by wake(); the timeout is only a safety net, so an
+                # idle gateway does not hand a read to the writer thread every second.
+                await wait_event(self._events_wake, EVENTS_IDLE_CHECK_S)
                 continue
             payload = contract.events(
                 ident, [(e.seq, e.body) for e in items], sent_ms=self.clock.now_ms()

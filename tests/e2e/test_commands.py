@@ -106,12 +106,9 @@ def _base(sub: Subscriber) -> str:
 
 
 def _listening(sub: Subscriber) -> str:
-    """The gateway's topic base, once it listens for commands. The agent subscribes to
-    ``cmd/req`` after its birth and meta and before its first telemetry, so a request sent as
-    soon as the birth is seen can reach no subscriber and is lost (requests are not retained)."""
-    base = wait_for(lambda: _base(sub), 20, "the gateway's status")
-    wait_for(lambda: sub.samples(), 20, "the first telemetry (the agent listens for commands)")
-    return base
+    """The gateway's topic base, once it listens for commands: the agent subscribes to
+    ``cmd/req`` before it publishes its birth, so seeing ``online`` is enough."""
+    return wait_for(lambda: _base(sub), 20, "the gateway's status")
 
 
 def _wait_loop_ready(sub: Subscriber) -> None:
@@ -336,3 +333,47 @@ def test_answers_carry_the_correlation_data_and_stay_below_cmd_res(
         assert all("stream" not in b for b in on_status), "a command answer on status"
     finally:
         platform.stop()
+
+
+def test_a_request_sent_the_moment_online_is_seen_is_answered(
+    broker: Mosquitto, agent: AgentProc
+) -> None:
+    """The platform publishes a request from inside its callback for the gateway's ``online``
+    birth, in each of three sessions; every one is answered. The agent used to subscribe to
+    ``cmd/req`` only after its birth and meta were acknowledged, and such requests were lost."""
+    sent: dict[int, str] = {}
+    answered: set[str] = set()
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"ops-{uuid.uuid4().hex[:6]}",
+                         protocol=paho.MQTTv5)  # fmt: skip
+
+    def on_message(c: Any, u: Any, msg: paho.MQTTMessage) -> None:
+        body = json.loads(msg.payload) if msg.payload else {}
+        if msg.topic.endswith("/status") and body.get("state") == "online" and not msg.retain:
+            session = body["session"]
+            if session not in sent:
+                sent[session] = cid = f"first-{session}"
+                props = Properties(PacketTypes.PUBLISH)
+                props.CorrelationData = cid.encode()
+                c.publish(msg.topic.replace("/status", "/cmd/req"),
+                          json.dumps(_request(cid, 0.42)), qos=1, properties=props)  # fmt: skip
+        elif "/cmd/res" in msg.topic and body.get("phase") == "ack":
+            answered.add(body["id"])
+
+    ready = threading.Event()
+    client.on_message = on_message
+    client.on_subscribe = lambda *a: ready.set()
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe("#", qos=1)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        assert ready.wait(10)
+        for k in range(3):
+            agent.start()
+            wait_for(lambda k=k: len(sent) > k, 20, f"online of session {k + 1}")
+            cid = sent[max(sent)]
+            wait_for(lambda cid=cid: cid in answered, 10, f"the answer to {cid}")
+            assert agent.stop() == 0
+        assert len(answered) == 3, (sent, answered)
+    finally:
+        client.loop_stop()
+        client.disconnect()
