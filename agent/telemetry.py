@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from agent import contract
 from agent.aio import wait_event
 from agent.model import Sample, WallClock
-from agent.mqtt import MqttConnection, PublishFailed
+from agent.mqtt import MqttConnection
 from agent.store import Store
 
 if TYPE_CHECKING:
@@ -67,7 +67,8 @@ class TelemetryFlow:
         except those whose publish failed or overflowed, which raise it again."""
         self._wake = asyncio.Event()
         self._window = asyncio.Semaphore(settings.inflight_window)
-        self._settling: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Future[None]] = set()
+        """Publishes awaiting their PUBACK."""
 
     def offer(self, samples: Sequence[Sample]) -> None:
         """Queue committed samples for live publishing (never blocks)."""
@@ -165,24 +166,24 @@ class TelemetryFlow:
         fut = self.conn.publish(topic, payload, content_type=content_type)
         self.counters.bytes_published += len(payload)
         self.counters.messages_published += 1
-        task = asyncio.create_task(self._settle(fut, [b.seq for b in batch]), name="settle")
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        seqs = [b.seq for b in batch]
+        self._settling.add(fut)
+        fut.add_done_callback(lambda f: self._settle(f, seqs))
 
-    async def _settle(self, fut: asyncio.Future[None], seqs: list[int]) -> None:
-        try:
-            await fut
-        except PublishFailed as exc:
-            self.counters.publish_failures += 1
-            self.counters.last_error = str(exc)
-            self.store.reject(seqs)
-            self._claimed.difference_update(seqs)
-            self._rewind(min(seqs) - 1, max(seqs))
-            return
-        finally:
-            self._window.release()
-        await self.store.ack(seqs)
+    def _settle(self, fut: asyncio.Future[None], seqs: list[int]) -> None:
+        """The publish's PUBACK came (ack its samples) or it failed (leave them buffered and
+        send them again); either way its place in the in-flight window is free."""
+        self._settling.discard(fut)
+        self._window.release()
         self._claimed.difference_update(seqs)
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is None and not fut.cancelled():
+            self.store.ack(seqs)
+            return
+        self.counters.publish_failures += 1
+        self.counters.last_error = str(exc or "publish cancelled")
+        self.store.reject(seqs)
+        self._rewind(min(seqs) - 1, max(seqs))
 
     def _rewind(self, seq: int, upto: int) -> None:
         """Make the backlog (re)send seqs ``seq + 1`` .. ``upto`` that are still buffered."""

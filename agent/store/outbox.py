@@ -8,6 +8,9 @@ after the newest rows are deleted, per https://sqlite.org/autoinc.html), never f
 Threading: one dedicated writer thread owns the only connection. Callers on the event loop submit
 operations; the thread takes every queued operation at once and runs them in ONE transaction, so a
 burst of appends and acks costs one commit (one fsync). The event loop never waits on the disk.
+Acks do not wait for a transaction of their own: :meth:`Store.ack` notes the seqs and the next
+transaction (usually the next poll's append) deletes them first, or one of their own after
+:data:`ACK_LINGER_S`; every read (:meth:`Store.begin`, :meth:`Store.pending`) runs after them.
 
 Durability (``synchronous``):
 
@@ -22,9 +25,11 @@ Size bound and full disks: :mod:`agent.store.space`; the writer thread: :mod:`ag
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -40,6 +45,11 @@ log = logging.getLogger("agent.store")
 SCHEMA_VERSION = 1
 COMMAND_MEMORY_MS = 24 * 3600 * 1000
 """How long command ids are remembered to answer duplicates (uplink-protocol.md §6.7: ≥ 24 h)."""
+ACK_LINGER_S = 2.0
+"""Longest an acknowledged sample's row waits for a transaction to delete it, s. Longer than the
+usual 1 s poll interval, so a pump room's acks ride along with its next appends and cost no commit
+of their own. An agent killed in between (SIGKILL, power cut) sends those samples again after its
+restart: at least once, as always; the platform drops them by seq. A clean stop deletes them."""
 
 
 class Store(SpaceKeeper, TransactionThread):
@@ -72,6 +82,13 @@ class Store(SpaceKeeper, TransactionThread):
         """Samples in the buffer now (kept by the writer thread; read it from anywhere)."""
         self._eviction_log: dict[str, Any] = {}
         """Per eviction cause, what was evicted since it was last logged (space.py)."""
+        self._acks_lock = threading.Lock()
+        self._acks: list[int] = []
+        """Seqs acknowledged and not yet deleted (:meth:`ack`; the lock guards the swap)."""
+        self._acks_taken = 0
+        """How many times a transaction has taken the waiting acks."""
+        self._acks_in_tx: list[int] = []
+        """The acks the writer thread's current transaction deletes (put back on rollback)."""
 
     @classmethod
     async def open(
@@ -116,10 +133,43 @@ class Store(SpaceKeeper, TransactionThread):
         """The highest seq ever assigned (for a new buffer: its ``seq_base``, 0 by default)."""
         return await self._submit(self._last_seq)
 
-    async def ack(self, seqs: Iterable[int]) -> None:
-        """Delete delivered samples (call only after a successful PUBACK)."""
+    def ack(self, seqs: Iterable[int]) -> None:
+        """Delete delivered samples (call only after a successful PUBACK, on the event loop).
+
+        Never blocks: the rows are deleted at the start of the next transaction, at the latest
+        :data:`ACK_LINGER_S` from now (see the module docstring).
+        """
         ids = list(seqs)
-        await self._submit(lambda db: self._delete(db, "samples", ids))
+        if not ids:
+            return
+        with self._acks_lock:
+            first = not self._acks
+            self._acks.extend(ids)
+            taken = self._acks_taken
+        if first:
+            asyncio.get_running_loop().call_later(ACK_LINGER_S, self._flush_acks, taken)
+
+    def _flush_acks(self, taken: int | None = None) -> None:
+        """Queue an empty transaction (its prelude deletes the waiting acks) if acks are waiting
+        and no transaction has taken acks since the ``taken`` count (None: in any case)."""
+        with self._acks_lock:
+            waiting = bool(self._acks) and taken in (None, self._acks_taken)
+        if waiting:
+            self._post(_nothing)
+
+    def _prelude(self, db: sqlite3.Connection) -> None:
+        """Writer thread, first thing in every transaction: delete the acknowledged samples."""
+        with self._acks_lock:
+            ids, self._acks = self._acks, []
+            self._acks_taken += 1  # the acks that come next have a linger timer of their own
+        self._acks_in_tx = ids
+        if ids:
+            self._delete(db, "samples", ids)
+
+    async def close(self) -> None:
+        """Delete the samples acknowledged so far, stop the writer thread, close the file."""
+        self._flush_acks()
+        await TransactionThread.close(self)
 
     def reject(self, seqs: Sequence[int]) -> None:
         """Count samples whose delivery failed; they stay buffered and are sent again."""
@@ -166,6 +216,8 @@ class Store(SpaceKeeper, TransactionThread):
         count), which may describe rows of the rolled-back transaction."""
         db = self._db
         assert db is not None
+        with self._acks_lock:  # their deletes were rolled back too: the next transaction's
+            self._acks[:0], self._acks_in_tx = self._acks_in_tx, []
         try:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -300,7 +352,7 @@ class Store(SpaceKeeper, TransactionThread):
         # primary key once instead of one lookup per row.
         cur = db.executemany(f"DELETE FROM {table} WHERE seq BETWEEN ? AND ?", _runs(seqs))
         if table == "samples":
-            self.counters.acked += len(seqs)
+            self.counters.acked += cur.rowcount  # rows really deleted (an ack may repeat)
             self.pending_rows -= cur.rowcount
 
     def _add_event(self, db: sqlite3.Connection, body: dict[str, Any]) -> Event:
@@ -359,3 +411,7 @@ def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
         last = s
     runs.append((first, last))
     return runs
+
+
+def _nothing(db: sqlite3.Connection) -> None:
+    """An empty job: its transaction runs the prelude (the pending acks' deletes) only."""

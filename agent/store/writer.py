@@ -76,6 +76,14 @@ class TransactionThread:
     def _recover_full(self, exc: Exception) -> None:
         raise NotImplementedError
 
+    def _prelude(self, db: sqlite3.Connection) -> None:
+        """Runs first in every transaction, before its jobs (the store deletes acked rows)."""
+        raise NotImplementedError
+
+    def _post(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        """Queue ``fn`` without waiting for it (its errors are logged, not raised)."""
+        self._jobs.put((fn, None))
+
     async def _submit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
@@ -148,6 +156,7 @@ class TransactionThread:
         assert db is not None
         results: list[tuple[Any, Any, bool]] = []
         db.execute("BEGIN IMMEDIATE")
+        self._prelude(db)
         for fn, target in batch:
             db.execute("SAVEPOINT job")
             try:
@@ -176,6 +185,10 @@ class TransactionThread:
 
 
 def _resolve(target: Any, value: Any, *, error: bool) -> None:
+    if target is None:  # a posted job: nobody waits for it
+        if error:
+            log.error("buffer: %s", value)
+        return
     loop, fut = target
 
     def settle() -> None:

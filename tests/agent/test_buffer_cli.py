@@ -19,7 +19,7 @@ async def _fill(path: Path) -> None:
         Poll([Reading("p_out", 0.4), Reading("flow", None, Quality.COMM_FAIL, "timeout")], 1_700_000_000_000, True),
         Poll([Reading("p_out", 0.41)], 1_700_000_001_000, True),
     ])  # fmt: skip
-    await store.ack([r.samples[0].seq])
+    store.ack([r.samples[0].seq])
     await store.add_event({"type": "info", "code": "X"})
     await store.close()
 

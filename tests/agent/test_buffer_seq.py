@@ -73,7 +73,7 @@ async def test_new_buffer_starts_from_the_clock_and_a_restart_continues(tmp_path
     store = await open_store(config)
     try:
         assert not store.created
-        await store.ack(first)
+        store.ack(first)
         assert await store.pending() == 0
     finally:
         await store.close()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 from agent.model import Quality, Reading
 from agent.store import Poll, Store
+from agent.store.outbox import ACK_LINGER_S
 
 
 def _poll(n: int, ts: int, prefix: str = "p") -> Poll:
@@ -30,7 +32,7 @@ async def test_append_begin_ack_keeps_order_and_values(tmp_path: Path) -> None:
             (3, "a", 2000, 7, Quality.GOOD, None, False),
             (4, "c", 2000, 1, Quality.GOOD, None, False),
         ]
-        await store.ack([1, 3])
+        store.ack([1, 3])
         assert [s.seq for s in await store.begin(10)] == [2, 4]
         assert [s.seq for s in await store.begin(10, after_seq=2)] == [4]
         assert await store.pending() == 2
@@ -44,7 +46,7 @@ async def test_seq_is_never_reused_after_the_newest_rows_are_acked_and_a_restart
     path = tmp_path / "b.sqlite"
     store = await Store.open(path, 1 << 20)
     r = await store.append([_poll(5, 1)])
-    await store.ack(s.seq for s in r.samples)
+    store.ack(s.seq for s in r.samples)
     await store.close()
     store = await Store.open(path, 1 << 20)
     try:
@@ -116,3 +118,36 @@ async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
     bad.write_bytes(b"this is not sqlite" * 1000)
     with pytest.raises(StoreError, match="not a usable SQLite database"):
         await Store.open(bad, 1 << 20)
+
+
+async def test_acks_ride_along_with_the_next_transaction_or_go_alone_soon(
+    tmp_path: Path,
+) -> None:
+    """An ack costs no commit of its own when an append follows; alone, its rows are deleted
+    within ACK_LINGER_S (read through a second connection, as the buffer CLI would); a clean
+    close deletes what is still waiting."""
+    path = tmp_path / "b.sqlite"
+    store = await Store.open(path, 1 << 20)
+
+    def on_disk() -> int:
+        with sqlite3.connect(path) as other:
+            return other.execute("SELECT count(*) FROM samples").fetchone()[0]
+
+    try:
+        first = await store.append([_poll(4, 1)])
+        before = store.counters.transactions
+        store.ack(s.seq for s in first.samples)
+        await store.append([_poll(4, 2)])
+        assert store.counters.transactions == before + 1, "the ack took a commit of its own"
+        assert on_disk() == 4 and store.counters.acked == 4
+
+        second = await store.begin(10)
+        store.ack(s.seq for s in second[:2])
+        assert on_disk() == 4, "deleted at once: the linger is gone"
+        await asyncio.sleep(ACK_LINGER_S + 1.0)  # no other transaction meanwhile
+        assert on_disk() == 2 and store.pending_rows == 2
+
+        store.ack([second[2].seq])
+    finally:
+        await store.close()
+    assert on_disk() == 1, "the clean close deleted the ack that was still waiting"
