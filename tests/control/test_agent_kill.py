@@ -55,7 +55,17 @@ def test_sigkill_in_direct_mode_hands_over_to_the_cabinet(tmp_path: Path) -> Non
             values = _truth(sim)
             assert values["cabinet.mode"] == MODE_BUS, "watchdog fired while the agent ran"
             time.sleep(0.2)
-        assert abs(values["p_out"] - 0.40) < 0.03, values["p_out"]
+        # and it closes the loop: 2 s in a row within ±0.03 MPa (the take-over transient may
+        # still be settling at this point on a loaded machine: 0.357 MPa was seen once)
+        ours: list[float] = []
+
+        def regulated() -> bool:
+            values = _truth(sim)
+            assert values["cabinet.mode"] == MODE_BUS, "watchdog fired while the agent ran"
+            ours.append(values["p_out"])
+            return len(ours) >= 10 and all(abs(p - 0.40) < 0.03 for p in ours[-10:])
+
+        wait_for(regulated, 20, "pressure held at 0.40 MPa by the agent", step_s=0.2)
 
         agent.stop(signal.SIGKILL)  # no clean hand-back: only the drives' watchdog is left
         killed = time.monotonic()
