@@ -85,7 +85,10 @@ def scan(
     units: str,
     timeout_s: float,
 ) -> None:
-    """Find the Modbus devices on a bus: which unit ids answer at which line settings."""
+    """Find the Modbus devices on a bus: which unit ids answer at which line settings.
+
+    Exits 1 when no setting could be opened (no such port, connection refused), 2 on bad
+    arguments."""
     from agent import scan as scanner
 
     try:
@@ -105,8 +108,11 @@ def scan(
     except ValueError as exc:
         click.echo(f"scan: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
-    for line in scanner.run_scan(specs, unit_ids):
+    lines, opened = scanner.run_scan(specs, unit_ids)
+    for line in lines:
         click.echo(line)
+    if not opened:  # nothing was scanned at all: a script must not read that as "no devices"
+        sys.exit(1)
 
 
 @main.command()

@@ -129,19 +129,22 @@ def _setting(spec: ConnectionSpec) -> str:
     return "tcp"
 
 
-def run_scan(specs: Sequence[ConnectionSpec], units: Sequence[int]) -> list[str]:
-    """Scan every setting in turn and return report lines."""
+def run_scan(specs: Sequence[ConnectionSpec], units: Sequence[int]) -> tuple[list[str], int]:
+    """Scan every setting in turn; returns the report lines and how many settings could be
+    opened (0: the port or the address itself is the problem)."""
 
-    async def main() -> list[str]:
+    async def main() -> tuple[list[str], int]:
         lines = []
+        opened = 0
         for spec in specs:
             found, error = await scan(spec, units)
             label = _setting(spec)
             if error:
                 lines.append(f"{label}: cannot open: {error}")
                 continue
+            opened += 1
             lines.append(f"{label}: {len(found)} unit(s) answered")
             lines += [f"    unit {f.unit_id:>3}: {f.answer}" for f in found]
-        return lines
+        return lines, opened
 
     return asyncio.run(main())

@@ -176,12 +176,12 @@ class TelemetryFlow:
         self._settling.discard(fut)
         self._window.release()
         self._claimed.difference_update(seqs)
-        exc = None if fut.cancelled() else fut.exception()
-        if exc is None and not fut.cancelled():
+        failure = "publish cancelled" if fut.cancelled() else fut.exception()
+        if failure is None:
             self.store.ack(seqs)
             return
         self.counters.publish_failures += 1
-        self.counters.last_error = str(exc or "publish cancelled")
+        self.counters.last_error = str(failure)
         self.store.reject(seqs)
         self._rewind(min(seqs) - 1, max(seqs))
 

@@ -26,6 +26,7 @@ Size bound and full disks: :mod:`agent.store.space`; the writer thread: :mod:`ag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -89,6 +90,8 @@ class Store(SpaceKeeper, TransactionThread):
         """How many times a transaction has taken the waiting acks."""
         self._acks_in_tx: list[int] = []
         """The acks the writer thread's current transaction deletes (put back on rollback)."""
+        self._acks_in_tx_rows = 0
+        """How many rows those deletes removed (uncounted on rollback)."""
 
     @classmethod
     async def open(
@@ -163,8 +166,21 @@ class Store(SpaceKeeper, TransactionThread):
             ids, self._acks = self._acks, []
             self._acks_taken += 1  # the acks that come next have a linger timer of their own
         self._acks_in_tx = ids
-        if ids:
-            self._delete(db, "samples", ids)
+        self._acks_in_tx_rows = self._delete(db, "samples", ids) if ids else 0
+
+    def _restore_acks(self) -> None:
+        """Writer thread, after a rollback: the transaction's ack deletes were rolled back too.
+        Put them back first in line, uncount them, and give them a deadline again."""
+        with self._acks_lock:
+            self._acks[:0], ids = self._acks_in_tx, self._acks_in_tx
+            self._acks_in_tx = []
+        self.counters.acked -= self._acks_in_tx_rows
+        self._acks_in_tx_rows = 0
+        if ids and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                self._loop.call_soon_threadsafe(
+                    lambda: asyncio.get_running_loop().call_later(ACK_LINGER_S, self._flush_acks)
+                )
 
     async def close(self) -> None:
         """Delete the samples acknowledged so far, stop the writer thread, close the file."""
@@ -216,8 +232,7 @@ class Store(SpaceKeeper, TransactionThread):
         count), which may describe rows of the rolled-back transaction."""
         db = self._db
         assert db is not None
-        with self._acks_lock:  # their deletes were rolled back too: the next transaction's
-            self._acks[:0], self._acks_in_tx = self._acks_in_tx, []
+        self._restore_acks()
         try:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -347,13 +362,15 @@ class Store(SpaceKeeper, TransactionThread):
             )
         ]
 
-    def _delete(self, db: sqlite3.Connection, table: str, seqs: list[int]) -> None:
+    def _delete(self, db: sqlite3.Connection, table: str, seqs: list[int]) -> int:
+        """Delete ``seqs`` from ``table``; returns the rows deleted."""
         # A batch is mostly one run of consecutive seqs: one range delete per run walks the
         # primary key once instead of one lookup per row.
         cur = db.executemany(f"DELETE FROM {table} WHERE seq BETWEEN ? AND ?", _runs(seqs))
         if table == "samples":
             self.counters.acked += cur.rowcount  # rows really deleted (an ack may repeat)
             self.pending_rows -= cur.rowcount
+        return int(cur.rowcount)
 
     def _add_event(self, db: sqlite3.Connection, body: dict[str, Any]) -> Event:
         cur = db.execute("INSERT INTO events (body) VALUES (?)", (json.dumps(body),))

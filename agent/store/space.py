@@ -56,8 +56,12 @@ class SpaceKeeper:
     _unreported: list[Evicted]
     _db: sqlite3.Connection | None
     _eviction_log: dict[str, _EvictionNote]
+    _acks_in_tx: list[int]
 
     def _after_rollback(self) -> None:
+        raise NotImplementedError
+
+    def _prelude(self, db: sqlite3.Connection) -> None:
         raise NotImplementedError
 
     @property
@@ -188,8 +192,9 @@ class SpaceKeeper:
 
     def _recover_full(self, exc: Exception) -> None:
         """The file system is full (another file took the space). Truncate the WAL (its frames
-        go into the database file) and evict the oldest samples down to 80 % of the pages in use
-        now, in a transaction of its own. The evicted ranges are reported by the next append
+        go into the database file) and, in a transaction of its own, delete the delivered samples
+        still waiting for their delete, then evict the oldest samples down to 80 % of the pages
+        in use now. The evicted ranges are reported by the next append
         (:attr:`AppendResult.evicted`)."""
         db = self._db
         assert db is not None
@@ -213,8 +218,9 @@ class SpaceKeeper:
         for _ in range(5):
             try:
                 db.execute("BEGIN IMMEDIATE")
+                self._prelude(db)  # delivered samples make room first: they are no loss
                 evicted = self._make_room(db, min(target, self._disk_bound(db)), "disk_full")
-                if not evicted:  # nothing to evict by size: free a slice anyway
+                if not evicted and not self._acks_in_tx:  # nothing freed: free a slice anyway
                     rows = db.execute("SELECT count(*) FROM samples").fetchone()[0]
                     evicted = self._evict(db, max(rows // 10, 100), "disk_full")
                     if evicted:

@@ -5,9 +5,10 @@ queued operation at once and runs them in ONE transaction, each in a savepoint o
 operation's error rolls back only that operation), so a burst of appends and acks costs one commit
 (one fsync). The event loop never waits on the disk. The thread outlives any SQLite error.
 
-Subclasses provide :meth:`_setup` (once, before any job), :meth:`_after_rollback` (reload what
-they keep in memory) and :meth:`_recover_full` (free space after ``SQLITE_FULL``; the failed
-transaction is then run once more).
+Subclasses provide :meth:`_setup` (once, before any job), :meth:`_prelude` (first in every
+transaction), :meth:`_after_rollback` (reload what they keep in memory) and :meth:`_recover_full`
+(free space after ``SQLITE_FULL``; the failed transaction is then run once more). :meth:`_post`
+queues a job that nobody waits for.
 """
 
 from __future__ import annotations
@@ -48,10 +49,12 @@ class TransactionThread:
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._db: sqlite3.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The event loop that started the thread (for timers the thread asks for)."""
 
     async def _start(self) -> None:
         """Start the thread; returns once :meth:`_setup` has run (or raises what it raised)."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(
             target=self._run, args=((loop, ready),), name="store-writer", daemon=True

@@ -35,7 +35,8 @@ def test_scan_finds_exactly_the_units_on_the_bus_and_behind_the_gateway(tmp_path
 def test_scan_refuses_bad_arguments() -> None:
     assert _scan("--port", "/dev/null", "--units", "300")[0] == 2
     assert _scan("--units", "1-3")[0] == 2  # neither --port nor --tcp
-    assert (
-        "cannot open"
-        in _scan("--port", "/nonexistent/tty", "--units", "1", "--baud", "9600", "--parity", "N")[1]
-    )
+    code, text = _scan("--port", "/nonexistent/tty", "--units", "1", "--baud", "9600",
+                       "--parity", "N")  # fmt: skip
+    assert code == 1 and "cannot open" in text, (code, text)  # exited 0 before
+    code, text = _scan("--tcp", "127.0.0.1:1", "--units", "1", "--timeout", "0.2")
+    assert code == 1 and "cannot open" in text, (code, text)
