@@ -224,7 +224,11 @@ def _run(
             if sys.stdout.isatty():
                 sys.stdout.write("\x1b[H\x1b[2J")
             page = f"http://127.0.0.1:{status_port}/"
-            _say(f"{screen}\n\nagent status page: {page}   logs: {work}")
+            _say(
+                f"{screen}\n\nagent status page: {page}   logs: {work}\n"
+                f"broker: mqtt://127.0.0.1:{broker_port} (topics pumproom/v1/#; the demo config"
+                " has no control: section, so setpoint commands are refused NOT_PERMITTED)"
+            )
             time.sleep(1.0)
     finally:
         view.stop()
