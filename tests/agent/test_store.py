@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from agent.model import Quality, Reading
-from agent.store import Poll, Store
+from agent.store import Poll, Store, StoreError
 from agent.store.outbox import ACK_LINGER_S
 
 
 def _poll(n: int, ts: int, prefix: str = "p") -> Poll:
     return Poll([Reading(f"{prefix}{i}", float(i)) for i in range(n)], ts, True)
+
+
+def _rows_on_disk(path: Path) -> int:
+    """Samples in the buffer file, read through a connection of its own (as the buffer CLI)."""
+    with contextlib.closing(sqlite3.connect(path)) as other:
+        return other.execute("SELECT count(*) FROM samples").fetchone()[0]
 
 
 async def test_append_begin_ack_keeps_order_and_values(tmp_path: Path) -> None:
@@ -129,28 +138,24 @@ async def test_acks_ride_along_with_the_next_transaction_or_go_alone_soon(
     path = tmp_path / "b.sqlite"
     store = await Store.open(path, 1 << 20)
 
-    def on_disk() -> int:
-        with sqlite3.connect(path) as other:
-            return other.execute("SELECT count(*) FROM samples").fetchone()[0]
-
     try:
         first = await store.append([_poll(4, 1)])
         before = store.counters.transactions
         store.ack(s.seq for s in first.samples)
         await store.append([_poll(4, 2)])
         assert store.counters.transactions == before + 1, "the ack took a commit of its own"
-        assert on_disk() == 4 and store.counters.acked == 4
+        assert _rows_on_disk(path) == 4 and store.counters.acked == 4
 
         second = await store.begin(10)
         store.ack(s.seq for s in second[:2])
-        assert on_disk() == 4, "deleted at once: the linger is gone"
+        assert _rows_on_disk(path) == 4, "deleted at once: the linger is gone"
         await asyncio.sleep(ACK_LINGER_S + 1.0)  # no other transaction meanwhile
-        assert on_disk() == 2 and store.pending_rows == 2
+        assert _rows_on_disk(path) == 2 and store.pending_rows == 2
 
         store.ack([second[2].seq])
     finally:
         await store.close()
-    assert on_disk() == 1, "the clean close deleted the ack that was still waiting"
+    assert _rows_on_disk(path) == 1, "the clean close deleted the ack that was still waiting"
 
 
 async def test_a_full_disk_frees_the_delivered_rows_before_it_evicts_any_backlog(
@@ -193,19 +198,14 @@ async def test_acks_of_a_rolled_back_transaction_are_deleted_by_a_later_one_in_t
     path = tmp_path / "b.sqlite"
     store = await Store.open(path, 1 << 20)
 
-    def on_disk() -> int:
-        with sqlite3.connect(path) as other:
-            return other.execute("SELECT count(*) FROM samples").fetchone()[0]
-
     try:
         r = await store.append([_poll(5, 1)])
         store.ack(s.seq for s in r.samples[:3])
-        try:  # a job that ends the transaction under the writer's feet fails the whole batch
+        # a job that ends the transaction under the writer's feet fails the whole batch
+        with pytest.raises(StoreError):
             await store._submit(lambda db: db.execute("ROLLBACK"))
-        except Exception:
-            pass
-        assert on_disk() == 5 and store.counters.acked == 0, "rolled back, yet counted"
+        assert _rows_on_disk(path) == 5 and store.counters.acked == 0, "rolled back, yet counted"
         await asyncio.sleep(ACK_LINGER_S + 1.0)  # no other transaction meanwhile
-        assert on_disk() == 2 and store.counters.acked == 3
+        assert _rows_on_disk(path) == 2 and store.counters.acked == 3
     finally:
         await store.close()

@@ -111,6 +111,15 @@ def _listening(sub: Subscriber) -> str:
     return wait_for(lambda: _base(sub), 20, "the gateway's status")
 
 
+def _start_controlled(agent: AgentProc, sub: Subscriber) -> str:
+    """Start the agent with control; return its topic base once it listens and its setpoint
+    point has been uplinked."""
+    agent.start()
+    base = _listening(sub)
+    wait_for(lambda: sub.latest_by_point().get("setpoint"), 20, "the setpoint point")
+    return base
+
+
 def _wait_loop_ready(sub: Subscriber) -> None:
     """Until the control loop reports supervisory mode (``ctl.mode`` 1), out of fallback, on a
     good outlet PV."""
@@ -128,9 +137,7 @@ def _wait_loop_ready(sub: Subscriber) -> None:
 def test_setpoint_command_is_acked_within_a_second_ramped_written_and_audited(
     sim: Simulator, broker: Mosquitto, subscriber: Subscriber, controlled: AgentProc
 ) -> None:
-    controlled.start()
-    base = _listening(subscriber)
-    wait_for(lambda: subscriber.latest_by_point().get("setpoint"), 20, "the setpoint point")
+    base = _start_controlled(controlled, subscriber)
     meta = next(b for t, b, _ in subscriber.snapshot() if t.endswith("/meta"))
     assert meta["commands"]["setpoint.set"]["max_step"] == 0.10
     platform = Platform(broker.port, base)
@@ -168,9 +175,7 @@ def test_setpoint_command_is_acked_within_a_second_ramped_written_and_audited(
 def test_bad_requests_get_their_codes_and_write_nothing(
     sim: Simulator, broker: Mosquitto, subscriber: Subscriber, controlled: AgentProc
 ) -> None:
-    controlled.start()
-    base = _listening(subscriber)
-    wait_for(lambda: subscriber.latest_by_point().get("setpoint"), 20, "the setpoint point")
+    base = _start_controlled(controlled, subscriber)
     platform = Platform(broker.port, base)
     try:
         _wait_loop_ready(subscriber)
@@ -259,9 +264,7 @@ def test_a_retained_command_is_refused_while_online_and_after_a_restart(
     """A request published with the retain flag while the agent is online is refused
     INVALID_ARGUMENT and changes nothing; after a restart its retained copy gets that refusal
     again (DUPLICATE). Failed before retain-as-published: the request was accepted (OK) and audited."""
-    controlled.start()
-    base = _listening(subscriber)
-    wait_for(lambda: subscriber.latest_by_point().get("setpoint"), 20, "the setpoint point")
+    base = _start_controlled(controlled, subscriber)
     platform = Platform(broker.port, base)
     try:
         _wait_loop_ready(subscriber)
