@@ -24,14 +24,14 @@ from typing import Any
 import drivers
 from agent import __version__, contract
 from agent import status as status_page
-from agent.aio import cancel_all
-from agent.cache import Cache
 from agent.commands import CommandHandler, Request
 from agent.config import EXIT_CONFIG, SiteConfig
 from agent.control.loop import for_agent
 from agent.control.state import catalogue_points
+from agent.core.aio import cancel_all
+from agent.core.cache import Cache
+from agent.core.model import clock
 from agent.exception import Deadband, ReportByException
-from agent.model import clock
 from agent.mqtt import BrokerSettings
 from agent.pipeline import Ingest
 from agent.poller import ConnectionPoller

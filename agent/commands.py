@@ -30,8 +30,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agent.aio import cancel_all, wait_event
-from agent.model import WallClock
+from agent.core.aio import cancel_all, wait_event
+from agent.core.model import WallClock
 
 log = logging.getLogger(__name__)
 

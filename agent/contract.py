@@ -46,7 +46,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.model import Quality, Sample
+from agent.core.model import Quality, Sample
 
 SCHEMA_VERSION = 1
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from agent.model import Quality, Reading
+from agent.core.model import Quality, Reading
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.aio import wait_event, within
+from agent.core.aio import wait_event, within
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.aio import wait_event
-from agent.cache import Cache
+from agent.core.aio import wait_event
+from agent.core.cache import Cache
+from agent.core.model import Reading, WallClock
 from agent.exception import ReportByException
-from agent.model import Reading, WallClock
 from agent.store import Evicted, Poll, Store
 from agent.uplink import Uplink
 

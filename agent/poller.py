@@ -4,7 +4,7 @@ Each poll-interval group of a connection has its own deadline. A tick that comes
 previous work overran is skipped (never queued up) and counted as an overrun. While the
 connection is down, every due tick still yields one reading per point, of quality COMM_FAIL with
 reason ``disconnected``, so the buffer shows exactly when data was missing; reconnects are tried
-with :class:`agent.model.Backoff` between ticks.
+with :class:`agent.core.model.Backoff` between ticks.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from agent.model import (
+from agent.core.health import Health
+from agent.core.model import (
     Backoff,
     ConnectError,
     ConnectionLost,
@@ -27,7 +28,6 @@ from agent.model import (
     clock,
 )
 from drivers.base import Driver, ReadPlan
-from drivers.health import Health
 from drivers.specs import PointSpec
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ LATENESS_WINDOW = 512
 @dataclass(slots=True)
 class PollerCounters:
     """Per-connection counters since start; ``health``: the last failure (connect, lost, driver
-    error) and the last successful read, with their times (:class:`~drivers.health.Health`)."""
+    error) and the last successful read, with their times (:class:`~agent.core.health.Health`)."""
 
     polls: int = 0
     polls_failed: int = 0

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import drivers
-from agent.model import ConnectError, ConnectionLost, Quality
+from agent.core.model import ConnectError, ConnectionLost, Quality
 from drivers.specs import (
     ConnectionSpec,
     DataType,

@@ -38,7 +38,7 @@ def snapshot(agent: Agent, *, points: bool = True) -> dict[str, Any]:
     for the connection, the driver and every device the last success is newer than the last
     failure. So an error followed by recovery still shows, with its time, beside ``ok: true``.
     The driver's own counters (and each device's) carry the same ``last_error_at``,
-    ``last_error_age_s``, ``last_ok_age_s`` and ``ok`` (:class:`drivers.health.Health`).
+    ``last_error_age_s``, ``last_ok_age_s`` and ``ok`` (:class:`agent.core.health.Health`).
     """
     now = time.monotonic()
     out: dict[str, Any] = {

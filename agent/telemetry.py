@@ -28,8 +28,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from agent import contract
-from agent.aio import wait_event
-from agent.model import Sample, WallClock
+from agent.core.aio import wait_event
+from agent.core.model import Sample, WallClock
 from agent.mqtt import MqttConnection
 from agent.store import Store
 

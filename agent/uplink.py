@@ -8,8 +8,8 @@ oldest first and rate-limited, a bounded in-flight window); this module owns the
 it: connect and reconnect, birth and last will, retained metadata and status, events, and the
 downlink (command requests and the platform's ingest watermark).
 
-Reconnects use :class:`agent.model.Backoff`. ``session`` grows on every connect and is persisted
-in the buffer.
+Reconnects use :class:`agent.core.model.Backoff`. ``session`` grows on every connect and is
+persisted in the buffer.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent import contract
-from agent.aio import cancel_all, wait_event, within
-from agent.model import Backoff, Sample, WallClock
+from agent.core.aio import cancel_all, wait_event, within
+from agent.core.model import Backoff, Sample, WallClock
 from agent.mqtt import (
     SESSION_TAKEN_OVER,
     BrokerSettings,

@@ -13,8 +13,9 @@ Life cycle::
     await driver.close()                # idempotent, never raises
 
 ``read`` never raises for a per-point or per-request failure: those come back as readings of bad
-quality with a reason. It raises :class:`~agent.model.ConnectionLost` only when the whole
-connection is gone, after which the caller closes and reconnects with :class:`~agent.model.Backoff`.
+quality with a reason. It raises :class:`~agent.core.model.ConnectionLost` only when the whole
+connection is gone, after which the caller closes and reconnects with
+:class:`~agent.core.model.Backoff`.
 Every network await inside a driver has a timeout.
 """
 
@@ -24,7 +25,7 @@ import abc
 from collections.abc import Sequence
 from typing import Any
 
-from agent.model import Reading, Value
+from agent.core.model import Reading, Value
 from drivers.specs import PointSpec
 
 

@@ -1,7 +1,8 @@
 """``OpcUaDriver``: the :class:`~drivers.base.Driver` for OPC UA over asyncua 2.1.
 
-* ``connect`` opens socket, secure channel and session under a timeout (:func:`agent.aio.within`)
-  with the spec's ``connect_timeout_s`` (enforced outside the library), then reads the server's
+* ``connect`` opens socket, secure channel and session under a timeout
+  (:func:`agent.core.aio.within`) with the spec's ``connect_timeout_s`` (enforced outside the
+  library), then reads the server's
   NamespaceArray once, so points with ``namespace_uri`` get the namespace index the server uses
   *now* (indices may change across server restarts; OPC UA Part 3 §8.2.2 / Part 6 §5.2.2.9).
 * ``read`` reads every node of a plan in ONE Read service call (OPC UA Part 4 §5.10.2). A bad
@@ -19,8 +20,8 @@
   X.509 certificate: see :func:`drivers.opcua_session.make_client`. Each connect makes a fresh
   client object (and so a fresh subscription).
 * A timeout of the Read/Write call, a closed socket or a session/channel-level status means the
-  session is gone: :class:`~agent.model.ConnectionLost`. asyncua's auto-reconnect stays off: the
-  agent owns reconnects.
+  session is gone: :class:`~agent.core.model.ConnectionLost`. asyncua's auto-reconnect stays off:
+  the agent owns reconnects.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from typing import Any
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
-from agent.aio import within
-from agent.model import ConnectError, ConnectionLost, Quality, Reading, Value, WriteError
+from agent.core.aio import within
+from agent.core.health import Health
+from agent.core.model import ConnectError, ConnectionLost, Quality, Reading, Value, WriteError
 from drivers.base import Driver, ReadPlan
-from drivers.health import Health
 from drivers.opcua_session import SERVER_STATE, KeepAlive, Subscriptions, make_client
 from drivers.specs import OpcUaConnection, OpcUaPoint
 from drivers.values import to_engineering
@@ -177,7 +178,7 @@ class OpcUaDriver(Driver):
     def counters(self) -> dict[str, Any]:
         """Health counters: ``requests``, ``responses``, ``timeouts``, ``bad_status`` (status
         name → count of node results), ``reconnects``, ``last_error``, ``last_error_age_s``,
-        ``last_ok_age_s`` (seconds ago), ``ok`` (see :class:`~drivers.health.Health`),
+        ``last_ok_age_s`` (seconds ago), ``ok`` (see :class:`~agent.core.health.Health`),
         ``session_timeout_s`` (as revised by the server), ``refused_items`` (monitored items the
         server refused, retried)."""
         ka, subs = self._keepalive, self._subs

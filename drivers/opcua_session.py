@@ -25,7 +25,7 @@ from typing import Any
 from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-from agent.aio import within
+from agent.core.aio import within
 from drivers.specs import OpcUaConnection
 
 log = logging.getLogger(__name__)

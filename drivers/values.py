@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from agent.model import Quality, Reading
+from agent.core.model import Quality, Reading
 from drivers.specs import PointSpec
 
 __all__ = ["to_engineering"]

@@ -31,7 +31,7 @@ from collections import Counter
 
 import psutil
 
-from agent.model import Backoff, ConnectError, ConnectionLost, Quality
+from agent.core.model import Backoff, ConnectError, ConnectionLost, Quality
 from drivers import create
 from drivers.specs import ModbusRtuConnection, ModbusTcpConnection, OpcUaConnection, OpcUaPoint
 from hil_sim.modbus import Faults, ModbusRtuServer, ModbusTcpServer, RequestCounters

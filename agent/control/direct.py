@@ -19,7 +19,7 @@ from agent.control.lowdemand import (
     SleepState,
 )
 from agent.control.staging import StagingInput, StagingState, stage
-from agent.model import Quality
+from agent.core.model import Quality
 
 START_FRACTION = 0.8
 """A pump started from standstill begins at this fraction of ``out_max`` before the PI takes

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.model import DriverError, Value
+from agent.core.model import DriverError, Value
 from drivers.base import Driver
 from drivers.specs import PointSpec
 

@@ -3,7 +3,7 @@
 Every ``period_s`` (monotonic deadlines, :mod:`~agent.control.schedule`; a late tick is skipped
 and counted, never queued), and at once when a remote setpoint request is accepted
 (:mod:`~agent.control.requests`: its first ramp step is written within milliseconds), one
-synchronous :meth:`ControlLoop.tick` reads only :class:`agent.cache.Cache`, runs the pure parts
+synchronous :meth:`ControlLoop.tick` reads only :class:`agent.core.cache.Cache`, runs the pure parts
 (:mod:`~agent.control.protect`, :mod:`~agent.control.lowdemand`, :mod:`~agent.control.law`,
 :mod:`~agent.control.staging`) and hands writes to per-connection :class:`~agent.control.io.Writer`
 tasks and events to an :class:`~agent.control.io.EventQueue` task. A tick has no ``await``: a slow
@@ -37,7 +37,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from agent.cache import Cache
 from agent.config.control import ControlConfig
 from agent.control.direct import DirectMode
 from agent.control.events import to_contract
@@ -67,7 +66,8 @@ from agent.control.requests import LoopRequests
 from agent.control.schedule import TickSchedule
 from agent.control.staging import StagingState
 from agent.control.state import LawParams
-from agent.model import Quality, Reading, WallClock, clock
+from agent.core.cache import Cache
+from agent.core.model import Quality, Reading, WallClock, clock
 from drivers.base import Driver
 from drivers.specs import PointSpec
 

@@ -12,7 +12,7 @@ from agent.control.protect import (
     PvReading,
 )
 from agent.control.state import ACTIVE_BITS, MODE_CODES
-from agent.model import Quality, Reading
+from agent.core.model import Quality, Reading
 
 log = logging.getLogger("agent.control.loop")
 

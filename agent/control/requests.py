@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 
-from agent.aio import wait_event
 from agent.control.law import Mode
 from agent.control.loop_io import LoopIO
 from agent.control.remote import RemoteSetpoint
 from agent.control.schedule import TickSchedule
 from agent.control.state import SetpointResult
+from agent.core.aio import wait_event
 
 
 class LoopRequests(LoopIO):

@@ -14,7 +14,7 @@ import collections
 import math
 import time
 
-from agent.aio import wait_event
+from agent.core.aio import wait_event
 
 
 class TickSchedule:

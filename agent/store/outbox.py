@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.model import Quality, Sample
+from agent.core.model import Quality, Sample
 from agent.store.records import AppendResult, Event, Evicted, Poll, StoreCounters
 from agent.store.space import WAL_AUTOCHECKPOINT_PAGES, WAL_RESERVE_BYTES, SpaceKeeper
 from agent.store.writer import TransactionThread

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.model import Reading, Sample
+from agent.core.model import Reading, Sample
 
 
 @dataclass(frozen=True, slots=True)

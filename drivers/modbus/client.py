@@ -41,7 +41,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from agent.model import ConnectError, ConnectionLost, Quality, Reading, Value, WriteError
+from agent.core.model import ConnectError, ConnectionLost, Quality, Reading, Value, WriteError
 from drivers.base import Driver, ReadPlan
 from drivers.modbus import codec
 from drivers.modbus.health import UnitHealth
@@ -159,7 +159,7 @@ class ModbusDriver(Driver):
         ``exceptions`` (code → count), ``reconnects`` (opens after the first; per-poll sockets
         are not reconnects), ``last_error``, ``last_error_age_s``, ``last_ok_age_s`` (seconds
         ago, ``None`` if never), ``ok`` (the last answer is newer than the last error; see
-        :class:`~drivers.health.Health`), ``unreadable_points``, plus
+        :class:`~agent.core.health.Health`), ``unreadable_points``, plus
         ``noise_bytes``/``echoes_seen`` (RTU) or ``tid_mismatches``/``sockets_opened`` (TCP).
         ``devices``: device name → the unit's :meth:`~drivers.modbus.health.UnitHealth.snapshot`
         (polls, successes, timeouts, crc_errors, garbled, exceptions, skipped, offline, and the

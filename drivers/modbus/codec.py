@@ -21,7 +21,7 @@ import math
 import struct
 from collections.abc import Callable, Sequence
 
-from agent.model import Reading, Value
+from agent.core.model import Reading, Value
 from drivers.specs import DataType, ModbusPoint, Order
 from drivers.values import to_engineering
 

@@ -1,5 +1,5 @@
 """Failures of one Modbus transaction, internal to ``drivers/`` (the driver turns them into
-readings of bad quality or :class:`~agent.model.WriteError`)."""
+readings of bad quality or :class:`~agent.core.model.WriteError`)."""
 
 from __future__ import annotations
 

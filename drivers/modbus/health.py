@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.health import Health
+from agent.core.health import Health
 
 log = logging.getLogger("drivers.modbus")
 
@@ -118,7 +118,7 @@ class UnitHealth:
 
     def snapshot(self) -> dict[str, Any]:
         """Counters as plain data, with ``last_error``, ``last_error_age_s``, ``last_ok_age_s``
-        (seconds ago) and ``ok`` from :meth:`~drivers.health.Health.snapshot`."""
+        (seconds ago) and ``ok`` from :meth:`~agent.core.health.Health.snapshot`."""
         return {
             "unit_id": self.unit_id,
             "polls": self.polls,

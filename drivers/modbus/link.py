@@ -5,7 +5,7 @@ Requests are serialised by an :class:`asyncio.Lock`: never more than one outstan
 connection (an RS-485 bus is half-duplex with a single master, Modbus over Serial Line V1.02 §2.1;
 on TCP it keeps a device's socket strictly request/response). The transports are
 :class:`~drivers.modbus.rtu_port.RtuPort` and :class:`~drivers.modbus.tcp_port.TcpPort`; no
-library exception leaves this module: failures are :class:`~agent.model.ConnectionLost`,
+library exception leaves this module: failures are :class:`~agent.core.model.ConnectionLost`,
 :class:`ModbusTimeout`, :class:`ModbusExceptionResponse` or :class:`ModbusGarbled`.
 
 On RTU a frame with a bad CRC is retried once (line noise is usually a one-off); after every
@@ -19,8 +19,8 @@ import logging
 from collections import Counter
 from typing import Any
 
-from agent.model import ConnectionLost
-from drivers.health import Health
+from agent.core.health import Health
+from agent.core.model import ConnectionLost
 from drivers.modbus import frames
 from drivers.modbus.errors import (
     ModbusCrcError,
@@ -56,7 +56,7 @@ class ModbusLink:
         requests, responses, timeouts, garbled, crc_errors: transaction counters.
         exceptions: exception code → count.
         connects: successful opens.
-        health: last error and last answer, with their times (:class:`~drivers.health.Health`).
+        health: last error and last answer, with their times (:class:`~agent.core.health.Health`).
     """
 
     def __init__(self, spec: ModbusTcpConnection | ModbusRtuConnection) -> None:

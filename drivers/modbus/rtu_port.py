@@ -22,7 +22,7 @@ Rules it keeps (Modbus over Serial Line V1.02, "MSL"):
   (an echo was seen on another request) or two copies arrived (echo, then answer).
 
 A read error on the descriptor (USB adapter unplugged, EIO) marks the port lost: the next
-transaction raises :class:`~agent.model.ConnectionLost` and the agent reopens it with backoff.
+transaction raises :class:`~agent.core.model.ConnectionLost` and the agent reopens it with backoff.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ import time
 
 import serial
 
-from agent.aio import within
-from agent.model import ConnectError, ConnectionLost
+from agent.core.aio import within
+from agent.core.model import ConnectError, ConnectionLost
 from drivers.modbus.errors import ModbusCrcError, ModbusGarbled, ModbusTimeout
 from drivers.modbus.frames import Request, crc16, rtu_response_length
 from drivers.specs import ModbusRtuConnection

@@ -14,7 +14,7 @@ segments or several replies in one segment are both handled.
   request are flushed before each new one.
 * A header that cannot be right (protocol id not 0, length outside 2..254) means the stream is out
   of step: the socket is aborted and the transaction raises
-  :class:`~agent.model.ConnectionLost`.
+  :class:`~agent.core.model.ConnectionLost`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import collections
 import struct
 import time
 
-from agent.aio import within
-from agent.model import ConnectError, ConnectionLost
+from agent.core.aio import within
+from agent.core.model import ConnectError, ConnectionLost
 from drivers.modbus.errors import ModbusGarbled, ModbusTimeout
 from drivers.modbus.frames import Request, ResponseMismatch
 from drivers.specs import ModbusTcpConnection

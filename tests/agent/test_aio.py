@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from agent.aio import cancel_all, within
+from agent.core.aio import cancel_all, within
 
 
 async def test_within_times_out_and_cancels_the_inner_work() -> None:
@@ -52,7 +52,7 @@ async def test_cancel_all_ends_a_task_that_swallows_cancellations(
 
     t = asyncio.create_task(stubborn(), name="stubborn")
     await asyncio.sleep(0)
-    with caplog.at_level(logging.WARNING, logger="agent.aio"):
+    with caplog.at_level(logging.WARNING, logger="agent.core.aio"):
         await asyncio.wait_for(cancel_all([t], retry_s=0.02), 2.0)
     assert t.cancelled() and swallowed == 3
     assert any("stubborn" in r.getMessage() for r in caplog.records)

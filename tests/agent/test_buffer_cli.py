@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.model import Quality, Reading
+from agent.core.model import Quality, Reading
 from agent.store import Poll, Store
 from tests.procs import EXAMPLE, ROOT
 

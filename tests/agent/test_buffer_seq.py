@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agent.app import open_store
 from agent.config import SiteConfig, load_config
-from agent.model import Reading, clock
+from agent.core.model import Reading, clock
 from agent.store import Poll, Store
 
 YAML = """\

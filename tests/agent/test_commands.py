@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from agent.commands import CODES, CommandHandler, Request
 from agent.config.control import Remote
 from agent.control.remote import RemoteSetpoint
-from agent.model import WallClock
+from agent.core.model import WallClock
 from agent.store import Store
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from agent.core.model import Quality, Reading
 from agent.exception import Deadband, ReportByException
-from agent.model import Quality, Reading
 
 G, C = Quality.GOOD, Quality.COMM_FAIL
 

@@ -18,7 +18,7 @@ import pytest
 
 from agent.app import open_store
 from agent.config import load_config
-from agent.model import Reading
+from agent.core.model import Reading
 from agent.store import Poll, Store
 from tests.fs import tmpfs
 from tests.procs import EXAMPLE, ROOT, free_port

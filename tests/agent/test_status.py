@@ -17,7 +17,7 @@ import drivers
 from agent import status
 from agent.app import Agent
 from agent.config import load_config
-from agent.model import clock
+from agent.core.model import clock
 from agent.poller import ConnectionPoller
 from hil_sim.modbus import Faults, ModbusTcpServer, RequestCounters
 from tests.drivers.conftest import make_bank

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.model import Quality, Reading
+from agent.core.model import Quality, Reading
 from agent.store import Poll, Store, StoreError
 from agent.store.outbox import ACK_LINGER_S
 

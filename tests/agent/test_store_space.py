@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.model import Reading
+from agent.core.model import Reading
 from agent.store import Evicted, Poll, Store
 from agent.store import space as space_module
 from tests.fs import tmpfs

@@ -12,7 +12,7 @@ import pytest
 from agent import contract
 from agent.app import broker_settings
 from agent.config import load_config
-from agent.model import Reading, WallClock
+from agent.core.model import Reading, WallClock
 from agent.store import Poll, Store
 from agent.uplink import Uplink, UplinkSettings
 from tests.procs import EXAMPLE, Mosquitto, free_port, wait_for

@@ -29,7 +29,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import yaml
 
-from agent.model import Reading
+from agent.core.model import Reading
 from agent.store import Poll, Store
 from tests.faults_uplink.conftest import REPORT
 from tests.procs import EXAMPLE, AgentProc, Mosquitto, Simulator, Subscriber, wait_for

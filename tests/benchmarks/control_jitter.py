@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from agent.model import Reading
+from agent.core.model import Reading
 from agent.store import Poll, Store
 from tests.control.rig import control_section
 from tests.procs import EXAMPLE, AgentProc, Mosquitto, Simulator, wait_for

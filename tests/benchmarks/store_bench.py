@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.model import Reading
+from agent.core.model import Reading
 from agent.store import Poll, Store
 from tests.benchmarks.harness import BenchAgent, broker, load_average
 from tests.benchmarks.loads import start_typical

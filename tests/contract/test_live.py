@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from agent import schemas
-from agent.model import Quality, Reading
+from agent.core.model import Quality, Reading
 from agent.store import Poll, Store
 from tests.procs import AgentProc, Mosquitto, Simulator, Subscriber, wait_for
 

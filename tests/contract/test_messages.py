@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent import app, contract, schemas
-from agent.cache import Cache
 from agent.commands import CommandHandler
 from agent.config import load_config
 from agent.config.control import Remote
 from agent.control.remote import RemoteSetpoint
-from agent.model import Quality, Sample, clock
+from agent.core.cache import Cache
+from agent.core.model import Quality, Sample, clock
 from agent.pipeline import Ingest
 from agent.store import Evicted, Store
 from tests.procs import EXAMPLE

@@ -18,9 +18,9 @@ from typing import Any
 import yaml
 
 import drivers
-from agent.cache import Cache
 from agent.config import load_config
 from agent.control.loop import ControlLoop, outputs_from_pollers
+from agent.core.cache import Cache
 from agent.poller import ConnectionPoller
 from hil_sim import commands
 from hil_sim.sim import SimOptions, Simulator

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from agent.model import Quality
+from agent.core.model import Quality
 from drivers.modbus.codec import (
     decode_point,
     decode_raw,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.model import ConnectError, ConnectionLost, Quality
+from agent.core.model import ConnectError, ConnectionLost, Quality
 from drivers import create
 from drivers.modbus.link import rtu_frame_gap_s
 from drivers.specs import ModbusRtuConnection

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from agent.model import ConnectError, ConnectionLost, Quality, WriteError
+from agent.core.model import ConnectError, ConnectionLost, Quality, WriteError
 from drivers import create
 from drivers.modbus.client import TCP_MAX_CONSECUTIVE_TIMEOUTS, ModbusDriver
 from drivers.specs import DataType, ModbusLimits, ModbusTcpConnection

@@ -8,7 +8,7 @@ import socket
 import pytest
 from asyncua import Server, ua
 
-from agent.model import ConnectError, ConnectionLost, Quality, WriteError
+from agent.core.model import ConnectError, ConnectionLost, Quality, WriteError
 from drivers import create
 from drivers.opcua import OpcUaDriver
 from drivers.specs import OpcUaConnection, OpcUaPoint

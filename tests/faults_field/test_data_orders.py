@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from agent.model import Quality
+from agent.core.model import Quality
 from drivers import create
 from drivers.modbus.codec import encode_registers
 from drivers.specs import DataType, Order

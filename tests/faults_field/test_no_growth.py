@@ -8,7 +8,7 @@ import asyncio
 import psutil
 import pytest
 
-from agent.model import ConnectError, ConnectionLost
+from agent.core.model import ConnectError, ConnectionLost
 from drivers import create
 from tests.drivers.conftest import typed_points
 from tests.faults_field.conftest import tcp_spec

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from agent.model import ConnectError, ConnectionLost, Quality
+from agent.core.model import ConnectError, ConnectionLost, Quality
 from drivers import create
 from drivers.specs import OpcUaConnection, OpcUaPoint
 from hil_sim.devices.opcua_server import NAMESPACE_URI, UA_POINTS, OpcUaFacade

@@ -10,7 +10,7 @@ import pytest
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from agent.model import ConnectError, Quality
+from agent.core.model import ConnectError, Quality
 from drivers import create
 from drivers.specs import OpcUaConnection, OpcUaPoint
 from hil_sim.devices.opcua_server import NAMESPACE_URI, UA_POINTS, OpcUaFacade

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from agent.model import Quality, WriteError
+from agent.core.model import Quality, WriteError
 from tests.drivers.conftest import VALUES, typed_points
 
 

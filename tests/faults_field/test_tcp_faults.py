@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from agent.model import ConnectionLost, Quality
+from agent.core.model import ConnectionLost, Quality
 from drivers import create
 from tests.drivers.conftest import VALUES, typed_points
 from tests.faults_field.conftest import tcp_spec

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.model import Reading
+from agent.core.model import Reading
 from agent.store import Poll, Store
 from tests.faults_uplink.conftest import account, appended, data_loss_events, wait_delivered
 from tests.fs import tmpfs

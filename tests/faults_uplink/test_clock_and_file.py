@@ -9,7 +9,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from agent.model import CLOCK_OFFSET_ENV
+from agent.core.model import CLOCK_OFFSET_ENV
 from tests.faults_uplink.conftest import account, appended, wait_delivered
 from tests.faults_uplink.test_buffer_full import _prefill
 from tests.procs import AgentProc, Subscriber, wait_for

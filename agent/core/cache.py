@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agent.model import Quality, Reading, Value
+from agent.core.model import Quality, Reading, Value
 
 
 @dataclass(frozen=True, slots=True)

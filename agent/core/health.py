@@ -4,7 +4,7 @@ A bare "last error" text stays shown long after the device recovered and mislead
 with the time of the error and of the last success beside it, the status page can say "12 s ago,
 recovered" or "not recovered". Ages and the ok/failing order use ``time.monotonic()`` (a
 wall-clock step does not make an error look old or new); the UTC time of the last error is the
-agent's wall clock (:data:`agent.model.clock`) when it happened.
+agent's wall clock (:data:`agent.core.model.clock`) when it happened.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import datetime as dt
 import time
 from typing import Any
 
-from agent.model import clock
+from agent.core.model import clock
 
 
 class Health:

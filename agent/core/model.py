@@ -1,7 +1,7 @@
 """The small shared model of pumproom-edge: readings, samples, quality, errors, backoff, clocks.
 
-This is the only module of ``agent/`` that ``drivers/`` may import (see DESIGN.md, Boundaries).
-It holds no I/O.
+Part of the shared leaf (:mod:`agent.core`), which ``drivers/`` may import (see DESIGN.md,
+Boundaries). It holds no I/O.
 
 Shapes
 ------
