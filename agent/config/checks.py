@@ -160,8 +160,12 @@ def _modbus_point_rules(
 
 def _overlaps(ctx: _Ctx, d: CheckedDevice) -> Iterator[Problem]:
     """Points of one device (one unit id) that use the same register or bit of one table.
-    Bits of one register are fine as long as they differ."""
-    taken: list[tuple[str, int, int, int | None, int, str]] = []  # reg, first, last, bit, j, name
+    Bits of one register are fine as long as they differ.
+
+    Each point is reported once, against the first point before it in the file that it overlaps.
+    A sweep over the points sorted by address: O(n log n) plus the overlapping pairs, so a
+    10,000-point device checks in milliseconds (comparing every pair took seconds)."""
+    spans: list[_Span] = []
     for j, p in d.points:
         if not isinstance(p, ModbusPointConfig):
             continue
@@ -172,21 +176,43 @@ def _overlaps(ctx: _Ctx, d: CheckedDevice) -> Iterator[Problem]:
         is_bit_table = TABLES[p.register].is_bit
         last = first + (1 if is_bit_table else DataType(p.dtype).registers) - 1
         bit = p.bit if p.dtype == "bool" and not is_bit_table else None
-        for reg, f, la, b, k, other in taken:
-            if reg != p.register or la < first or f > last:
+        spans.append(_Span(p.register, first, last, bit, j, p.name))
+    earliest: dict[int, _Span] = {}  # point index -> first earlier point it overlaps
+    active: list[_Span] = []
+    for s in sorted(spans, key=lambda s: (s.register, s.first, s.index)):
+        active = [a for a in active if a.register == s.register and a.last >= s.first]
+        for a in active:
+            if s.bit is not None and a.bit is not None and s.bit != a.bit:
                 continue
-            if bit is not None and b is not None and bit != b:
-                continue
-            span = f"{first}" if first == last else f"{first}–{last}"
-            ospan = f"{f}" if f == la else f"{f}–{la}"
-            bits = f" bit {bit}" if bit is not None and b is not None else ""
-            yield ctx.at(
-                ("devices", d.index, "points", j, "address"),
-                f"{p.register} {span}{bits} overlaps point '{other}' ({p.register} {ospan}, "
-                f"{ctx.where(('devices', d.index, 'points', k))}; PDU addresses)",
-            )
-            break
-        taken.append((p.register, first, last, bit, j, p.name))
+            late, early = (s, a) if s.index > a.index else (a, s)
+            if late.index not in earliest or early.index < earliest[late.index].index:
+                earliest[late.index] = early
+        active.append(s)
+    by_index = {s.index: s for s in spans}
+    for j in sorted(earliest):
+        s, o = by_index[j], earliest[j]
+        bits = f" bit {s.bit}" if s.bit is not None and o.bit is not None else ""
+        yield ctx.at(
+            ("devices", d.index, "points", j, "address"),
+            f"{s.register} {s.span}{bits} overlaps point '{o.name}' ({o.register} {o.span}, "
+            f"{ctx.where(('devices', d.index, 'points', o.index))}; PDU addresses)",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """The registers (or bits) one Modbus point uses: PDU addresses ``first``..``last``."""
+
+    register: str
+    first: int
+    last: int
+    bit: int | None
+    index: int
+    name: str
+
+    @property
+    def span(self) -> str:
+        return f"{self.first}" if self.first == self.last else f"{self.first}–{self.last}"
 
 
 def _shared_buses(ctx: _Ctx, devices: Sequence[tuple[int, DeviceConfig]]) -> Iterator[Problem]:

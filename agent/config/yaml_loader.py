@@ -20,6 +20,7 @@ positions are those of the anchored node.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -52,8 +53,9 @@ _DEFAULT_TAGS = {
 
 
 class _Loader(Reader, Scanner, Parser, Composer, BaseResolver):
-    """PyYAML's front end with no implicit resolvers: every scalar gets the default tag and we
-    resolve plain scalars ourselves (:func:`resolve_plain`)."""
+    """PyYAML's pure-Python front end with no implicit resolvers: every scalar gets the default
+    tag and we resolve plain scalars ourselves (:func:`resolve_plain`). Used for the error text of
+    a document libyaml refuses, and where PyYAML was built without libyaml."""
 
     def __init__(self, stream: str) -> None:
         Reader.__init__(self, stream)
@@ -69,6 +71,26 @@ class _Loader(Reader, Scanner, Parser, Composer, BaseResolver):
         return BaseResolver.resolve(self, kind, value, implicit)
 
 
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class _FastLoader(CParser, BaseResolver):  # type: ignore[misc]
+        """libyaml's scanner, parser and composer (PyYAML's C binding, ~10x faster than
+        :class:`_Loader`), with the same resolution: libyaml calls our :meth:`resolve` for every
+        node, so the nodes, tags and marks (0-based line and column, in characters) are the ones
+        :class:`_Loader` makes."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            BaseResolver.__init__(self)
+
+        resolve = _Loader.resolve
+
+else:  # pragma: no cover - PyYAML without libyaml
+    _FastLoader = _Loader  # type: ignore[misc,assignment]
+
+
+@functools.lru_cache(maxsize=8192)  # point lists repeat the same words: holding, float32, MPa
 def resolve_plain(text: str) -> Any:
     """Resolve an unquoted scalar the YAML 1.2 Core Schema way (plus ``0x`` hex ints).
 
@@ -109,15 +131,32 @@ def load_yaml(text: str, file: str, line: int = 0, column: int = 0) -> tuple[Any
         ConfigError: a syntax error, a tab in indentation, a duplicate key, an unsupported tag.
     """
     builder = _Builder(file, line, column)
-    loader = _Loader(text)
     try:
-        node = loader.get_single_node()
+        node = _compose(_FastLoader, text)
+    except yaml.YAMLError:
+        node = None  # libyaml refused it: PyYAML's own parser words the error (or accepts it)
+    else:
+        return _built(builder, node, file, line, column)
+    try:
+        node = _compose(_Loader, text)
     except yaml.MarkedYAMLError as exc:
         raise ConfigError([builder.syntax_problem(exc)]) from None
     except yaml.YAMLError as exc:  # reader errors (e.g. control characters)
         raise ConfigError([Problem(file, line + 1, column + 1, f"YAML error: {exc}")]) from None
+    return _built(builder, node, file, line, column)
+
+
+def _compose(loader_class: Any, text: str) -> Node | None:
+    loader = loader_class(text)
+    try:
+        return loader.get_single_node()  # type: ignore[no-any-return]
     finally:
         loader.dispose()
+
+
+def _built(
+    builder: _Builder, node: Node | None, file: str, line: int, column: int
+) -> tuple[Any, Positions]:
     if node is None:
         return None, Positions(values={(): Pos(file, line + 1, column + 1)})
     data = builder.build(node, ())
@@ -154,20 +193,24 @@ class _Builder:
         return pos.problem(f"YAML syntax error: {problem}, {context}{started}")
 
     def build(self, node: Node, path: Path_) -> Any:
-        self.positions.values[path] = self.pos(node.start_mark)
-        if node.tag not in _DEFAULT_TAGS:
+        mark = node.start_mark
+        self.positions.values[path] = Pos(
+            self.file, self.line + mark.line + 1, self.column + mark.column + 1
+        )
+        tag = node.tag
+        if tag == _PLAIN:  # the common case first: an unquoted scalar
+            value = resolve_plain(node.value)
+            if type(value) is str:
+                self.positions.plain.add(path)
+            return value
+        if tag not in _DEFAULT_TAGS:
             self.problems.append(
-                self.pos(node.start_mark).problem(
-                    f"YAML tag {node.tag!r} is not supported here; remove it (quote text instead)"
+                self.pos(mark).problem(
+                    f"YAML tag {tag!r} is not supported here; remove it (quote text instead)"
                 )
             )
             return None
         if isinstance(node, ScalarNode):
-            if node.tag == _PLAIN:
-                value = resolve_plain(node.value)
-                if isinstance(value, str):
-                    self.positions.plain.add(path)
-                return value
             return node.value
         if isinstance(node, SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
@@ -184,7 +227,7 @@ class _Builder:
                 self.problems.append(key_pos.problem("a key must be a plain name, not a list/map"))
                 continue
             key = key_node.value
-            if key == "<<" and key_node.style is None:
+            if key == "<<" and not key_node.style:  # plain: None (PyYAML) or "" (libyaml)
                 merges.extend(
                     value_node.value if isinstance(value_node, SequenceNode) else [value_node]
                 )
@@ -195,8 +238,9 @@ class _Builder:
                 )
                 continue
             seen[key] = key_pos
-            self.positions.keys[(*path, key)] = key_pos
-            result[key] = self.build(value_node, (*path, key))
+            sub = (*path, key)
+            self.positions.keys[sub] = key_pos
+            result[key] = self.build(value_node, sub)
         for merge in merges:
             if not isinstance(merge, MappingNode):
                 self.problems.append(

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import latency, loads, rtu_bus
+from tests.benchmarks import config_load, latency, loads, rtu_bus
 
 try:  # the buffer benchmarks of the other helper, when present
     from tests.benchmarks import buffer as buffer_bench  # type: ignore[attr-defined]
@@ -48,6 +48,7 @@ TARGETS: list[tuple[str, str, Callable[[float], bool]]] = [
     ("command_to_write_p50_ms", "< 50 ms (p99 is the target)", lambda v: v < 50),
     ("command_to_write_p99_ms", "< 50 ms", lambda v: v < 50),
     ("start_to_first_sample_s", "< 2 s", lambda v: v < 2),
+    ("config_load_10k_points_s", "<= 1 s (issue 17)", lambda v: v <= 1),
 ]
 
 
@@ -55,6 +56,7 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     q = args.quick
     t = 5.0 if q else 30.0
     plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("config", lambda: config_load.run(work / "config", 3 if q else 5)),
         ("pipeline", lambda: loads.pipeline(work / "pipeline", t)),
         ("typical", lambda: loads.typical(work / "typical", t)),
         ("many", lambda: loads.many_devices(work / "many", t)),

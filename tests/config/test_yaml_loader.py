@@ -85,3 +85,60 @@ def test_errors(text: str, problem: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_yaml(text, "f.yaml")
     assert [str(p) for p in info.value.problems] == [problem]
+
+
+_TRICKY = [
+    "bus: &bus {port: /dev/ttyUSB0, baudrate: 9600}\ndev:\n  <<: *bus\n  baudrate: 19200\n",
+    'a: b\n"<<": {x: 1}\n',
+    "k: 'single' \nq: \"dbl\\tq\"\nlist: [1, 2.5, yes, 010, 0x1A, .inf, -.Inf, .nan, ~]\n",
+    "multi: |\n  line 1\n  line 2\nfolded: >\n  a\n  b\n",
+    "ünïcode: 'ölçü'\n\N{CJK UNIFIED IDEOGRAPH-6C34}: 泵房\n",
+    "a: 1\na: 2\n",
+    "x: !!str 5\n",
+    "",
+    "# only a comment\n",
+]
+
+
+@pytest.mark.parametrize("text", _TRICKY)
+def test_libyaml_and_pure_python_front_ends_agree(text: str) -> None:
+    """The fast path (libyaml) builds exactly what PyYAML's pure-Python parser builds: data,
+    types, positions, plain-scalar paths and problems."""
+    from agent.config import yaml_loader as y
+
+    def outcome(loader: object) -> object:
+        builder = y._Builder("f.yaml", 0, 0)
+        try:
+            data, pos = y._built(builder, y._compose(loader, text), "f.yaml", 0, 0)
+        except ConfigError as exc:
+            return [str(p) for p in exc.problems]
+        return repr(data), pos.values, pos.keys, pos.plain
+
+    assert outcome(y._FastLoader) == outcome(y._Loader)
+
+
+def test_every_shipped_yaml_loads_the_same_with_both_front_ends() -> None:
+    from pathlib import Path
+
+    from agent.config import yaml_loader as y
+
+    root = Path(__file__).resolve().parents[2]
+    files = [*root.glob("config/**/*.yaml"), *root.glob("tests/config/cases/**/*.yaml")]
+    assert len(files) > 10
+    for f in files:
+        text = f.read_text(encoding="utf-8")
+        results = []
+        for loader in (y._FastLoader, y._Loader):
+            try:
+                node = y._compose(loader, text)
+            except Exception as exc:  # compared, not swallowed: both must refuse alike
+                results.append(type(exc).__name__)
+                continue
+            builder = y._Builder(str(f), 0, 0)
+            try:
+                data, pos = y._built(builder, node, str(f), 0, 0)
+                results.append((repr(data), pos.values, pos.keys, pos.plain))
+            except ConfigError as exc:
+                results.append([str(p) for p in exc.problems])
+        if results[0] != "ScannerError" and results[0] != "ParserError":
+            assert results[0] == results[1], f
