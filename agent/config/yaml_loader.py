@@ -74,7 +74,7 @@ class _Loader(Reader, Scanner, Parser, Composer, BaseResolver):
 if yaml.__with_libyaml__:
     from yaml._yaml import CParser
 
-    class _FastLoader(CParser, BaseResolver):  # type: ignore[misc]
+    class _FastLoader(CParser, BaseResolver):
         """libyaml's scanner, parser and composer (PyYAML's C binding, ~10x faster than
         :class:`_Loader`), with the same resolution: libyaml calls our :meth:`resolve` for every
         node, so the nodes, tags and marks (0-based line and column, in characters) are the ones
@@ -149,7 +149,7 @@ def load_yaml(text: str, file: str, line: int = 0, column: int = 0) -> tuple[Any
 def _compose(loader_class: Any, text: str) -> Node | None:
     loader = loader_class(text)
     try:
-        return loader.get_single_node()  # type: ignore[no-any-return]
+        return loader.get_single_node()
     finally:
         loader.dispose()
 
