@@ -75,7 +75,7 @@ if yaml.__with_libyaml__:
     from yaml._yaml import CParser
 
     class _FastLoader(CParser, BaseResolver):
-        """libyaml's scanner, parser and composer (PyYAML's C binding, ~10x faster than
+        """libyaml's scanner, parser and composer (PyYAML's C binding, ~5x faster than
         :class:`_Loader`), with the same resolution: libyaml calls our :meth:`resolve` for every
         node, so the nodes, tags and marks (0-based line and column, in characters) are the ones
         :class:`_Loader` makes."""
