@@ -27,7 +27,12 @@ Telemetry batch::
 
 Each sample is ``[seq, t_ms, value]`` when its quality is good, else
 ``[seq, t_ms, null, q, reason]`` (a sample that is not good has no value) with ``q`` one of
-``c`` (comm fail), ``b`` (bad value), ``s`` (stale). ``seq`` is the sample's sequence number in
+``c`` (comm fail), ``b`` (bad value), ``s`` (stale). A value keeps its type, live and backfill
+alike: a bit is ``true``/``false``, an integer point an exact JSON integer over the whole int64
+and uint64 range (a consumer must parse it without going through a double, which is exact only
+up to 2⁵³), a float a JSON number that reads back the same double (−0.0 and subnormals
+included). NaN and ±∞ are not JSON: such a value is sent as a bad-value sample with reason
+``nan``, ``inf`` or ``-inf``. ``seq`` is the sample's sequence number in
 the telemetry stream (events and command answers number their own streams): unique per gateway
 buffer, strictly increasing in poll order, kept by backfill, so the platform deduplicates on
 (gw, stream, seq) and detects loss as a gap that no data-loss event explains. A restart
@@ -47,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.core.model import Quality, Sample
+from agent.store.values import UNSTORABLE, non_finite_reason
 
 SCHEMA_VERSION = 1
 
@@ -151,10 +157,8 @@ def telemetry(
             if unit:
                 entry["u"] = unit
         value = s.value
-        if isinstance(value, float) and not math.isfinite(value):  # not JSON, never good data
-            entry["s"].append([s.seq, s.ts_ms, None, Quality.BAD_VALUE.code, "nan"])
-        elif s.quality is Quality.GOOD:
-            entry["s"].append([s.seq, s.ts_ms, value])
+        if s.quality is Quality.GOOD:
+            entry["s"].append(_good(s.seq, s.ts_ms, value))
         else:  # a sample that is not good has no value (telemetry.schema.json notGoodSample)
             entry["s"].append([s.seq, s.ts_ms, None, s.quality.code, s.reason])
         if not s.synced:
@@ -166,6 +170,20 @@ def telemetry(
     elif unsynced:
         msg["unsynced"] = unsynced
     return dumps(msg)
+
+
+def _good(seq: int, ts_ms: int, value: object) -> list[Any]:
+    """One good sample: ``[seq, t, value]`` for a bool (JSON true/false), an int (an exact JSON
+    integer, the whole int64 and uint64 range) or a finite float (shortest repr that reads back
+    the same double, −0.0 included); else a bad-value sample, since JSON has no NaN or ±∞
+    (RFC 8259 §6): reason ``nan``, ``inf``, ``-inf``, or ``unstorable`` for anything else."""
+    if isinstance(value, bool | int):
+        return [seq, ts_ms, value]
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return [seq, ts_ms, value]
+        return [seq, ts_ms, None, Quality.BAD_VALUE.code, non_finite_reason(value)]
+    return [seq, ts_ms, None, Quality.BAD_VALUE.code, UNSTORABLE]
 
 
 def status(

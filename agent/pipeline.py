@@ -26,12 +26,30 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class IngestCounters:
-    """Counters since start: polls and readings submitted, append failures, queue overflows."""
+    """Counters since start: polls and readings submitted, readings the buffer refused (disk
+    error), readings dropped by a queue overflow, good readings whose value could not be kept
+    (buffered as bad-value samples, reason ``unstorable``)."""
 
     polls: int = 0
     readings: int = 0
     append_failures: int = 0
     dropped_overflow: int = 0
+    unstorable: int = 0
+
+
+@dataclass(slots=True)
+class _Dropped:
+    """Readings dropped by the queue bound and not yet reported: count, first/last poll time."""
+
+    count: int = 0
+    first_ts: int = 0
+    last_ts: int = 0
+
+    def add(self, n: int, ts_ms: int) -> None:
+        if not self.count:
+            self.first_ts = ts_ms
+        self.first_ts, self.last_ts = min(self.first_ts, ts_ms), max(self.last_ts, ts_ms)
+        self.count += n
 
 
 class Ingest:
@@ -43,7 +61,10 @@ class Ingest:
         uplink: the uplink (offered every committed sample).
         clock: the wall clock used to stamp polls.
         queue_max: most readings waiting for the buffer; beyond that the oldest waiting polls
-            are dropped and counted (only when the disk stalls for a long time).
+            are dropped (only when the disk stalls for a long time): counted, logged, and
+            reported as a ``data_loss`` event (reason ``not_buffered``, cause
+            ``ingest_overflow``, with the count and the poll-time range) once the buffer
+            takes writes again.
         rbe: report-by-exception filter between the cache and the buffer (default: none).
     """
 
@@ -70,6 +91,8 @@ class Ingest:
         self._idle.set()
         self._synced = clock.synced()
         self._synced_at = time.monotonic()
+        self._dropped = _Dropped()
+        self._unstorable_logged: set[str] = set()
 
     def submit(self, readings: Sequence[Reading], ts_ms: int | None = None) -> None:
         """Cache one poll's readings and queue them for the buffer.
@@ -95,6 +118,7 @@ class Ingest:
             dropped = self._queue.pop(0)
             self._queued -= len(dropped.readings)
             self.counters.dropped_overflow += len(dropped.readings)
+            self._dropped.add(len(dropped.readings), dropped.ts_ms)
         self._idle.clear()
         self._ready.set()
 
@@ -106,6 +130,8 @@ class Ingest:
             polls, self._queue, self._queued = self._queue, [], 0
             if polls:
                 await self._commit(polls)
+            if self._dropped.count:
+                await self._report_overflow()
             if not self._queue:
                 self._idle.set()
 
@@ -128,7 +154,33 @@ class Ingest:
             return
         for ev in result.evicted:
             await self._data_loss(ev)
+        if result.unstorable:
+            self._note_unstorable(result.unstorable)
         self.uplink.offer(result.samples)
+
+    async def _report_overflow(self) -> None:
+        """Report the readings the queue bound dropped since the last report: one ERROR line
+        and one ``data_loss`` event (they never got a seq, so it carries their poll times)."""
+        d, self._dropped = self._dropped, _Dropped()
+        log.error(
+            "ingest: queue over %d readings while the buffer was slow: dropped the %d oldest"
+            " (polls %d..%d)", self.queue_max, d.count, d.first_ts, d.last_ts,
+        )  # fmt: skip
+        await self._record_loss(
+            {"stream": "telemetry", "reason": "not_buffered", "cause": "ingest_overflow",
+             "count": d.count, "t_range": [d.first_ts, d.last_ts]}
+        )  # fmt: skip
+
+    def _note_unstorable(self, items: list[tuple[str, str]]) -> None:
+        """Count good readings whose value could not be kept; log each point's first one."""
+        self.counters.unstorable += len(items)
+        for point, value in items:
+            if point not in self._unstorable_logged:
+                self._unstorable_logged.add(point)
+                log.warning(
+                    "ingest: %s: value %s cannot be kept; buffered as a bad-value sample"
+                    " (reason 'unstorable'); further ones are only counted", point, value,
+                )  # fmt: skip
 
     async def _data_loss(self, ev: Evicted) -> None:
         await self._record_loss(

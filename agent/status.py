@@ -30,6 +30,11 @@ def snapshot(agent: Agent, *, points: bool = True) -> dict[str, Any]:
     "connections": [{"name", "connected", "polls", "polls_failed", "overruns", "ok",
     "last_error", "last_error_at", "last_error_age_s", "driver": {...}}],
     "points": {name: {"value", "q", "reason", "age_s"}}}`` (``points`` only when asked).
+    ``buffer`` counts since start: ``pending``, ``appended``, ``acked``, ``evicted`` (by the byte
+    bound or a full disk), ``rejected``, and what was lost before the buffer: ``not_buffered``
+    (readings the buffer refused: a disk error), ``dropped_overflow`` (readings the ingest queue
+    dropped while the buffer was slow), ``unstorable`` (good readings whose value could not be
+    kept, buffered as bad-value samples); each loss is also a ``data_loss`` event or a log line.
 
     A connection's ``last_error`` is the newest failure of the connection, its driver or one of
     its devices (a device's prefixed with the device name), ``last_error_at`` its UTC time
@@ -67,6 +72,13 @@ def snapshot(agent: Agent, *, points: bool = True) -> dict[str, Any]:
             "evicted": s.evicted,
             "rejected": s.rejected,
         }
+        if agent.ingest is not None:  # readings that never got a seq, and values not kept
+            i = agent.ingest.counters
+            out["buffer"].update(
+                not_buffered=i.append_failures,
+                dropped_overflow=i.dropped_overflow,
+                unstorable=i.unstorable,
+            )
     out["connections"] = [_connection(p, now) for p in agent.pollers]
     if points:
         out["points"] = {
@@ -155,7 +167,8 @@ def render(snap: dict[str, Any]) -> str:
         f"<p>uplink: <b>{'connected' if up.get('connected') else 'DOWN'}</b>, "
         f"{up.get('samples_live', 0)} live + {up.get('samples_backfill', 0)} backfill samples"
         " sent; "
-        f"buffer: <b>{buf.get('pending', 0)}</b> samples waiting, {buf.get('evicted', 0)} evicted; "
+        f"buffer: <b>{buf.get('pending', 0)}</b> samples waiting, {buf.get('evicted', 0)} evicted, "
+        f"{buf.get('not_buffered', 0) + buf.get('dropped_overflow', 0)} lost before the buffer; "
         f"up {snap['uptime_s']} s</p>"
         "<h2>Connections</h2><table><tr><th>connection</th><th>state</th><th>polls</th>"
         "<th>failed</th><th>overruns</th><th>last error</th><th>when (UTC)</th></tr>"

@@ -25,8 +25,9 @@ def _decimals(*factors: float) -> int:
 def to_engineering(point: PointSpec, raw: int | float | bool) -> Reading:
     """Apply scale and offset to ``raw`` and check it; returns the point's :class:`Reading`.
 
-    NaN or ±inf → BAD_VALUE, reason ``"nan"``; outside ``valid_min``/``valid_max`` → BAD_VALUE,
-    reason ``"range"``. Bools are not scaled.
+    NaN → BAD_VALUE, reason ``"nan"``; +∞ / −∞ → BAD_VALUE, reason ``"inf"`` / ``"-inf"`` (JSON
+    carries no non-finite number, RFC 8259 §6, so the reason is what tells them apart); outside
+    ``valid_min``/``valid_max`` → BAD_VALUE, reason ``"range"``. Bools are not scaled.
     """
     if isinstance(raw, bool):
         return Reading(point.name, raw)
@@ -38,7 +39,8 @@ def to_engineering(point: PointSpec, raw: int | float | bool) -> Reading:
             # binary float noise (35.730000000000004 -> 35.73) so the uplink carries what was read.
             value = round(value, _decimals(point.scale, point.offset))
     if isinstance(value, float) and not math.isfinite(value):
-        return Reading(point.name, None, Quality.BAD_VALUE, "nan")
+        reason = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        return Reading(point.name, None, Quality.BAD_VALUE, reason)
     if (point.valid_min is not None and value < point.valid_min) or (
         point.valid_max is not None and value > point.valid_max
     ):

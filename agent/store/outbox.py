@@ -39,6 +39,7 @@ from typing import Any
 from agent.core.model import Quality, Sample
 from agent.store.records import AppendResult, Event, Evicted, Poll, StoreCounters
 from agent.store.space import WAL_AUTOCHECKPOINT_PAGES, WAL_RESERVE_BYTES, SpaceKeeper
+from agent.store.values import UNSTORABLE, from_row, to_row
 from agent.store.writer import TransactionThread
 
 log = logging.getLogger("agent.store")
@@ -274,7 +275,7 @@ class Store(SpaceKeeper, TransactionThread):
             db.execute(
                 "CREATE TABLE samples (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
                 " point INTEGER NOT NULL, ts INTEGER NOT NULL, value,"
-                " quality INTEGER NOT NULL, reason TEXT, synced INTEGER NOT NULL)"
+                " quality INTEGER NOT NULL, reason TEXT, synced INTEGER NOT NULL, kind INTEGER)"
             )
             db.execute(
                 "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)"
@@ -292,6 +293,9 @@ class Store(SpaceKeeper, TransactionThread):
                     "INSERT INTO sqlite_sequence (name, seq) VALUES ('samples', ?), ('events', ?)",
                     (base, base),
                 )
+        columns = {r[1] for r in db.execute("PRAGMA table_info(samples)")}
+        if "kind" not in columns:  # a buffer older than agent.store.values: bools read as 0/1
+            db.execute("ALTER TABLE samples ADD COLUMN kind INTEGER")
         db.execute(
             "CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY,"
             " received INTEGER NOT NULL, answer TEXT NOT NULL)"
@@ -316,31 +320,30 @@ class Store(SpaceKeeper, TransactionThread):
         result.evicted.extend(self._unreported)
         result.evicted.extend(self._make_room(db))
         ids, pid = self._point_ids, self._point_id
-        rows = [
-            (
-                ids.get(r.point) or pid(db, r.point),
-                p.ts_ms,
-                int(r.value) if r.value.__class__ is bool else r.value,
-                r.quality,
-                r.reason,
-                p.synced,
-            )
-            for p in polls
-            for r in p.readings
-        ]
+        rows = []
+        kept = []  # (point, ts, value as read back, quality, reason, synced) per row
+        for p in polls:
+            for r in p.readings:
+                # one reading at a time: a value SQLite cannot take becomes a bad-value sample
+                # of its own instead of failing the whole batch (agent.store.values)
+                (value, kind, q, reason), back = to_row(r)
+                if reason == UNSTORABLE and r.quality is Quality.GOOD:
+                    result.unstorable.append((r.point, repr(r.value)[:80]))
+                rows.append((ids.get(r.point) or pid(db, r.point), p.ts_ms, value, q, reason,
+                             p.synced, kind))  # fmt: skip
+                kept.append((r.point, p.ts_ms, back, q, reason, p.synced))
         # SQLITE_FULL here aborts the whole transaction: _run_batch frees space and retries.
         db.executemany(
-            "INSERT INTO samples (point, ts, value, quality, reason, synced)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO samples (point, ts, value, quality, reason, synced, kind)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
         last = db.execute("SELECT seq FROM sqlite_sequence WHERE name='samples'").fetchone()[0]
         seq = last - len(rows) + 1
         out = result.samples
-        for p in polls:
-            for r in p.readings:
-                out.append(Sample(seq, r.point, p.ts_ms, r.value, r.quality, r.reason, p.synced))
-                seq += 1
+        for point, ts, back, q, reason, synced in kept:
+            out.append(Sample(seq, point, ts, back, q, reason, synced))
+            seq += 1
         self.counters.appended += len(rows)
         self.pending_rows += len(rows)
         return result
@@ -354,9 +357,9 @@ class Store(SpaceKeeper, TransactionThread):
     ) -> list[Sample]:
         names = self._point_names
         return [
-            Sample(seq, names[pid], ts, value, Quality(q), reason, bool(synced))
-            for seq, pid, ts, value, q, reason, synced in db.execute(
-                "SELECT seq, point, ts, value, quality, reason, synced FROM samples"
+            Sample(seq, names[pid], ts, from_row(value, kind), Quality(q), reason, bool(synced))
+            for seq, pid, ts, value, q, reason, synced, kind in db.execute(
+                "SELECT seq, point, ts, value, quality, reason, synced, kind FROM samples"
                 " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
                 (after_seq, upto_seq, limit),
             )

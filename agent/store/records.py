@@ -33,10 +33,13 @@ class Poll:
 
 @dataclass(slots=True)
 class AppendResult:
-    """What :meth:`Store.append` did: the stamped samples and what the size bound evicted."""
+    """What :meth:`Store.append` did: the stamped samples, what the size bound evicted, and the
+    good readings whose value could not be kept (``(point, value's repr)``; each was buffered as
+    a bad-value sample with reason ``unstorable``, see :mod:`agent.store.values`)."""
 
     samples: list[Sample]
     evicted: list[Evicted] = field(default_factory=list)
+    unstorable: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,7 +156,7 @@ SCALE = [
         None,
         None,
         Quality.BAD_VALUE,
-        "nan",
+        "inf",
     ),
     (
         "-inf scaled",
@@ -168,7 +168,7 @@ SCALE = [
         None,
         None,
         Quality.BAD_VALUE,
-        "nan",
+        "-inf",
     ),
 ]
 
