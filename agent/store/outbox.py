@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.core.model import Quality, Sample
+from agent.store import commands
 from agent.store.records import AppendResult, Event, Evicted, Poll, StoreCounters
 from agent.store.space import WAL_AUTOCHECKPOINT_PAGES, WAL_RESERVE_BYTES, SpaceKeeper
 from agent.store.values import UNSTORABLE, from_row, to_row
@@ -45,8 +46,8 @@ from agent.store.writer import TransactionThread
 log = logging.getLogger("agent.store")
 
 SCHEMA_VERSION = 1
-COMMAND_MEMORY_MS = 24 * 3600 * 1000
-"""How long command ids are remembered to answer duplicates (uplink-protocol.md §6.7: ≥ 24 h)."""
+COMMAND_MEMORY_MS = commands.MEMORY_MS
+COMMAND_MEMORY_IDS = commands.MEMORY_IDS
 ACK_LINGER_S = 2.0
 """Longest an acknowledged sample's row waits for a transaction to delete it, s. Longer than the
 usual 1 s poll interval, so a pump room's acks ride along with its next appends and cost no commit
@@ -61,10 +62,21 @@ class Store(SpaceKeeper, TransactionThread):
         path: database file; its folder is created.
         max_bytes: bound on the pages in use, bytes (at least 1 MiB).
         synchronous: ``"full"`` or ``"normal"``, see the module docstring.
+        command_ids: most command ids remembered (:data:`agent.store.commands.MEMORY_IDS`).
     """
 
-    def __init__(self, path: str | Path, max_bytes: int, synchronous: str = "full") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        max_bytes: int,
+        synchronous: str = "full",
+        command_ids: int = COMMAND_MEMORY_IDS,
+    ) -> None:
         self.path = Path(path)
+        self.command_ids = command_ids
+        """Most command ids remembered (:meth:`remember_command`)."""
+        self._commands_bytes: int | None = None
+        """Bytes of the command memory's pages (None: to be measured again)."""
         self.max_bytes = max_bytes
         self.synchronous = synchronous
         self.counters = StoreCounters()
@@ -96,7 +108,12 @@ class Store(SpaceKeeper, TransactionThread):
 
     @classmethod
     async def open(
-        cls, path: str | Path, max_bytes: int, synchronous: str = "full", seq_base: int = 0
+        cls,
+        path: str | Path,
+        max_bytes: int,
+        synchronous: str = "full",
+        seq_base: int = 0,
+        command_ids: int = COMMAND_MEMORY_IDS,
     ) -> Store:
         """Open (or create) the buffer and start its writer thread.
 
@@ -112,7 +129,7 @@ class Store(SpaceKeeper, TransactionThread):
             StoreUnavailable: the file cannot be opened for another reason (read-only file
                 system, permission, a lock held elsewhere, a full disk...); it is left as it is.
         """
-        store = cls(path, max_bytes, synchronous)
+        store = cls(path, max_bytes, synchronous, command_ids)
         store._seq_base = seq_base
         try:
             await store._start()
@@ -222,11 +239,29 @@ class Store(SpaceKeeper, TransactionThread):
 
     async def command_answer(self, cmd_id: str) -> dict[str, Any] | None:
         """The answer last given to command ``cmd_id`` within 24 h, or ``None``."""
-        return await self._submit(lambda db: self._command_answer(db, cmd_id))
+        now = time.time_ns() // 1_000_000
+        return await self._submit(lambda db: commands.answer(db, cmd_id, now))
 
     async def remember_command(self, cmd_id: str, answer: dict[str, Any]) -> None:
-        """Keep the answer given to ``cmd_id`` (for duplicate detection, 24 h)."""
-        await self._submit(lambda db: self._remember_command(db, cmd_id, answer))
+        """Keep the answer given to ``cmd_id`` (for duplicate detection).
+
+        The command memory is bounded on its own (:mod:`agent.store.commands`): ids older than
+        24 h and all but the newest :attr:`command_ids` are forgotten. Its pages do not count
+        against ``max_bytes``, so remembering commands never evicts a sample."""
+        now = time.time_ns() // 1_000_000  # wall time: a reboot must not reset the memory
+        await self._submit(lambda db: self._remember_command(db, cmd_id, answer, now))
+
+    def _remember_command(
+        self, db: sqlite3.Connection, cmd_id: str, answer: dict[str, Any], now_ms: int
+    ) -> None:
+        commands.remember(db, cmd_id, answer, now_ms, self.command_ids)
+        self._commands_bytes = None
+
+    def _command_bytes(self, db: sqlite3.Connection) -> int:
+        """Bytes of the command memory's pages (measured again after each change)."""
+        if self._commands_bytes is None:
+            self._commands_bytes = commands.table_bytes(db)
+        return self._commands_bytes
 
     def _after_rollback(self) -> None:
         """Roll back whatever is open and reload the state kept in memory (point ids, pending
@@ -234,6 +269,7 @@ class Store(SpaceKeeper, TransactionThread):
         db = self._db
         assert db is not None
         self._restore_acks()
+        self._commands_bytes = None
         try:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -397,24 +433,6 @@ class Store(SpaceKeeper, TransactionThread):
             (key,),
         )
         return int(db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
-
-    def _command_answer(self, db: sqlite3.Connection, cmd_id: str) -> dict[str, Any] | None:
-        horizon = time.time_ns() // 1_000_000 - COMMAND_MEMORY_MS
-        row = db.execute(
-            "SELECT answer FROM commands WHERE id = ? AND received > ?", (cmd_id, horizon)
-        ).fetchone()
-        return json.loads(row[0]) if row else None
-
-    def _remember_command(
-        self, db: sqlite3.Connection, cmd_id: str, answer: dict[str, Any]
-    ) -> None:
-        now = time.time_ns() // 1_000_000  # wall time: a reboot must not reset the memory
-        db.execute("DELETE FROM commands WHERE received < ?", (now - COMMAND_MEMORY_MS,))
-        db.execute(
-            "INSERT INTO commands VALUES (?, ?, ?)"
-            " ON CONFLICT(id) DO UPDATE SET answer = excluded.answer",
-            (cmd_id, now, json.dumps(answer)),
-        )
 
 
 def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:

@@ -1,6 +1,7 @@
 """The buffer's size: the byte bound, the file system's free space, eviction, a full disk.
 
-``max_bytes`` bounds the pages in use. When an append would exceed it, the oldest samples are
+``max_bytes`` bounds the pages in use, less those of the command memory (bounded on its own by
+count and age, :mod:`agent.store.commands`). When an append would exceed it, the oldest samples are
 evicted first; the evicted seq range is returned so the caller can raise a data-loss event. The
 free space of the file system bounds it too: enough room is always kept for the WAL to reach its
 checkpoint size (a full disk would otherwise deadlock WAL mode: the checkpoint that shrinks the WAL
@@ -89,6 +90,17 @@ class SpaceKeeper:
         free = db.execute("PRAGMA freelist_count").fetchone()[0]
         return int((pages - free) * self._page_size)
 
+    def _command_bytes(self, db: sqlite3.Connection) -> int:
+        """Bytes of pages the command memory holds (bounded on its own, see
+        :meth:`agent.store.Store.remember_command`); not part of ``max_bytes``."""
+        raise NotImplementedError
+
+    def _bound_bytes(self, db: sqlite3.Connection, cause: str) -> int:
+        """Pages in use that count against the bound of ``cause``: for ``max_bytes`` all but the
+        command memory's (remembered command ids never cost telemetry), for ``disk_full`` all."""
+        used = self._used_bytes(db)
+        return used - self._command_bytes(db) if cause == "max_bytes" else used
+
     def _disk_bound(self, db: sqlite3.Connection) -> int:
         """The most bytes of pages in use that still leave the file system room for the WAL to
         reach its checkpoint size plus one transaction (:data:`WAL_RESERVE_BYTES`,
@@ -131,7 +143,7 @@ class SpaceKeeper:
                 limit = self.limit_bytes
             if not self._reserve.exists():
                 self._make_reserve()
-        used = self._used_bytes(db)
+        used = self._bound_bytes(db, cause)
         if used <= limit:
             return []
         target = limit - DISK_FULL_CHUNK_BYTES if cause == "disk_full" else limit
@@ -141,7 +153,7 @@ class SpaceKeeper:
             if rows == 0:
                 break
             evicted.extend(self._evict(db, max(rows // 20, 100), cause))
-            used = self._used_bytes(db)
+            used = self._bound_bytes(db, cause)
         if evicted:
             self._note_eviction(evicted, used, limit)
         return evicted
