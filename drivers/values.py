@@ -36,8 +36,9 @@ def to_engineering(point: PointSpec, raw: int | float | bool) -> Reading:
         value = raw * point.scale + point.offset
         if isinstance(raw, int):
             # An integer register scaled by 0.01 has two decimals of resolution; round away the
-            # binary float noise (35.730000000000004 -> 35.73) so the uplink carries what was read.
-            value = round(value, _decimals(point.scale, point.offset))
+            # binary float noise (35.730000000000004 -> 35.73) so the uplink carries what was read;
+            # + 0.0 turns a -0.0 left by the noise (-1e-17 rounds to -0.0) into the exact 0.0.
+            value = round(value, _decimals(point.scale, point.offset)) + 0.0
     if isinstance(value, float) and not math.isfinite(value):
         reason = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
         return Reading(point.name, None, Quality.BAD_VALUE, reason)

@@ -46,6 +46,11 @@ def main() -> None:
 @click.option("--control-port", default=15080, show_default=True, type=int)
 @click.option("--truth", "truth_path", type=click.Path(dir_okay=False), help="JSON-lines file.")
 @click.option("--scenario", "scenario_path", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--test-types",
+    is_flag=True,
+    help="Also serve the raw-value test bench (Modbus TCP unit 99, OPC UA Types.*); tests only.",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(0.01, 1000.0))
 @click.option(
@@ -71,6 +76,7 @@ def run(
     control_port: int,
     truth_path: str | None,
     scenario_path: str | None,
+    test_types: bool,
     seed: int,
     speed: float,
     step_s: float,
@@ -107,6 +113,7 @@ def run(
         speed=speed,
         step_s=step_s,
         start_time_of_day_s=start_tod,
+        test_types=test_types,
     )
     try:
         asyncio.run(_run(options))

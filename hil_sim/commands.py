@@ -19,6 +19,12 @@ Commands:
 * ``{"cmd": "clear_faults"}`` — every fault on both transports.
 * ``{"cmd": "freeze", "on": true}`` — plant time and every served value stop.
 * ``{"cmd": "set", "name": "demand_factor", "value": 2.0}`` — see :data:`SETTABLE`.
+* Raw-value test bench (only with ``hil-sim run --test-types``; :mod:`hil_sim.devices.testbench`):
+  ``{"cmd": "raw", "writes": [{"table": "holding_register", "address": 0, "values": [65535]},
+  ...]}`` serves exactly those words (bools for ``coil``/``discrete_input``), all writes at once;
+  ``{"cmd": "raw_ua", "values": {"UInt64": 18446744073709551615, "Gen": 7}}`` sets bench OPC UA
+  variables (served within one simulator step; ``Gen`` written last). Floats that JSON cannot
+  carry are given as strings: ``"nan"``, ``"inf"``, ``"-inf"``.
 """
 
 from __future__ import annotations
@@ -168,6 +174,44 @@ def _fault(sim: Simulator, cmd: dict[str, Any]) -> None:
             raise CommandError(f"unknown fault field {key!r}")
 
 
+def _raw(sim: Simulator, cmd: dict[str, Any]) -> None:
+    bench = sim.bench
+    if bench is None:
+        raise CommandError("raw: the test bench is not served (hil-sim run --test-types)")
+    writes = cmd.get("writes")
+    if not isinstance(writes, list):
+        raise CommandError("raw needs 'writes': [{table, address, values}, ...]")
+    checked = []
+    for w in writes:
+        table, address, values = (w.get(k) for k in ("table", "address", "values"))
+        if table not in TABLES or not isinstance(address, int) or not isinstance(values, list):
+            raise CommandError(f"bad raw write {w!r}")
+        checked.append((table, address, values))
+    try:  # all-or-nothing: check every range first
+        for table, address, values in checked:
+            bench.bank.get(table, address, len(values))
+        for table, address, values in checked:
+            bench.set_raw(table, address, values)
+    except (KeyError, ValueError) as exc:
+        raise CommandError(f"raw: {exc}") from None
+
+
+def _raw_ua(sim: Simulator, cmd: dict[str, Any]) -> None:
+    from hil_sim.devices.testbench import UA_TYPES
+
+    if not sim.opcua.test_types:
+        raise CommandError("raw_ua: the test bench is not served (hil-sim run --test-types)")
+    values = cmd.get("values")
+    if not isinstance(values, dict) or not set(values) <= set(UA_TYPES):
+        raise CommandError(f"raw_ua needs 'values': {{name: value}} with names {list(UA_TYPES)}")
+    for name, value in values.items():
+        if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+            value = float(value)
+        if not isinstance(value, bool | int | float):
+            raise CommandError(f"raw_ua: {name}: not a number or bool: {value!r}")
+        sim.opcua.test_values[name] = value
+
+
 def execute(sim: Simulator, cmd: Any) -> dict[str, Any]:
     """Apply one command. Returns the answer; raises :class:`CommandError`."""
     if not isinstance(cmd, dict) or not isinstance(cmd.get("cmd"), str):
@@ -193,6 +237,12 @@ def execute(sim: Simulator, cmd: Any) -> dict[str, Any]:
     if name == "clear_faults":
         for faults in sim.faults.values():
             faults.clear()
+        return {"ok": True}
+    if name == "raw":
+        _raw(sim, cmd)
+        return {"ok": True}
+    if name == "raw_ua":
+        _raw_ua(sim, cmd)
         return {"ok": True}
     if name == "freeze":
         sim.frozen = bool(cmd.get("on", True))

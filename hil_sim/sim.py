@@ -28,6 +28,7 @@ from hil_sim.devices.cabinet import Cabinet
 from hil_sim.devices.flowmeter import FlowMeter
 from hil_sim.devices.opcua_server import OpcUaFacade
 from hil_sim.devices.registers import Number, RegisterMap
+from hil_sim.devices.testbench import TypesBench
 from hil_sim.devices.transmitter import PressureTransmitter
 from hil_sim.devices.vfd import Vfd
 from hil_sim.modbus.counters import RequestCounters
@@ -72,6 +73,8 @@ class SimOptions:
     start_time_of_day_s: float | None = None
     rtu_baudrate: int = 19200
     rtu_parity: str = "N"
+    test_types: bool = False
+    """Serve the raw-value test bench too (:mod:`hil_sim.devices.testbench`); tests only."""
 
 
 class Simulator:
@@ -98,10 +101,15 @@ class Simulator:
         self.vfds = [Vfd(self.plant, n) for n in (1, 2, 3)]
         self.transmitters = [PressureTransmitter(self.plant, w) for w in ("p_in", "p_out")]
         self.tcp_devices: list[ServedDevice] = [self.cabinet, self.flowmeter]
+        self.bench = TypesBench() if options.test_types else None
+        if self.bench is not None:  # not a pump-room device: raw values for round-trip tests
+            self.tcp_devices.append(self.bench)
         self.rtu_devices: list[ServedDevice] = [*self.vfds, *self.transmitters]
         self.counters = RequestCounters()
         self.faults = {"tcp": Faults(seed=options.seed), "rtu": Faults(seed=options.seed + 1)}
-        self.opcua = OpcUaFacade(self.plant, options.host, options.opcua_port)
+        self.opcua = OpcUaFacade(
+            self.plant, options.host, options.opcua_port, test_types=options.test_types
+        )
         self.tcp_server: ModbusTcpServer | None = None
         self.rtu_server: ModbusRtuServer | None = None
         self.control_server: asyncio.Server | None = None
@@ -127,7 +135,8 @@ class Simulator:
             await self.tcp_server.start()
             self.announce(
                 f"modbus-tcp ready on {o.host}:{self.tcp_server.port} "
-                "(unit 1 cabinet, unit 2 flow meter)"
+                "(unit 1 cabinet, unit 2 flow meter"
+                + (", unit 99 raw-value test bench)" if self.bench is not None else ")")
             )
             if o.rtu_link:
                 import os

@@ -18,9 +18,10 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from asyncua import Server, ua
+from asyncua import Node, Server, ua
 from asyncua.server.user_managers import User, UserManager, UserRole
 
+from hil_sim.devices.testbench import UA_INITIAL, UA_TYPES
 from hil_sim.plant import Plant
 
 NAMESPACE_URI = "urn:pumproom-edge:hil-sim"
@@ -83,6 +84,8 @@ class OpcUaFacade:
             offers only Basic256Sha256 Sign and SignAndEncrypt (no unsecured endpoint).
         users: user name → password; when given, anonymous sessions are refused and a user name
             token or an X.509 user certificate is required.
+        test_types: also serve the raw-value test bench's variables ``Types.<name>``
+            (:mod:`hil_sim.devices.testbench`; tests only), set through :attr:`test_values`.
     """
 
     def __init__(
@@ -94,8 +97,14 @@ class OpcUaFacade:
         certificate: str | None = None,
         private_key: str | None = None,
         users: dict[str, str] | None = None,
+        test_types: bool = False,
     ) -> None:
         self.plant = plant
+        self.test_types = test_types
+        self.test_values: dict[str, bool | int | float] = dict(UA_INITIAL)
+        """Bench variable → value to serve (written by :meth:`update` when it changes)."""
+        self._test_nodes: dict[str, ua.NodeId] = {}
+        self._test_served: dict[str, bool | int | float] = {}
         self.certificate = certificate
         self.private_key = private_key
         self.users = users
@@ -168,6 +177,22 @@ class OpcUaFacade:
             )
             self._nodes[p.name] = node_id
         self.served = values
+        if self.test_types:
+            await self._populate_bench(objects, idx)
+
+    async def _populate_bench(self, objects: Node, idx: int) -> None:
+        """The test bench's variables under their own folder ``Types`` (not the pump room's)."""
+        folder = await objects.add_object(
+            ua.NodeId(ua.String("Types"), ua.Int16(idx)), ua.QualifiedName("Types", idx)
+        )
+        served = dict(self.test_values)
+        for name, vtype in UA_TYPES.items():
+            node_id = ua.NodeId(ua.String(f"Types.{name}"), ua.Int16(idx))
+            await folder.add_variable(
+                node_id, ua.QualifiedName(name, idx), ua.Variant(served[name], vtype)
+            )
+            self._test_nodes[name] = node_id
+        self._test_served = served
 
     async def restart(self, down_s: float = 0.0, load_delay_s: float = 0.0) -> None:
         """Fault: stop the server (every session and subscription is gone), stay down
@@ -197,6 +222,23 @@ class OpcUaFacade:
                     self._nodes[name], ua.DataValue(ua.Variant(value, vtypes[name]))
                 )
         self.served = values
+        if self._test_nodes:
+            await self._update_bench()
+
+    async def _update_bench(self) -> None:
+        """Write the bench values set since the last update, ``Gen`` last (so a client that
+        sees the new ``Gen`` sees the values set with it). Compared by repr: NaN != NaN and
+        -0.0 == 0.0 must still count as a change or not."""
+        assert self._server is not None
+        wanted = dict(self.test_values)
+        names = sorted(wanted, key=lambda n: n == "Gen")
+        for name in names:
+            if repr(self._test_served.get(name)) != repr(wanted[name]):
+                await self._server.write_attribute_value(
+                    self._test_nodes[name],
+                    ua.DataValue(ua.Variant(wanted[name], UA_TYPES[name])),
+                )
+        self._test_served = wanted
 
     async def stop(self) -> None:
         """Stop the server (idempotent)."""
@@ -206,6 +248,7 @@ class OpcUaFacade:
             await asyncio.gather(loader, return_exceptions=True)
         server, self._server = self._server, None
         self._nodes = {}
+        self._test_nodes = {}
         if server is not None:
             await server.stop()
             await _end_orphaned_sessions(server)

@@ -188,6 +188,12 @@ def test_scale_offset_and_checks(dtype, regs, scale, offset, vmin, vmax, value, 
         assert r.value == pytest.approx(value)
 
 
+def test_a_scaled_integer_that_is_exactly_zero_is_plus_zero():
+    # 3 × 0.3 − 0.9 is −1.1e−16 in doubles; the engineering value is exactly 0, sent as 0.0
+    r = decode_point(pt(DataType.UINT16, scale=0.3, offset=-0.9), [3], 0)
+    assert repr(r.value) == "0.0"
+
+
 def test_encode_applies_inverse_scale_and_rounds():
     p = pt(DataType.UINT16, scale=0.01)  # INVT 2001H frequency setpoint, 0.01 Hz [S70]
     assert encode_registers(p, 42.5) == [4250]
