@@ -14,8 +14,8 @@ Commands:
   :class:`~hil_sim.modbus.faults.UnitFaults` field (``silent``, ``delay_s``, ``echo``,
   ``fragment_gap_s``, ``corrupt_crc``, ``late_reply_s``, ``wrong_tid``) and/or ``"exception":
   {"table": "holding_register", "address": 12288, "code": 2}``. ``transport`` defaults to
-  ``tcp`` for units 1–2 and ``rtu`` otherwise. ``{"cmd": "fault", "transport": "tcp",
-  "single_client": true}`` sets the server-wide flag.
+  ``tcp`` for units 1–2 (and the test bench's 99) and ``rtu`` otherwise.
+  ``{"cmd": "fault", "transport": "tcp", "single_client": true}`` sets the server-wide flag.
 * ``{"cmd": "clear_faults"}`` — every fault on both transports.
 * ``{"cmd": "freeze", "on": true}`` — plant time and every served value stop.
 * ``{"cmd": "set", "name": "demand_factor", "value": 2.0}`` — see :data:`SETTABLE`.
@@ -33,6 +33,8 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
+from hil_sim.devices.testbench import UA_TYPES
+from hil_sim.devices.testbench import UNIT_ID as TEST_BENCH_UNIT
 from hil_sim.drive import WatchdogAction
 from hil_sim.modbus.faults import UnitFaults
 from hil_sim.modbus.slave import TABLES
@@ -40,7 +42,7 @@ from hil_sim.modbus.slave import TABLES
 if TYPE_CHECKING:
     from hil_sim.sim import Simulator
 
-TCP_UNITS = frozenset({1, 2})
+TCP_UNITS = frozenset({1, 2, TEST_BENCH_UNIT})
 
 
 class CommandError(Exception):
@@ -197,8 +199,6 @@ def _raw(sim: Simulator, cmd: dict[str, Any]) -> None:
 
 
 def _raw_ua(sim: Simulator, cmd: dict[str, Any]) -> None:
-    from hil_sim.devices.testbench import UA_TYPES
-
     if not sim.opcua.test_types:
         raise CommandError("raw_ua: the test bench is not served (hil-sim run --test-types)")
     values = cmd.get("values")
