@@ -5,15 +5,15 @@ SQLite has one 64-bit signed INTEGER, one IEEE-754 double (REAL) and no boolean
 affinity (stored as bound) and a small ``kind`` column (NULL for the common case, so it costs one
 record-header byte) that says how to read it back:
 
-========================  ====================================  ========================
-value (Python)            ``value`` column                      ``kind``
-========================  ====================================  ========================
-``None``                  NULL                                  NULL
-``bool``                  INTEGER 0 / 1                         :attr:`Kind.BOOL` (1)
-``int`` in int64 range    INTEGER as is                         NULL
-``int`` in 2⁶³ … 2⁶⁴−1    INTEGER ``v − 2⁶⁴`` (two's complement)  :attr:`Kind.UINT64` (2)
-finite ``float``          REAL as is (−0.0 and subnormals kept)  NULL
-========================  ====================================  ========================
+=========================  =========================================  =======================
+value (Python)             ``value`` column                           ``kind``
+=========================  =========================================  =======================
+``None``                   NULL                                       NULL
+``bool``                   INTEGER 0 / 1                              :attr:`Kind.BOOL` (1)
+``int`` in int64 range     INTEGER as is                              NULL
+``int`` in 2⁶³ … 2⁶⁴−1     INTEGER ``v − 2⁶⁴`` (two's complement)     :attr:`Kind.UINT64` (2)
+finite ``float``           REAL as is (−0.0 and subnormals kept)      NULL
+=========================  =========================================  =======================
 
 So a bool comes back a bool (``true`` on the wire, live and backfill alike), and a uint64 in the
 upper half of its range (an all-ones "not available" sentinel, an OPC UA UInt64 counter) is
