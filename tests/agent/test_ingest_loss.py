@@ -10,11 +10,14 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent import contract, schemas
+from agent import contract, schemas, status
+from agent.app import Agent
+from agent.config import load_config
 from agent.core.cache import Cache
 from agent.core.model import Reading, Sample, WallClock
 from agent.pipeline import Ingest
 from agent.store import Store
+from tests.procs import EXAMPLE
 
 
 class _Uplink:
@@ -71,6 +74,10 @@ async def test_readings_dropped_by_a_full_queue_are_a_data_loss_event(tmp_path: 
     assert loss["reason"] == "not_buffered" and loss["cause"] == "ingest_overflow"
     assert loss["count"] == dropped == len(lost)
     assert loss["t_range"] == [min(polled), max(polled)]
+    agent = Agent(load_config(EXAMPLE))  # what the status page and the retained status show
+    agent.store, agent.ingest = store, ingest
+    buffer = status.snapshot(agent, points=False)["buffer"]
+    assert buffer["dropped_overflow"] == dropped and buffer["not_buffered"] == 0
     ident = contract.Identity("s", "g", 1)
     msg = json.loads(contract.events(ident, [(e.seq, e.body) for e in events], sent_ms=1))
     schemas.validate(contract.Topics.for_gateway("pumproom/v1", "s", "g").event, msg)
