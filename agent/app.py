@@ -24,6 +24,9 @@ from typing import Any
 import drivers
 from agent import __version__, contract
 from agent import status as status_page
+from agent.alarms.faults import FaultMapError
+from agent.alarms.rules import PointFacts
+from agent.alarms.runtime import AlarmRuntime
 from agent.commands import CommandHandler, Request
 from agent.config import EXIT_CONFIG, SiteConfig
 from agent.control.loop import for_agent
@@ -196,8 +199,10 @@ async def open_store(config: SiteConfig) -> Store:
 class Agent:
     """The running agent. ``await Agent(config).run(stop_event)``."""
 
-    def __init__(self, config: SiteConfig) -> None:
+    def __init__(self, config: SiteConfig, config_dir: Path | None = None) -> None:
         self.config = config
+        self.config_dir = config_dir or Path.cwd()
+        """The configuration file's folder (``faultmaps/`` is found there)."""
         self.gateway = gateway_id(config)
         self.cache = Cache()
         self.pollers: list[ConnectionPoller] = []
@@ -206,6 +211,8 @@ class Agent:
         self.ingest: Ingest | None = None
         self.control: Any = None
         """The local control loop (``agent.control``), when ``control:`` is configured."""
+        self.alarms: AlarmRuntime | None = None
+        """The alarm stage (:mod:`agent.alarms`), when ``alarms:`` is configured."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then stop cleanly."""
@@ -227,20 +234,25 @@ class Agent:
             for cp in cfg.connections()
         ]
         self.control = for_agent(self, ingest, store, uplink)  # None without control:
+        if cfg.alarms is not None:
+            self.alarms = await self._alarms(store, uplink, catalogue)
+            ingest.observers.append(self.alarms.observe)
 
         async def reply(body: dict[str, Any], req: Request | None) -> None:
             corr, topic = (req.correlation, req.response_topic) if req else (None, None)
             await uplink.reply(body, corr, topic)
 
         commands = CommandHandler(
-            clock, store.command_answer, store.remember_command, self.control, reply
-        )
+            clock, store.command_answer, store.remember_command, self.control, reply,
+            alarms=self.alarms,
+        )  # fmt: skip
         uplink.on_command = commands.handle
         uplink_task = asyncio.create_task(uplink.run(), name="uplink")
         ingest_task = asyncio.create_task(ingest.run(), name="ingest")
         poll_tasks = [asyncio.create_task(p.run(), name=f"poll {p.name}") for p in self.pollers]
         status_task = asyncio.create_task(self._log_status(), name="status-log")
         ctl_task = [asyncio.create_task(self.control.run(), name="control")] if self.control else []
+        alarm_task = [asyncio.create_task(self.alarms.run(), name="alarms")] if self.alarms else []
         page = None
         if cfg.status is not None and cfg.status.enabled:
             page = await status_page.serve(self, cfg.status.host, cfg.status.port)
@@ -267,11 +279,40 @@ class Agent:
             await _cancel(*poll_tasks, status_task)
             await ingest.flush()
             await _cancel(ingest_task)
+            if self.alarms is not None:
+                await self.alarms.flush()
+            await _cancel(*alarm_task)
             await commands.close()
             await uplink.stop()
             await _cancel(uplink_task)
             await store.close()
             log.info("stopped; %d samples stay buffered", store.pending_rows)
+
+    async def _alarms(self, store: Store, uplink: Uplink, catalogue: list[Any]) -> AlarmRuntime:
+        """The alarm stage from ``alarms:``, restored from the buffer.
+
+        Raises:
+            ConfigurationError: a fault map cannot be read.
+        """
+        assert self.config.alarms is not None
+        units = {p.name: p.unit for p in catalogue}
+        facts = {
+            p.name: PointFacts(p.device, cp.spec.name, units.get(p.name), interval)
+            for cp in self.config.connections()
+            for interval, points in cp.groups.items()
+            for p in points
+        }
+
+        def changed() -> None:
+            uplink.wake()
+            uplink.refresh_status()
+
+        try:
+            return await AlarmRuntime.open(
+                self.config.alarms, facts, self.config_dir, store, clock, changed
+            )
+        except FaultMapError as exc:
+            raise ConfigurationError(f"alarms: {exc}") from exc
 
     def _uplink(self, store: Store, catalogue: list[Any], broker: BrokerSettings) -> Uplink:
         """The uplink stage from ``uplink:``, with this agent's health in its status messages."""
@@ -294,11 +335,12 @@ class Agent:
             status_extra=lambda: {
                 "sw": __version__,
                 "clock": {"synced": clock.synced()},
-                "health": status_page.snapshot(self, points=False),
+                "health": status_page.snapshot(self, points=False, alarms=False),
+                **({"alarms": self.alarms.status_list()} if self.alarms else {}),
             },
             meta_extra={
                 "sw": __version__,
-                "commands": _command_meta(cfg),
+                "commands": _command_meta(cfg) | _alarm_command_meta(cfg),
                 "encoding": {"telemetry": up.compression},
             },
         )
@@ -332,6 +374,17 @@ def _command_meta(cfg: SiteConfig) -> dict[str, Any]:
             "min_interval_s": r.min_interval_s,
             "ramp_mpa_per_s": r.ramp_mpa_per_s,
         }
+    }
+
+
+def _alarm_command_meta(cfg: SiteConfig) -> dict[str, Any]:
+    """The alarm commands and their bounds (published in ``meta``), when alarms are on."""
+    if cfg.alarms is None:
+        return {}
+    return {
+        "alarm.ack": {},
+        "alarm.shelve": {"unit": "s", "min": 0, "max": cfg.alarms.shelve_max_s},
+        "alarm.unshelve": {},
     }
 
 
@@ -370,7 +423,7 @@ async def _stop_deadline(stop: asyncio.Event) -> None:
     faulthandler.dump_traceback_later(STOP_DEADLINE_S, exit=True)
 
 
-def run(config: SiteConfig) -> int:
+def run(config: SiteConfig, config_dir: Path | None = None) -> int:
     """Run the agent in the foreground until SIGTERM or SIGINT; returns the exit code: 0 after
     a stop, :data:`EXIT_CONFIG` (2) when the configuration cannot work on this machine (a
     credential, a TLS file, a buffer path on a read-only file system or without permission:
@@ -384,7 +437,7 @@ def run(config: SiteConfig) -> int:
             loop.add_signal_handler(sig, stop.set)
         guard = asyncio.create_task(_stop_deadline(stop), name="stop-deadline")
         try:
-            await Agent(config).run(stop)
+            await Agent(config, config_dir).run(stop)
         finally:
             guard.cancel()
 

@@ -13,9 +13,12 @@ was seen in the last 24 h; the earlier answer is replayed in ``detail.previous``
 ``INVALID_ARGUMENT``, ``OUT_OF_RANGE``, ``RATE_LIMITED``, ``NOT_PERMITTED``, ``UNAVAILABLE``,
 ``TIMEOUT``, ``INTERNAL``.
 
-The one method today is ``setpoint.set`` (outlet-pressure setpoint, MPa), carried out by the local
-control loop, which owns the bounds (``control.remote``: refused, never clamped) and audits
-every change. Nothing here writes to a device.
+``setpoint.set`` (outlet-pressure setpoint, MPa) is carried out by the local control loop, which
+owns the bounds (``control.remote``: refused, never clamped) and audits every change.
+``alarm.ack``, ``alarm.shelve`` and ``alarm.unshelve`` go to the alarm stage
+(:mod:`agent.alarms.commands` for their parameters); an accepted one is answered ack + result
+at once, and its transition is an ``alarm`` event with ``by`` and ``cmd_id``. Nothing here
+writes to a device.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agent.alarms import commands as alarm_commands
+from agent.alarms.state import Refused
 from agent.core.aio import cancel_all, wait_event
 from agent.core.model import WallClock
 
@@ -61,6 +66,15 @@ class SetpointTarget(Protocol):
 
     async def wait_reached(self, timeout_s: float) -> bool:
         """True once the new setpoint is reached."""
+
+
+class AlarmTarget(Protocol):
+    """What carries out the alarm commands (:class:`agent.alarms.runtime.AlarmRuntime`)."""
+
+    async def command(
+        self, method: str, params: dict[str, Any], cmd_id: str, by: str
+    ) -> dict[str, Any]:
+        """Returns the result; raises :class:`agent.alarms.state.Refused`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +139,7 @@ class CommandHandler:
         target: the control loop, or ``None`` when no control is configured.
         reply: publishes a response.
         max_per_minute: most requests taken per minute; more are answered RATE_LIMITED.
+        alarms: the alarm stage, or ``None`` when no ``alarms:`` are configured.
     """
 
     def __init__(
@@ -135,8 +150,10 @@ class CommandHandler:
         target: SetpointTarget | None,
         reply: Reply,
         max_per_minute: int = 30,
+        alarms: AlarmTarget | None = None,
     ) -> None:
         self.clock = clock
+        self.alarms = alarms
         self.seen = seen
         self.remember = remember
         self.target = target
@@ -251,6 +268,9 @@ class CommandHandler:
         self._recent.append(now)
 
     async def _dispatch(self, req: Request, cid: str) -> None:
+        if req.method in alarm_commands.METHODS:
+            await self._alarm(req, cid)
+            return
         value = req.params["value"]  # a finite number: _validate made sure
         if self.target is None:
             raise CommandError("NOT_PERMITTED", {"reason": "no local control configured"})
@@ -271,6 +291,21 @@ class CommandHandler:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _alarm(self, req: Request, cid: str) -> None:
+        """An alarm command: done at once, so the ack and the result go together."""
+        if self.alarms is None:
+            raise CommandError("NOT_PERMITTED", {"reason": "no alarms configured"})
+        try:
+            result = await self.alarms.command(req.method, req.params, cid, req.by)
+        except Refused as exc:
+            raise CommandError(exc.code, dict(exc.detail)) from None
+        self.counters["accepted"] += 1
+        ack = _response(req, "ack", "accepted", "OK", ts=self.clock.now_ms())
+        await self.reply(ack, req)
+        done = _response(req, "result", "completed", "OK", result=result, ts=self.clock.now_ms())
+        await self.remember(cid, done)
+        await self.reply(done, req)
 
     async def _result(self, req: Request, cid: str, timeout_s: float) -> None:
         assert self.target is not None
@@ -325,8 +360,9 @@ def _shape_problems(msg: dict[str, Any]) -> list[str]:
     if isinstance(v, bool) or v != 1:
         problems.append("v: expected 1")
     method = msg.get("method")
-    if method != "setpoint.set":
-        problems.append(f"method: unknown {method!r} (known: setpoint.set)")
+    if method != "setpoint.set" and method not in alarm_commands.METHODS:
+        known = ", ".join(("setpoint.set", *alarm_commands.METHODS))
+        problems.append(f"method: unknown {method!r} (known: {known})")
     for key in ("issued_at", "expires_at"):
         if key in msg and _time_ms(msg[key]) is None:
             problems.append(f"{key}: epoch ms, an integer 0–{MAX_TIME_MS}")
@@ -345,6 +381,8 @@ def _shape_problems(msg: dict[str, Any]) -> list[str]:
     if not isinstance(params, dict):
         problems.append("params: expected an object")
         return problems
+    if method in alarm_commands.METHODS:
+        return problems + alarm_commands.param_problems(method, params)
     problems += _unknown("params: ", params, PARAMS_MEMBERS)
     value = params.get("value")
     try:

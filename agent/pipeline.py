@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent.core.aio import wait_event
@@ -93,6 +93,9 @@ class Ingest:
         self._synced_at = time.monotonic()
         self._dropped = _Dropped()
         self._unstorable_logged: set[str] = set()
+        self.observers: list[Callable[[Sequence[Reading], int, float], None]] = []
+        """Called with every poll's readings, ``ts_ms`` and ``mono`` right after the cache
+        (the alarm stage); they must not block or raise."""
 
     def submit(self, readings: Sequence[Reading], ts_ms: int | None = None) -> None:
         """Cache one poll's readings and queue them for the buffer.
@@ -107,6 +110,8 @@ class Ingest:
         if mono - self._synced_at > 10.0:
             self._synced, self._synced_at = self.clock.synced(), mono
         self.cache.update(readings, ts_ms, mono)
+        for observe in self.observers:
+            observe(readings, ts_ms, mono)
         readings = self.rbe.filter(readings, mono)
         if not readings:
             return

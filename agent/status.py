@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 _STARTED = time.monotonic()
 
 
-def snapshot(agent: Agent, *, points: bool = True) -> dict[str, Any]:
+def snapshot(agent: Agent, *, points: bool = True, alarms: bool = True) -> dict[str, Any]:
     """The agent's state now: uplink, buffer, connections with their counters, latest values.
 
     Shape: ``{"gateway", "site", "uptime_s", "uplink": {...}, "buffer": {...},
@@ -35,6 +35,11 @@ def snapshot(agent: Agent, *, points: bool = True) -> dict[str, Any]:
     (readings the buffer refused: a disk error), ``dropped_overflow`` (readings the ingest queue
     dropped while the buffer was slow), ``unstorable`` (good readings whose value could not be
     kept, buffered as bad-value samples); each loss is also a ``data_loss`` event or a log line.
+
+    ``alarms`` (when ``alarms:`` is configured and asked for): the active alarm list, most
+    urgent first: ``[{"id", "point", "rule", "code", "priority", "state", "active", "value",
+    "limit", "unit", "raised_at", "acked_at", "cleared_at", "shelved_until", "detail"}]``
+    (times UTC ms; :func:`agent.alarms.runtime.status_entry`).
 
     A connection's ``last_error`` is the newest failure of the connection, its driver or one of
     its devices (a device's prefixed with the device name), ``last_error_at`` its UTC time
@@ -51,6 +56,9 @@ def snapshot(agent: Agent, *, points: bool = True) -> dict[str, Any]:
         "site": agent.config.site.id,
         "uptime_s": round(now - _STARTED, 1),
     }
+    runtime = getattr(agent, "alarms", None)
+    if alarms and runtime is not None:
+        out["alarms"] = runtime.status_list()
     if agent.uplink is not None:
         c = agent.uplink.counters
         out["uplink"] = {

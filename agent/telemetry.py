@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 COMPRESS_OVER = 256
 """Payloads up to this many bytes are sent uncompressed even with compression on."""
+BACKLOG_GATE_MAX_S = 30.0
+"""Longest the telemetry backlog waits for the buffered events to go first, s."""
 
 
 class TelemetryFlow:
@@ -53,6 +55,7 @@ class TelemetryFlow:
         settings: UplinkSettings,
         clock: WallClock,
         counters: UplinkCounters,
+        backlog_gate: asyncio.Event | None = None,
     ) -> None:
         self.conn, self.ident, self.topics, self.store = conn, ident, topics, store
         self.units, self.settings, self.clock, self.counters = units, settings, clock, counters
@@ -69,6 +72,9 @@ class TelemetryFlow:
         self._window = asyncio.Semaphore(settings.inflight_window)
         self._settling: set[asyncio.Future[None]] = set()
         """Publishes awaiting their PUBACK."""
+        self._gate = backlog_gate
+        """Set when the buffered events are out: the backlog starts only then (events go
+        before the telemetry backlog), or after :data:`BACKLOG_GATE_MAX_S` at the latest."""
 
     def offer(self, samples: Sequence[Sample]) -> None:
         """Queue committed samples for live publishing (never blocks)."""
@@ -124,6 +130,8 @@ class TelemetryFlow:
                 self.counters.samples_live += n
 
     async def _drain_backlog(self) -> None:
+        if self._gate is not None:  # events first; bounded, so refused events never stall it
+            await wait_event(self._gate, BACKLOG_GATE_MAX_S)
         s = self.settings
         pace = time.monotonic()  # when the backlog may send next (``backlog_rate_per_s``)
         while True:

@@ -126,6 +126,10 @@ class Uplink:
         self._conn: MqttConnection | None = None
         self._telemetry: TelemetryFlow | None = None
         self._events_wake = asyncio.Event()
+        self._status_wake = asyncio.Event()
+        self._events_drained = asyncio.Event()
+        """Set once the event sender found the buffered events all sent on this connection:
+        until then the telemetry backlog waits (events go first; live telemetry does not)."""
         self._session = 0
         self._failing = False
         self._stopping = False
@@ -148,6 +152,11 @@ class Uplink:
         if self._telemetry is not None:
             self._telemetry.wake()
         self._events_wake.set()
+
+    def refresh_status(self) -> None:
+        """Republish the retained status soon (e.g. the active alarm list changed); at most
+        once a second."""
+        self._status_wake.set()
 
     # ---- session life cycle --------------------------------------------------------------------
 
@@ -243,9 +252,10 @@ class Uplink:
         meta = contract.meta(ident, self.catalogue, ts_ms=now, **self.meta_extra)
         await within(conn.publish(self.topics.status, birth, retain=True), 10.0)
         await within(conn.publish(self.topics.meta, meta, retain=True), 10.0)
+        self._events_drained.clear()
         flow = TelemetryFlow(
             conn, ident, self.topics, self.store, self.units, self.settings, self.clock,
-            self.counters,
+            self.counters, backlog_gate=self._events_drained,
         )  # fmt: skip
         self._telemetry = flow
         self.connected.set()
@@ -266,7 +276,8 @@ class Uplink:
     async def _refresh_status(self, conn: MqttConnection, ident: contract.Identity) -> None:
         """Republish the retained ``online`` status with fresh health, periodically."""
         while True:
-            await asyncio.sleep(self.settings.status_interval_s)
+            await wait_event(self._status_wake, self.settings.status_interval_s)
+            self._status_wake.clear()
             payload = contract.status(
                 ident, "online", ts_ms=self.clock.now_ms(), **self.status_extra()
             )
@@ -274,6 +285,7 @@ class Uplink:
                 await within(conn.publish(self.topics.status, payload, retain=True), 10.0)
             except (TimeoutError, PublishFailed) as exc:
                 log.debug("uplink: status refresh not acknowledged: %s", exc)
+            await asyncio.sleep(1.0)  # a burst of changes: one refresh a second
 
     # ---- events --------------------------------------------------------------------------------
 
@@ -282,6 +294,7 @@ class Uplink:
             self._events_wake.clear()
             items = await self.store.begin_events(100)
             if not items:
+                self._events_drained.set()
                 # Every add_event is followed by wake(); the timeout is only a safety net, so an
                 # idle gateway does not hand a read to the writer thread every second.
                 await wait_event(self._events_wake, EVENTS_IDLE_CHECK_S)

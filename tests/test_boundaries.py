@@ -39,6 +39,8 @@ def _top(module: str, depth: int) -> str:
         # the control law and loop see the leaf, config, the driver interface and themselves;
         # not the uplink, the store or the pollers
         ("agent/control", {"agent.core", "agent.config", "agent.control", "drivers"}),
+        # the alarm evaluator and state machine see the leaf, config, the buffer and themselves
+        ("agent/alarms", {"agent.core", "agent.config", "agent.alarms", "agent.store"}),
         # the simulator meets the agent only on the wire
         ("hil_sim", {"hil_sim"}),
     ],

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from agent.config.checks import CheckedDevice, check_control, check_devices
+from agent.config.checks_alarms import check_alarms
 from agent.config.messages import path_text, problems_from
 from agent.config.overrides import apply_overrides
 from agent.config.problems import ConfigError, Path_, Positions, Problem
@@ -52,11 +53,18 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> SiteConfig:
         raise ConfigError([Problem(file, 1, 1, msg)]) from None
     data, positions = load_yaml(text, file)
     data, problems = apply_overrides(data, positions, overrides)
-    return validate(data, positions, problems)
+    return validate(data, positions, problems, base_dir=Path(path).resolve().parent)
 
 
-def validate(data: Any, positions: Positions, problems: Sequence[Problem] = ()) -> SiteConfig:
-    """Validate an already parsed tree (see :func:`load_config`).
+def validate(
+    data: Any,
+    positions: Positions,
+    problems: Sequence[Problem] = (),
+    *,
+    base_dir: Path | None = None,
+) -> SiteConfig:
+    """Validate an already parsed tree (see :func:`load_config`). ``base_dir``: the file's
+    folder, where ``faultmaps/`` is looked up (not checked when ``None``).
 
     Raises:
         ConfigError: ``problems`` plus everything found here.
@@ -76,6 +84,7 @@ def validate(data: Any, positions: Positions, problems: Sequence[Problem] = ()) 
     checked = _checked_devices(data)
     found += check_devices(checked, data, positions)
     found += check_control(checked, data, positions)
+    found += check_alarms(checked, data, positions, base_dir)
     if found or config is None:
         raise ConfigError(found)
     return config

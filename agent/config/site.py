@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from agent.config import plan
+from agent.config.alarms import AlarmsConfig
 from agent.config.control import ControlConfig
 from agent.config.schema import Buffer, Device, Site, StatusPage, Strict, Uplink
 
@@ -23,6 +24,7 @@ class SiteConfig(Strict):
         buffer: SQLite store-and-forward settings.
         control: the local constant-pressure loop, or ``None`` (no loop).
         status: the local status page, or ``None`` (no page).
+        alarms: alarm rules evaluated on the gateway, or ``None`` (no alarms).
     """
 
     site: Site
@@ -31,6 +33,7 @@ class SiteConfig(Strict):
     buffer: Buffer
     control: ControlConfig | None = None
     status: StatusPage | None = None
+    alarms: AlarmsConfig | None = None
 
     def connections(self) -> list[plan.ConnectionPlan]:
         """One :class:`~agent.config.plan.ConnectionPlan` per driver (see

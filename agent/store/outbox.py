@@ -38,6 +38,7 @@ from typing import Any
 
 from agent.core.model import Quality, Sample
 from agent.store import commands
+from agent.store import alarm_rows
 from agent.store.records import AppendResult, Event, Evicted, Poll, StoreCounters
 from agent.store.space import WAL_AUTOCHECKPOINT_PAGES, WAL_RESERVE_BYTES, SpaceKeeper
 from agent.store.values import UNSTORABLE, from_row, to_row
@@ -222,6 +223,19 @@ class Store(SpaceKeeper, TransactionThread):
         ids = list(seqs)
         await self._submit(lambda db: self._delete(db, "events", ids))
 
+    async def add_alarm_event(
+        self, body: dict[str, Any], alarm_id: str, record: dict[str, Any] | None
+    ) -> Event:
+        """Buffer an alarm transition's event and, in the same transaction, the alarm's record
+        (``None``: back to normal, deleted); see :mod:`agent.store.alarm_rows`."""
+        return await self._submit(
+            lambda db: alarm_rows.add(db, self._add_event, body, alarm_id, record)
+        )
+
+    async def alarm_records(self) -> dict[str, dict[str, Any]]:
+        """The stored alarm records by id (to rebuild the alarm list after a restart)."""
+        return await self._submit(alarm_rows.load)
+
     async def pending(self) -> int:
         """Number of buffered (unacknowledged) samples."""
         return await self._submit(
@@ -336,6 +350,7 @@ class Store(SpaceKeeper, TransactionThread):
             "CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY,"
             " received INTEGER NOT NULL, answer TEXT NOT NULL)"
         )
+        alarm_rows.create(db)
         self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
         self.pending_rows = db.execute("SELECT count(*) FROM samples").fetchone()[0]
         for pid, name in db.execute("SELECT id, name FROM points"):
