@@ -199,9 +199,9 @@ async def open_store(config: SiteConfig) -> Store:
 class Agent:
     """The running agent. ``await Agent(config).run(stop_event)``."""
 
-    def __init__(self, config: SiteConfig, config_dir: Path | None = None) -> None:
+    def __init__(self, config: SiteConfig) -> None:
         self.config = config
-        self.config_dir = config_dir or Path.cwd()
+        self.config_dir = config.config_dir or Path.cwd()
         """The configuration file's folder (``faultmaps/`` is found there)."""
         self.gateway = gateway_id(config)
         self.cache = Cache()
@@ -423,7 +423,7 @@ async def _stop_deadline(stop: asyncio.Event) -> None:
     faulthandler.dump_traceback_later(STOP_DEADLINE_S, exit=True)
 
 
-def run(config: SiteConfig, config_dir: Path | None = None) -> int:
+def run(config: SiteConfig) -> int:
     """Run the agent in the foreground until SIGTERM or SIGINT; returns the exit code: 0 after
     a stop, :data:`EXIT_CONFIG` (2) when the configuration cannot work on this machine (a
     credential, a TLS file, a buffer path on a read-only file system or without permission:
@@ -437,7 +437,7 @@ def run(config: SiteConfig, config_dir: Path | None = None) -> int:
             loop.add_signal_handler(sig, stop.set)
         guard = asyncio.create_task(_stop_deadline(stop), name="stop-deadline")
         try:
-            await Agent(config, config_dir).run(stop)
+            await Agent(config).run(stop)
         finally:
             guard.cancel()
 

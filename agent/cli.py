@@ -19,7 +19,6 @@ from __future__ import annotations
 import signal
 import sqlite3
 import sys
-from pathlib import Path
 
 import click
 
@@ -157,7 +156,7 @@ def run(config_path: str, overrides: tuple[str, ...], log_level: str) -> None:
     configure_logging(log_level)
     from agent.app import run as run_agent  # lazy: `check` needs none of the runtime
 
-    sys.exit(run_agent(config, config_dir=Path(config_path).resolve().parent))
+    sys.exit(run_agent(config))
 
 
 if __name__ == "__main__":

@@ -100,6 +100,8 @@ def _set(sim: Simulator, name: str, value: Any) -> None:
         if value not in pl.PT_FAULTS:
             raise CommandError(f"p_out.fault must be one of {list(pl.PT_FAULTS)}")
         pl.pt_out_fault = value
+    elif name == "power_blip_s":
+        pl.power_blip(_num(value, name))
     elif name == "speed":
         sim.speed = max(0.01, _num(value, name))
     elif name.startswith("pump") and name.endswith((".trip", ".mode")):
@@ -125,8 +127,8 @@ def _set(sim: Simulator, name: str, value: Any) -> None:
 SETTABLE = (
     "demand_factor", "leak_m3h", "suction_dip_mpa", "setpoint", "mode", "drives_on", "door",
     "flood", "turbidity_event_ntu", "chlorine_in_mg_l", "analyser_status", "watchdog_timeout_s",
-    "watchdog_action", "day_speed", "p_out.fault", "speed", "pump<N>.trip", "pump<N>.mode",
-    "<modbus point>.stuck",
+    "watchdog_action", "day_speed", "p_out.fault", "power_blip_s", "speed", "pump<N>.trip",
+    "pump<N>.mode", "<modbus point>.stuck",
 )  # fmt: skip
 """Names accepted by ``set``. ``pump<N>.trip`` latches a drive fault code (0 clears it);
 ``leak_m3h`` is the always-on draw (base leak, or a burst main downstream when raised);
@@ -134,7 +136,8 @@ SETTABLE = (
 ``day_speed`` runs the time of day (diurnal demand, mains pressure) that many times faster than
 plant time (the water draws get shorter with it, see ``plant.draw_duration_scale``);
 ``p_out.fault`` is ``none``/``open``/``short``/``range`` (outlet transmitter faults,
-see ``Plant.PT_FAULTS``)."""
+see ``Plant.PT_FAULTS``); ``power_blip_s`` drops the supply for that many seconds (phase monitor
+off, every drive trips undervoltage and restarts after, ``Plant.power_blip``)."""
 
 _FAULT_FIELDS = {f.name for f in dataclasses.fields(UnitFaults)} - {"exceptions", "garbage_before"}
 

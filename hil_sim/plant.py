@@ -137,6 +137,8 @@ class Plant:
         self.watchdog_fallbacks = 0
         self.day_speed = 1.0
         self.pt_out_fault = "none"
+        self.blip_until_s = 0.0
+        """A supply blip lasts until this plant time (:meth:`power_blip`)."""
         self._tod_s = p.start_time_of_day_s
         self.pumps = [PumpState() for _ in range(p.n_pumps)]
         self.controller = CabinetController(p.n_pumps, p.controller, p.curve)
@@ -195,6 +197,23 @@ class Plant:
     def trip(self, pump: int, code: int) -> None:
         """Latch fault ``code`` on pump ``pump``'s drive (cleared by INVT command 7)."""
         self.pumps[pump].drive.fault_code = code
+
+    UNDERVOLTAGE_CODE: ClassVar[int] = 10
+    """Fault code a drive latches on a supply blip (INVT "UV", config/faultmaps/invt_gd200a.yaml;
+    the number is that map's assumption)."""
+
+    def power_blip(self, seconds: float) -> None:
+        """A supply blip of ``seconds``: the phase monitor drops, every drive trips with
+        undervoltage, and restarts by itself when the supply is back (drive auto-restart after
+        undervoltage, domain.md §2 "power failure / blip")."""
+        self.blip_until_s = self.t_s + max(0.0, seconds)
+        for pump in self.pumps:
+            pump.drive.fault_code = self.UNDERVOLTAGE_CODE
+
+    @property
+    def phase_ok(self) -> bool:
+        """The phase monitor relay: False during a supply blip."""
+        return self.t_s >= self.blip_until_s
 
     def acknowledge(self) -> None:
         """Clear latched pump faults (Wilo 40141 acknowledge, [S4])."""
@@ -261,6 +280,11 @@ class Plant:
             self.dry_run and self.p_in < p.dry_run_mpa
         )
 
+        if self.blip_until_s and self.t_s >= self.blip_until_s:  # supply back: auto-restart
+            self.blip_until_s = 0.0
+            for pump in self.pumps:
+                if pump.drive.fault_code == self.UNDERVOLTAGE_CODE:
+                    pump.drive.fault_code = 0
         self._drive_pumps(dt_s)
         self._solve_header(dt_s)
         self._account(dt_s)

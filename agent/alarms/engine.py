@@ -69,8 +69,7 @@ class AlarmEngine:
             for s in specs:
                 t = self.tracks[s.id]
                 on_sample(s, t, r.point, r.value, r.quality, r.reason, mono)
-                if debounce(s, t, mono):
-                    self._settle(s, t, t_ms, mono, out)
+                self._step(s, t, t_ms, mono, out)
         return out
 
     def tick(self, t_ms: int, mono: float) -> list[Transition]:
@@ -81,8 +80,8 @@ class AlarmEngine:
             seen = self._moved.get(s.moving) if s.moving is not None else None
             moved = seen[1] if seen is not None else None
             on_time(s, t, mono, moved)
-            if debounce(s, t, mono):
-                self._settle(s, t, t_ms, mono, out)
+            if self._step(s, t, t_ms, mono, out):
+                pass
             elif t.folded and t.active and not self._holds(s, mono):
                 t.folded = False  # the cause is gone, this condition is not: annunciate it
                 self._condition(s, t, True, t_ms, out)
@@ -147,12 +146,29 @@ class AlarmEngine:
         recent = c.cleared_mono is not None and mono - c.cleared_mono <= s.window_s
         return c.raw or c.active or recent
 
+    def _step(self, s: Spec, t: Track, t_ms: int, mono: float, out: list[Transition]) -> bool:
+        """After a sample or tick: fold a member whose condition shows while its cause holds
+        (at once: its own delay only guards against annunciating it alone), else debounce.
+        True when the debounced condition changed."""
+        if s.cause is not None and t.raw and not t.active and self._holds(s, mono):
+            t.active, t.since = True, None
+            self._fold(s, t)
+            return True
+        if debounce(s, t, mono):
+            self._settle(s, t, t_ms, mono, out)
+            return True
+        return False
+
+    def _fold(self, s: Spec, t: Track) -> None:
+        assert s.cause is not None
+        t.folded = True
+        cause = self.tracks[s.cause]
+        cause.affected.update(s.watch or ([s.point] if s.point else []))
+        self.alarms[s.cause].detail["affected"] = sorted(cause.affected)
+
     def _settle(self, s: Spec, t: Track, t_ms: int, mono: float, out: list[Transition]) -> None:
         if t.active and s.cause is not None and self._holds(s, mono):
-            t.folded = True
-            cause = self.tracks[s.cause]
-            cause.affected.update(s.watch or ([s.point] if s.point else []))
-            self.alarms[s.cause].detail["affected"] = sorted(cause.affected)
+            self._fold(s, t)
             return
         if not t.active and t.folded:
             t.folded = False

@@ -42,6 +42,8 @@ def check_alarms(
         return []
     ctx = _Ctx(data, positions)
     points: dict[str, PointCommon] = {p.name: p for d in devices for _, p in d.points}
+    if not points:
+        return []  # no device passed its schema: that is the problem to fix first
     problems: list[Problem] = []
     ids: dict[str, Path_] = {}
     for pname, raw_rules in section["points"].items():

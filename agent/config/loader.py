@@ -87,6 +87,7 @@ def validate(
     found += check_alarms(checked, data, positions, base_dir)
     if found or config is None:
         raise ConfigError(found)
+    config._config_dir = base_dir
     return config
 
 

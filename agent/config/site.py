@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from agent.config import plan
 from agent.config.alarms import AlarmsConfig
@@ -34,6 +35,12 @@ class SiteConfig(Strict):
     control: ControlConfig | None = None
     status: StatusPage | None = None
     alarms: AlarmsConfig | None = None
+    _config_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def config_dir(self) -> Path | None:
+        """The folder of the file it was loaded from (``faultmaps/`` is there), or ``None``."""
+        return self._config_dir
 
     def connections(self) -> list[plan.ConnectionPlan]:
         """One :class:`~agent.config.plan.ConnectionPlan` per driver (see

@@ -145,7 +145,7 @@ class Cabinet:
             "cabinet.alarm_ack": False,
             "di.suction_low": pl.p_in < pl.params.dry_run_mpa,
             "di.main_breaker": True,
-            "di.phase_ok": True,
+            "di.phase_ok": pl.phase_ok,
         }
         values |= faults
         for i, pump in enumerate(pl.pumps):
