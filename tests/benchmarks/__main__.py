@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.benchmarks import alarms as alarms_bench
 from tests.benchmarks import config_load, latency, loads, rtu_bus
 
 try:  # the buffer benchmarks of the other helper, when present
@@ -49,6 +50,8 @@ TARGETS: list[tuple[str, str, Callable[[float], bool]]] = [
     ("command_to_write_p99_ms", "< 50 ms", lambda v: v < 50),
     ("start_to_first_sample_s", "< 2 s", lambda v: v < 2),
     ("config_load_10k_points_s", "<= 1 s (issue 17)", lambda v: v <= 1),
+    ("alarm_cpu_pct_of_core", "< 2 % (typical room budget)", lambda v: v < 2),
+    ("alarm_cause_to_subscriber_p99_ms", "(report; 1 s poll)", lambda v: True),
 ]
 
 
@@ -63,6 +66,7 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         ("rtu", lambda: _rtu(work, 5.0 if q else 20.0)),
         ("buffer", lambda: _buffer(work / "buffer", t, q)),
         ("latency", lambda: latency.run(work / "latency", 8.0 if q else 40.0, 8 if q else 25)),
+        ("alarms", lambda: alarms_bench.run(work / "alarms", 10 if q else 40)),
         (
             "soak",
             lambda: loads.soak(
@@ -120,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="short runs, under 3 minutes in all")
     ap.add_argument("--json", default="benchmarks.json", help="where to write the figures")
-    ap.add_argument("--only", nargs="*", help="pipeline typical many rtu buffer latency soak")
+    ap.add_argument(
+        "--only", nargs="*", help="pipeline typical many rtu buffer latency alarms soak"
+    )
     ap.add_argument("--soak-s", type=float, default=None, help="soak duration, s (600)")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
