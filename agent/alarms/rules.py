@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from agent.alarms.faults import FaultMap, load_fault_map
+from agent.alarms.faults import FaultMap, FaultMapError, load_fault_map
 from agent.config.alarms import AlarmRule, AlarmsConfig
-from agent.config.checks_alarms import FAULTMAPS_DIR
+from agent.config.checks_alarms import FAULTMAPS_DIR, fault_map_path
 
 COMM_KIND = "comm_lost"
 FOLD_MARGIN_S = 1.0
@@ -108,7 +108,9 @@ def compile_rules(
             s = _spec(pname, r, facts)
             if r.fault_map is not None:
                 if r.fault_map not in maps:
-                    path = config_dir / FAULTMAPS_DIR / f"{r.fault_map}.yaml"
+                    path = fault_map_path(r.fault_map, config_dir)
+                    if path is None:
+                        raise FaultMapError(f"no fault map {FAULTMAPS_DIR}/{r.fault_map}.yaml")
                     maps[r.fault_map] = load_fault_map(path)
                 s.fault_map = maps[r.fault_map]
             specs[s.id] = s

@@ -5,7 +5,8 @@ wrong kind for the point's type (a number compared on a boolean point, a state c
 floating-point one, a fault code that is not an integer register); a low limit at or above a
 high limit of the same point (``low`` ≥ ``high``, ``low_low`` > ``low``, ``high`` >
 ``high_high``); two rules with one id; a ``frozen`` rule's ``moving`` point that does not exist;
-a fault map that is not in ``<config folder>/faultmaps/``; a group whose cause is no rule.
+a fault map found neither in ``<config folder>/faultmaps/`` nor among the shipped ones; a
+group whose cause is no rule.
 """
 
 from __future__ import annotations
@@ -26,7 +27,19 @@ _ORDER = ("low_low", "low", "high", "high_high")
 high-side one (else some value raises both), and ``low_low`` ≤ ``low``, ``high`` ≤
 ``high_high``."""
 FAULTMAPS_DIR = "faultmaps"
-"""Fault maps live in this folder beside the configuration file."""
+"""Fault maps live in this folder beside the configuration file..."""
+SHIPPED_FAULTMAPS = Path(__file__).resolve().parents[2] / "config" / FAULTMAPS_DIR
+"""... or, when not there, among the maps shipped in the checkout's ``config/faultmaps/``."""
+
+
+def fault_map_path(name: str, config_dir: Path) -> Path | None:
+    """Where fault map ``name`` is: ``<config_dir>/faultmaps/<name>.yaml``, else the shipped
+    one; ``None`` when neither exists."""
+    for folder in (config_dir / FAULTMAPS_DIR, SHIPPED_FAULTMAPS):
+        path = folder / f"{name}.yaml"
+        if path.is_file():
+            return path
+    return None
 
 
 def check_alarms(
@@ -70,10 +83,13 @@ def check_alarms(
                     ctx.at((*rpath, "moving"), f"no point named '{rule.moving}' in devices")
                 )
             if rule.fault_map is not None and base_dir is not None:
-                f = base_dir / FAULTMAPS_DIR / f"{rule.fault_map}.yaml"
-                if not f.is_file():
+                if fault_map_path(rule.fault_map, base_dir) is None:
                     problems.append(
-                        ctx.at((*rpath, "fault_map"), f"no fault map {FAULTMAPS_DIR}/{f.name}")
+                        ctx.at(
+                            (*rpath, "fault_map"),
+                            f"no fault map {FAULTMAPS_DIR}/{rule.fault_map}.yaml (beside the"
+                            " config file or shipped in config/faultmaps/)",
+                        )
                     )
         problems += _order_problems(ctx, ppath, rules)
     groups = section.get("groups")

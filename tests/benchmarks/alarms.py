@@ -106,7 +106,6 @@ def latency(workdir: Path, toggles: int) -> dict[str, Any]:
     assert door in text
     cfg = workdir / "site.yaml"
     cfg.write_text(text.replace(door, "room.door:\n      - {kind: state, on_delay_s: 0,"))
-    (workdir / "faultmaps").symlink_to(EXAMPLE.parent / "faultmaps")
     site = "bench-alarm-" + uuid.uuid4().hex[:6]
     mq = Mosquitto(workdir, extra_conf="set_tcp_nodelay true\n").start()
     sim = Simulator(workdir).start()

@@ -83,6 +83,7 @@ def _cabinet_config(workdir: Path, sim: Simulator, poll_s: float, **point_extra:
             if p.get("type") != "bool" and "bit" not in p:
                 p.update(point_extra)
     doc["devices"] = [cab]
+    doc.pop("alarms", None)  # its rules name points of the devices left out
     path = workdir / f"cabinet-{uuid.uuid4().hex[:6]}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     return path

@@ -50,6 +50,7 @@ def cabinet_config(tmp_path: Path, sim: Simulator) -> Path:
     cab = next(d for d in doc["devices"] if d["name"] == "cabinet")
     cab.update(port=sim.tcp_port, poll_interval_s=POLL_S, timeout_s=0.5)
     doc["devices"] = [cab]
+    doc.pop("alarms", None)  # its rules name points of the devices left out
     doc["uplink"]["batch_interval_s"] = 0.2
     path = tmp_path / "cabinet.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
