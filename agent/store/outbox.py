@@ -37,8 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.core.model import Quality, Sample
-from agent.store import commands
-from agent.store import alarm_rows
+from agent.store import alarm_rows, commands
 from agent.store.records import AppendResult, Event, Evicted, Poll, StoreCounters
 from agent.store.space import WAL_AUTOCHECKPOINT_PAGES, WAL_RESERVE_BYTES, SpaceKeeper
 from agent.store.values import UNSTORABLE, from_row, to_row
