@@ -11,13 +11,12 @@ the first samples.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from agent.alarms import state as sm
 from agent.alarms.evaluate import Track, debounce, on_sample, on_time
 from agent.alarms.rules import COMM_KIND, Spec
 from agent.alarms.state import Alarm, Refused, State, Transition
-from agent.core.model import Quality, Reading
+from agent.core.model import Quality, Reading, Value
 
 PRIORITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
@@ -40,7 +39,8 @@ class AlarmEngine:
         self.alarms: dict[str, Alarm] = {}
         self.tracks: dict[str, Track] = {}
         self._by_point: dict[str, list[Spec]] = {}
-        self._moved: dict[str, tuple[Any, float]] = {}
+        self._moved: dict[str, tuple[Value, float]] = {}
+        """Point → (last good value, ``mono`` of its last change), for frozen rules."""
         for sid, s in specs.items():
             a = restored.get(sid) or Alarm(sid, s.point, s.kind, s.code, s.priority, unit=s.unit)
             a.code, a.priority, a.unit, a.rule = s.code, s.priority, s.unit, s.kind

@@ -116,7 +116,10 @@ def on_sample(s: Spec, t: Track, point: str, value: Value, quality: Quality,
             t.value, t.limit = round(rate, 6), s.limit
         t.prev = (mono, v)
     elif k == "frozen":
-        if t.ref is None or abs(v - t.ref) > s.min_change:
+        if t.ref is None:  # the first sample; restored active: unchanged long enough already
+            assert s.after_s is not None
+            t.ref, t.changed_at = v, mono - (s.after_s if t.active else 0.0)
+        elif abs(v - t.ref) > s.min_change:
             t.ref, t.changed_at, t.raw = v, mono, False
         t.value = v
 
@@ -127,8 +130,8 @@ def on_time(s: Spec, t: Track, mono: float, moved_at: float | None) -> None:
     k = s.kind
     if k in (COMM_KIND, "stale"):
         assert s.after_s is not None
-        if t.last_good is None:
-            t.last_good = mono  # start: count from now
+        if t.last_good is None:  # start: count from now; restored active: already due
+            t.last_good = mono - (s.after_s if t.active else 0.0)
         age = mono - t.last_good
         t.raw = age >= s.after_s - EPS_S
         t.value, t.limit = round(age, 1), s.after_s

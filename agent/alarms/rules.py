@@ -95,7 +95,8 @@ def default_code(rule_id: str) -> str:
 def compile_rules(
     cfg: AlarmsConfig, points: dict[str, PointFacts], config_dir: Path
 ) -> dict[str, Spec]:
-    """All rules by id, causes before their members' evaluation order does not matter.
+    """All rules by id: the configured ones and the comm-loss summaries, with the flood-control
+    membership (``cause``, ``window_s``, ``members``) filled in.
 
     Raises:
         FaultMapError: a fault map cannot be read (``check`` refuses a missing one earlier).

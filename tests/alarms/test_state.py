@@ -217,3 +217,31 @@ def test_power_blip_group_folds_the_drive_trips_into_one_alarm() -> None:
     for t in range(20, 25):
         run.feed(t, phase_ok=True, pump1__fault_code=11, pump2__fault_code=0, pump3__fault_code=0)
     assert run.take() == [("pump1.fault_code.fault", "raised")]
+
+
+@pytest.mark.parametrize(
+    ("rule", "still"),
+    [
+        ({"kind": "stale", "after_s": 10}, Quality.COMM_FAIL),
+        ({"kind": "frozen", "after_s": 5}, 7.0),
+    ],
+    ids=["stale", "frozen"],
+)
+def test_a_time_alarm_active_before_a_restart_stays_raised_once(rule: dict, still: object) -> None:
+    """Stale and frozen alarms count time since the last good or changed sample; after a
+    restart that time is unknown: a restored active one stays active until a sample clears it
+    (it is neither cleared by the restart nor raised again)."""
+    cfg = {"points": {"p": [rule]}}
+    run = Run(engine(cfg, facts("p", "q")))
+    run.feed(0, p=7.0, q=1)
+    for t in range(1, 25):
+        run.feed(t, p=still, q=1)
+    rid = f"p.{rule['kind']}"
+    assert run.take() == [(rid, "raised")]
+    stored = {a.id: Alarm.from_json(a.to_json()) for a in run.eng.alarms.values() if a.annunciated}
+    after = Run(engine(cfg, facts("p", "q"), stored))
+    for t in range(100, 120):
+        after.feed(t, p=still, q=1)
+    assert after.take() == []
+    after.feed(120, p=8.0, q=1)
+    assert after.take() == [(rid, "cleared")]
