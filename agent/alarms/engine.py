@@ -80,9 +80,8 @@ class AlarmEngine:
             seen = self._moved.get(s.moving) if s.moving is not None else None
             moved = seen[1] if seen is not None else None
             on_time(s, t, mono, moved)
-            if self._step(s, t, t_ms, mono, out):
-                pass
-            elif t.folded and t.active and not self._holds(s, mono):
+            changed = self._step(s, t, t_ms, mono, out)
+            if not changed and t.folded and t.active and not self._holds(s, mono):
                 t.folded = False  # the cause is gone, this condition is not: annunciate it
                 self._condition(s, t, True, t_ms, out)
             tr = sm.expire(self.alarms[sid], t_ms)
