@@ -180,3 +180,23 @@ def test_vfd_comms_watchdog(action: WatchdogAction, running_after: int) -> None:
     plant.vfd_command(0, 1)  # a write revives the bus control (10 Hz/s ramp: 4.5 s to 45 Hz)
     trace(plant, 4.9)
     assert plant.pumps[0].drive.f_out_hz == pytest.approx(45.0)
+
+
+def test_a_power_blip_drops_the_phase_monitor_trips_the_drives_and_restarts_them() -> None:
+    """``power_blip_s``: the phase relay opens and every drive latches undervoltage for the
+    blip; when the supply is back the drives reset by themselves (auto-restart) and pump again."""
+    pl = Plant(seed=1)
+    for _ in range(600):
+        pl.step(0.05)
+    assert pl.phase_ok and any(p.drive.f_out_hz > 0 for p in pl.pumps)
+    pl.power_blip(2.0)
+    for _ in range(20):
+        pl.step(0.05)
+    assert not pl.phase_ok
+    assert [p.drive.fault_code for p in pl.pumps] == [Plant.UNDERVOLTAGE_CODE] * len(pl.pumps)
+    assert all(p.drive.f_out_hz == 0 for p in pl.pumps)
+    for _ in range(400):
+        pl.step(0.05)
+    assert pl.phase_ok
+    assert [p.drive.fault_code for p in pl.pumps] == [0] * len(pl.pumps)
+    assert any(p.drive.f_out_hz > 0 for p in pl.pumps)
