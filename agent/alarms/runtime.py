@@ -141,6 +141,10 @@ class AlarmRuntime:
                 restored[aid] = Alarm.from_json(body)
             except (TypeError, ValueError) as exc:
                 log.error("alarms: stored record %s unreadable (%s); it starts normal", aid, exc)
+        gone = sorted(set(records) - set(specs))
+        if gone:  # a rule removed from the config: its alarm is no more (never listed again)
+            log.warning("alarms: no rule for the stored alarms %s any more; dropped", gone)
+            await store.drop_alarm_records(gone)
         engine = AlarmEngine(specs, restored, cfg.shelve_max_s)
         active = [a.id for a in engine.active_list()]
         log.info("alarms: %d rules, %d alarms restored from the buffer %s", len(specs),

@@ -43,3 +43,8 @@ def add(
 def load(db: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     """Every stored record by alarm id."""
     return {i: json.loads(b) for i, b in db.execute("SELECT id, body FROM alarms")}
+
+
+def drop(db: sqlite3.Connection, ids: list[str]) -> None:
+    """Delete the records of ``ids`` (alarms whose rules are no longer configured)."""
+    db.executemany("DELETE FROM alarms WHERE id = ?", [(i,) for i in ids])

@@ -235,6 +235,10 @@ class Store(SpaceKeeper, TransactionThread):
         """The stored alarm records by id (to rebuild the alarm list after a restart)."""
         return await self._submit(alarm_rows.load)
 
+    async def drop_alarm_records(self, ids: list[str]) -> None:
+        """Forget the records of alarms whose rules are gone from the configuration."""
+        await self._submit(lambda db: alarm_rows.drop(db, ids))
+
     async def pending(self) -> int:
         """Number of buffered (unacknowledged) samples."""
         return await self._submit(

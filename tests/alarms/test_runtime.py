@@ -9,8 +9,18 @@ from pathlib import Path
 import pytest
 
 from agent import schemas
-from agent.alarms.runtime import LOG_BURST, LOG_WINDOW_S, LogLimiter, event_body, status_entry
+from agent.alarms.rules import PointFacts
+from agent.alarms.runtime import (
+    LOG_BURST,
+    LOG_WINDOW_S,
+    AlarmRuntime,
+    LogLimiter,
+    event_body,
+    status_entry,
+)
 from agent.alarms.state import Alarm, State
+from agent.config.alarms import AlarmsConfig
+from agent.core.model import WallClock
 from agent.store import Store
 from tests.alarms.helpers import T0, Run, engine, facts
 
@@ -62,3 +72,20 @@ async def test_the_record_goes_with_its_event_and_normal_deletes_it(tmp_path: Pa
         assert len(await reopened.begin_events(10)) == 2
     finally:
         await reopened.close()
+
+
+async def test_a_restart_restores_the_list_and_forgets_alarms_whose_rule_is_gone(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(tmp_path / "b.sqlite", 1 << 24)
+    try:
+        for aid in ("door.state", "old.high"):
+            a = Alarm(aid, aid.split(".")[0], "state", "X", "high", State.UNACK_ACTIVE, True)
+            await store.add_alarm_event({"type": "alarm", "t": T0}, aid, a.to_json())
+        cfg = AlarmsConfig.model_validate({"points": {"door": [{"kind": "state"}]}})
+        facts = {"door": PointFacts("dev", "bus", None, 1.0)}
+        rt = await AlarmRuntime.open(cfg, facts, tmp_path, store, WallClock(), lambda: None)
+        assert [a["id"] for a in rt.status_list()] == ["door.state"]
+        assert set(await store.alarm_records()) == {"door.state"}
+    finally:
+        await store.close()
