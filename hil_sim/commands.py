@@ -14,7 +14,7 @@ Commands:
   :class:`~hil_sim.modbus.faults.UnitFaults` field (``silent``, ``delay_s``, ``echo``,
   ``fragment_gap_s``, ``corrupt_crc``, ``late_reply_s``, ``wrong_tid``) and/or ``"exception":
   {"table": "holding_register", "address": 12288, "code": 2}``. ``transport`` defaults to
-  ``tcp`` for units 1–2 (and the test bench's 99) and ``rtu`` otherwise.
+  ``tcp`` for units 1–4 (and the test bench's 99) and ``rtu`` otherwise.
   ``{"cmd": "fault", "transport": "tcp", "single_client": true}`` sets the server-wide flag.
 * ``{"cmd": "clear_faults"}`` — every fault on both transports.
 * ``{"cmd": "freeze", "on": true}`` — plant time and every served value stop.
@@ -42,7 +42,7 @@ from hil_sim.modbus.slave import TABLES
 if TYPE_CHECKING:
     from hil_sim.sim import Simulator
 
-TCP_UNITS = frozenset({1, 2, TEST_BENCH_UNIT})
+TCP_UNITS = frozenset({1, 2, 3, 4, TEST_BENCH_UNIT})
 
 
 class CommandError(Exception):

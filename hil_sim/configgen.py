@@ -3,20 +3,27 @@
 :func:`devices_config` is the single source of truth for ``config/example.yaml``'s devices
 section (a test checks the file against it); :func:`render_devices_yaml` prints it in the
 commented, one-line-per-point form used there. Run ``python -m hil_sim.configgen`` to print it.
+
+Modbus devices name the agent's device profile of their family (``profile:``, with a ``prefix``
+for the site's point names and ``overrides`` where the simulator differs from the manual) instead
+of listing the points; points the profile does not have (the cabinet's simulator extension
+block) are listed. The simulator does not read the profiles (hil_sim never imports agent/):
+tests/profiles/ checks every served point against the profile-expanded config.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from hil_sim.devices.acs580 import UNIT_ID as CIRC_UNIT
 from hil_sim.devices.cabinet import cabinet_points
-from hil_sim.devices.flowmeter import flowmeter_points
+from hil_sim.devices.cl500 import UNIT_ID as CL500_UNIT
 from hil_sim.devices.opcua_server import NAMESPACE_URI, UA_POINTS
 from hil_sim.devices.registers import CONFIG_TABLE, MapPoint
-from hil_sim.devices.transmitter import transmitter_points
-from hil_sim.devices.vfd import MAX_READ, vfd_points
 
 RTU_LINK = "/tmp/pumproom-hil/ttyRTU0"
+CABINET_MODE_ENUM = {0: "constant pressure (p-c)", 10: "fill", 11: "drain", 20: "bus (simulator)"}
+"""Wilo 40025 values ([S4]) plus the simulator's bus mode 20."""
 WIDE = {"int32", "uint32", "int64", "uint64", "float32", "float64"}
 
 
@@ -58,33 +65,48 @@ def devices_config(
     devices: list[dict[str, Any]] = [
         {
             "name": "cabinet",
-            "description": "booster control cabinet / PLC, Wilo-Control CC-FC-like map",
+            "description": "booster control cabinet / PLC, Wilo-Control CC-FC map + sim block",
+            "profile": "wilo-control-cc",
             "transport": "modbus-tcp", "host": host, "port": tcp_port, "unit_id": 1, **common,
-            "max_read_registers": 125, "max_read_bits": 2000, "max_gap": 125,
-            "addressing": "register-number",
-            "points": [_point(p, register_number=True) for p in cabinet_points()],
+            "max_read_bits": 2000,
+            "overrides": {"cabinet.mode": {"enum": CABINET_MODE_ENUM}},
+            "points": [_point(p, register_number=True) for p in cabinet_points()
+                       if p.table != "holding_register" or p.address >= 300],
         },
         {
             "name": "flowmeter",
             "description": "electromagnetic flow meter, MFE600H 0x1010 map, behind a TCP gateway",
+            "profile": "mfe600h-flow",
             "transport": "modbus-tcp", "host": host, "port": tcp_port, "unit_id": 2, **common,
-            "max_read_registers": 125, "max_gap": 10, "addressing": "pdu",
-            "points": [_point(p) for p in flowmeter_points("input_register")],
+        },
+        {
+            "name": "circ_drive",
+            "description": "break-tank circulation pump drive, ABB ACS580, behind the TCP gateway",
+            "profile": "abb-acs580",
+            "transport": "modbus-tcp", "host": host, "port": tcp_port, "unit_id": CIRC_UNIT,
+            **common, "prefix": "circ.",
+        },
+        {
+            "name": "cl500",
+            "description": "online chlorine analyser, Xylem CL500, behind the TCP gateway",
+            "profile": "xylem-cl500",
+            "transport": "modbus-tcp", "host": host, "port": tcp_port, "unit_id": CL500_UNIT,
+            **common, "prefix": "cl500.",
         },
     ]  # fmt: skip
     for n in (1, 2, 3):
         devices.append({
             "name": f"vfd{n}", "description": f"pump {n} drive, INVT Goodrive GD200A map",
+            "profile": "invt-gd200a",
             "transport": "modbus-rtu", **rtu, "unit_id": 10 + n, **common,
-            "max_read_registers": MAX_READ, "max_gap": 10, "addressing": "pdu",
-            "points": [_point(p) for p in vfd_points(n)],
+            "prefix": f"pump{n}.",
         })  # fmt: skip
     for which, unit, what in (("p_in", 21, "suction"), ("p_out", 22, "outlet")):
         devices.append({
             "name": f"pt_{what}", "description": f"{what} pressure transmitter, RS-485 v1 map",
+            "profile": "rs485-pressure-v1",
             "transport": "modbus-rtu", **rtu, "unit_id": unit, **common,
-            "max_read_registers": 125, "max_gap": 10, "addressing": "pdu",
-            "points": [_point(p) for p in transmitter_points(which)],
+            "prefix": f"{which}.", "overrides": {"value": {"name": which}},
         })  # fmt: skip
     ua_points = []
     for p in UA_POINTS:
@@ -103,6 +125,8 @@ def devices_config(
 
 
 def _scalar(v: Any) -> str:
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_scalar(k)}: {_scalar(x)}" for k, x in v.items()) + "}"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -131,6 +155,9 @@ def render_devices_yaml(devices: list[dict[str, Any]]) -> str:
             lead = "  - " if first else "    "
             lines.append(f"{lead}{key}: {_scalar(value)}")
             first = False
+        if "points" not in dev:
+            lines.append("")
+            continue
         lines.append("    points:")
         for point in dev["points"]:
             body = ", ".join(f"{k}: {_scalar(v)}" for k, v in point.items())

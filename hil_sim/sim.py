@@ -1,7 +1,8 @@
 """The running simulator: plant loop, devices, protocol servers, ground truth, control port.
 
 :class:`Simulator` owns one :class:`~hil_sim.plant.Plant`, the device register maps, a Modbus
-TCP server (cabinet unit 1, flow meter unit 2), a Modbus RTU server on a pty (VFDs 11–13,
+TCP server (cabinet unit 1, flow meter unit 2, ABB circulation drive unit 3, CL500
+chlorine analyser unit 4), a Modbus RTU server on a pty (VFDs 11–13,
 pressure transmitters 21–22, 19200 8N1 by default), the OPC UA server, the JSON-lines control
 port and the truth writer. ``await sim.start()`` brings everything up (servers announce
 themselves through ``announce``), ``await sim.run()`` steps until :meth:`request_stop`,
@@ -24,7 +25,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 from hil_sim import commands
+from hil_sim.devices.acs580 import Acs580
 from hil_sim.devices.cabinet import Cabinet
+from hil_sim.devices.cl500 import Cl500
 from hil_sim.devices.flowmeter import FlowMeter
 from hil_sim.devices.opcua_server import OpcUaFacade
 from hil_sim.devices.registers import Number, RegisterMap
@@ -98,9 +101,16 @@ class Simulator:
         self.opcua_status = 1
         self.cabinet = Cabinet(self.plant)
         self.flowmeter = FlowMeter(self.plant)
+        self.circ_drive = Acs580(self.plant)
+        self.cl500 = Cl500(self.plant)
         self.vfds = [Vfd(self.plant, n) for n in (1, 2, 3)]
         self.transmitters = [PressureTransmitter(self.plant, w) for w in ("p_in", "p_out")]
-        self.tcp_devices: list[ServedDevice] = [self.cabinet, self.flowmeter]
+        self.tcp_devices: list[ServedDevice] = [
+            self.cabinet,
+            self.flowmeter,
+            self.circ_drive,
+            self.cl500,
+        ]
         self.bench = TypesBench() if options.test_types else None
         if self.bench is not None:  # not a pump-room device: raw values for round-trip tests
             self.tcp_devices.append(self.bench)
@@ -135,7 +145,8 @@ class Simulator:
             await self.tcp_server.start()
             self.announce(
                 f"modbus-tcp ready on {o.host}:{self.tcp_server.port} "
-                "(unit 1 cabinet, unit 2 flow meter"
+                "(unit 1 cabinet, unit 2 flow meter, unit 3 circulation drive, "
+                "unit 4 chlorine analyser"
                 + (", unit 99 raw-value test bench)" if self.bench is not None else ")")
             )
             if o.rtu_link:

@@ -27,7 +27,7 @@ import paho.mqtt.client as paho
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "example.yaml"
 RTU_DEVICES = ("vfd1", "vfd2", "vfd3", "pt_suction", "pt_outlet")
-TCP_DEVICES = ("cabinet", "flowmeter")
+TCP_DEVICES = ("cabinet", "flowmeter", "circ_drive", "cl500")
 OPCUA_DEVICE = "analyser"
 
 

@@ -14,6 +14,7 @@ from agent.config.checks_alarms import check_alarms
 from agent.config.messages import path_text, problems_from
 from agent.config.overrides import apply_overrides
 from agent.config.problems import ConfigError, Path_, Positions, Problem
+from agent.config.profiles import expand_profiles
 from agent.config.schema import NAME_PATTERN, Device, ModbusPointConfig, OpcUaPointConfig
 from agent.config.site import SiteConfig
 from agent.config.yaml_loader import load_yaml
@@ -52,8 +53,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> SiteConfig:
         msg = f"not UTF-8 text (byte {exc.start}); save the file as UTF-8"
         raise ConfigError([Problem(file, 1, 1, msg)]) from None
     data, positions = load_yaml(text, file)
+    found = expand_profiles(data, positions, file)  # before --set: it may name profile points
     data, problems = apply_overrides(data, positions, overrides)
-    return validate(data, positions, problems, base_dir=Path(path).resolve().parent)
+    return validate(data, positions, [*found, *problems], base_dir=Path(path).resolve().parent)
 
 
 def validate(

@@ -114,6 +114,9 @@ class PointCommon(Strict):
     """As ``deadband``, relative: percent of the last reported value's magnitude."""
     heartbeat_s: Seconds | None = None
     """With a deadband: a value is reported at least this often even when unchanged."""
+    enum: dict[Annotated[int, Field(strict=False)], str] | None = None
+    """Words for coded values (``{1: forward running, 3: stopped, 4: fault}``), shown by the
+    status page and the CLI instead of the bare number; the value itself is sent unchanged."""
 
     @field_validator("scale")
     @classmethod
@@ -172,6 +175,9 @@ BROADCAST_MESSAGE = (
 class _DeviceCommon(Strict):
     name: Name
     description: str | None = None
+    profile: str | None = None
+    """The device profile its points came from (``config/profiles/<name>.yaml``), if any;
+    expanded by :mod:`agent.config.profiles` before validation."""
     timeout_s: Seconds = 1.0
     poll_interval_s: Seconds = 1.0
 

@@ -59,7 +59,7 @@ def cabinet_points() -> list[MapPoint]:
                             description=f"40140 fault bitmap bit {bit}"))  # fmt: skip
     pts += [
         MapPoint("cabinet.ack", HR, 140, "uint16", writable=True,
-                 description="40141 acknowledge faults (write 1)"),
+                 description="40141 acknowledge faults (write 1)", valid_min=0, valid_max=1),
         # --- vendor extension block (simulator) ---
         MapPoint("cabinet.p_in_f", HR, 300, "float32", "MPa", description="suction pressure"),
         MapPoint("cabinet.p_out_f", HR, 302, "float32", "MPa", description="outlet pressure"),

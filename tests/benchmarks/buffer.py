@@ -79,9 +79,15 @@ def _cabinet_config(workdir: Path, sim: Simulator, poll_s: float, **point_extra:
     cab = next(d for d in doc["devices"] if d["name"] == "cabinet")
     cab.update(port=sim.tcp_port, poll_interval_s=poll_s, timeout_s=0.5)
     if point_extra:
+        from agent.config import profiles
+
         for p in cab["points"]:
             if p.get("type") != "bool" and "bit" not in p:
                 p.update(point_extra)
+        overrides = cab.setdefault("overrides", {})
+        for p in profiles.load(cab["profile"]).points:  # the profile's points alike
+            if p.get("type") != "bool" and "bit" not in p:
+                overrides.setdefault(p["name"], {}).update(point_extra)
     doc["devices"] = [cab]
     doc.pop("alarms", None)  # its rules name points of the devices left out
     path = workdir / f"cabinet-{uuid.uuid4().hex[:6]}.yaml"

@@ -23,9 +23,16 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "example.yaml"
 
 
+def config_points() -> list[dict]:
+    """The example's points as the agent expands them (profiles included)."""
+    from agent.config import load_config
+
+    config = load_config(EXAMPLE)
+    return [p.model_dump() for d in config.devices for p in d.points]
+
+
 def config_point_names() -> set[str]:
-    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    return {p["name"] for d in data["devices"] for p in d["points"]}
+    return {p["name"] for p in config_points()}
 
 
 def test_example_config_matches_the_simulator() -> None:
@@ -36,11 +43,13 @@ def test_example_config_matches_the_simulator() -> None:
     sim = Simulator(SimOptions(), announce=lambda line: None)  # not started: maps only
     served = sim.modbus_point_names() - {n for n in sim.modbus_point_names() if n.endswith(".hr")}
     assert served | {p.name for p in UA_POINTS} == config_point_names()
-    vfds = [d for d in data["devices"] if d["name"].startswith("vfd")]
-    assert len(vfds) == 3 and all(d["max_read_registers"] == 16 for d in vfds)
-    types = {p.get("type") for d in data["devices"] for p in d["points"]}
+    from agent.config import load_config
+
+    vfds = [d for d in load_config(EXAMPLE).devices if d.name.startswith("vfd")]
+    assert len(vfds) == 3 and all(getattr(d, "max_read_registers", 0) == 16 for d in vfds)
+    types = {p.get("type") for p in config_points()}
     assert {"int16", "uint16", "int32", "uint32", "float32", "uint64", "bool"} <= types
-    orders = {(p.get("type"), p.get("word_order")) for d in data["devices"] for p in d["points"]}
+    orders = {(p.get("type"), p.get("word_order")) for p in config_points()}
     assert ("float32", "big") in orders and ("float32", "little") in orders
 
 
