@@ -1,14 +1,13 @@
-"""The local status view for technicians: one snapshot of the whole agent, as JSON and as a page.
+"""The local status view for technicians: one snapshot of the whole agent.
 
-``GET /status.json`` returns :func:`snapshot`; ``GET /`` renders the same as a plain HTML page
-that refreshes itself every 2 s (no JavaScript, readable on a phone in the pump room). The
-server (aiohttp) listens where ``status.listen`` says, loopback by default. The same snapshot,
-shortened, goes into the retained ``status`` message every minute.
+``GET /status.json`` returns :func:`snapshot`; ``GET /`` renders the same as a page grouped by
+device with live updates and trend charts (:mod:`agent.statuspage`). The server (aiohttp)
+listens where ``status.listen`` says, loopback by default. The same snapshot, shortened, goes
+into the retained ``status`` message every minute.
 """
 
 from __future__ import annotations
 
-import html
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,11 @@ def snapshot(agent: Agent, *, points: bool = True, alarms: bool = True) -> dict[
     Shape: ``{"gateway", "site", "uptime_s", "uplink": {...}, "buffer": {...},
     "connections": [{"name", "connected", "polls", "polls_failed", "overruns", "ok",
     "last_error", "last_error_at", "last_error_age_s", "driver": {...}}],
-    "points": {name: {"value", "q", "reason", "age_s"}}}`` (``points`` only when asked).
+    "points": {name: {"value", "q", "reason", "age_s", "unit", "text", "device"}},
+    "devices": [{"name", "description", "profile", "transport", "connection", "points": [...]}],
+    "control": {...}}`` (``points`` and ``devices`` only when asked; ``control`` only with a
+    control loop, see :func:`control_state`). A point's ``unit`` is its configured unit, ``text``
+    the word of its ``enum`` for the current value (``None`` without one).
     ``buffer`` counts since start: ``pending``, ``appended``, ``acked``, ``evicted`` (by the byte
     bound or a full disk), ``rejected``, and what was lost before the buffer: ``not_buffered``
     (readings the buffer refused: a disk error), ``dropped_overflow`` (readings the ingest queue
@@ -88,17 +91,96 @@ def snapshot(agent: Agent, *, points: bool = True, alarms: bool = True) -> dict[
                 unstorable=i.unstorable,
             )
     out["connections"] = [_connection(p, now) for p in agent.pollers]
+    control = control_state(agent.control)
+    if control is not None:
+        out["control"] = control
     if points:
-        out["points"] = {
-            name: {
-                "value": latest.value,
+        meta = point_meta(agent.config)
+        out["points"] = {}
+        for name, latest in sorted(agent.cache.snapshot().items()):
+            unit, enum, device = meta.get(name, (None, None, None))
+            value = latest.value
+            text = None
+            if enum and isinstance(value, int | float) and not isinstance(value, bool):
+                text = enum.get(int(value)) if float(value).is_integer() else None
+            out["points"][name] = {
+                "value": value,
                 "q": latest.quality.code,
                 "reason": latest.reason,
                 "age_s": round(now - latest.mono, 1),
+                "unit": unit,
+                "text": text,
+                "device": device,
             }
-            for name, latest in sorted(agent.cache.snapshot().items())
-        }
+        out["devices"] = _devices(agent)
     return out
+
+
+def trend_points(config: Any) -> dict[str, str | None]:
+    """Point name → unit of the points marked ``trend: true`` (all points when none is)."""
+    marked = {p.name: p.unit for d in config.devices for p in d.points if p.trend}
+    return marked or {p.name: p.unit for d in config.devices for p in d.points}
+
+
+def point_meta(config: Any) -> dict[str, tuple[str | None, dict[int, str] | None, str]]:
+    """Point name → (unit, enum, device name) from the configuration (``ctl.*`` points of the
+    control loop get their unit from its catalogue)."""
+    from agent.control.state import CATALOGUE
+
+    out: dict[str, tuple[str | None, dict[int, str] | None, str]] = {}
+    for d in config.devices:
+        for p in d.points:
+            out[p.name] = (p.unit, p.enum, d.name)
+    for name, unit, _ in CATALOGUE:
+        out.setdefault(name, (unit, None, "control"))
+    return out
+
+
+def _devices(agent: Agent) -> list[dict[str, Any]]:
+    """Each configured device with its points, in config order, and whether its connection
+    works now (the ``ok`` of the connection that polls it)."""
+    conn_of: dict[str, str] = {}
+    for poller in agent.pollers:
+        for group in poller.groups:
+            for spec in group.points:
+                conn_of.setdefault(spec.device, poller.name)
+    out = []
+    for d in agent.config.devices:
+        out.append(
+            {
+                "name": d.name,
+                "description": d.description,
+                "profile": d.profile,
+                "transport": d.transport,
+                "connection": conn_of.get(d.name),
+                "points": [p.name for p in d.points],
+            }
+        )
+    return out
+
+
+def control_state(loop: Any) -> dict[str, Any] | None:
+    """The local control loop's state, or ``None`` without one: ``{"state": "supervisory",
+    "mode": "auto"|"remote"|"manual", "setpoint_mpa", "effective_setpoint_mpa", "pv_mpa",
+    "fallback", "pv_fault", "active": [functions], "pumps_running": [bool per pump]}`` (MPa)."""
+    if loop is None:
+        return None
+
+    def _round(v: Any) -> float | None:
+        return None if v is None else round(float(v), 4)
+
+    staging = getattr(loop, "staging", None)
+    return {
+        "state": getattr(loop, "state", None),
+        "mode": str(getattr(loop, "mode", "")) or None,
+        "setpoint_mpa": _round(getattr(loop, "sp", None)),
+        "effective_setpoint_mpa": _round(getattr(loop, "sp_eff", None)),
+        "pv_mpa": _round(getattr(loop, "pv", None)),
+        "fallback": bool(getattr(loop, "fallback", False)),
+        "pv_fault": getattr(loop, "pv_fault", None),
+        "active": sorted(getattr(loop, "active", set()) or ()),
+        "pumps_running": list(getattr(staging, "running", ()) or ()),
+    }
 
 
 def _connection(poller: ConnectionPoller, now: float) -> dict[str, Any]:
@@ -142,81 +224,17 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def render(snap: dict[str, Any]) -> str:
-    """The snapshot as a self-refreshing HTML page."""
-    e = html.escape
-    up = snap.get("uplink", {})
-    buf = snap.get("buffer", {})
-    rows = []
-    for c in snap["connections"]:
-        state = "OK" if c["ok"] else ("FAILING" if c["connected"] else "DOWN")
-        style = "" if c["ok"] else ' style="color:#b00"'
-        when = ""
-        if c["last_error"] is not None:
-            after = "recovered, OK now" if c["ok"] else "not recovered"
-            when = f"{c['last_error_at']} ({c['last_error_age_s']} s ago; {after})"
-        rows.append(
-            f"<tr{style}><td>{e(c['name'])}</td><td>{state}</td><td>{c['polls']}</td>"
-            f"<td>{c['polls_failed']}</td><td>{c['overruns']}</td>"
-            f"<td>{e(c['last_error'] or '')}</td><td>{e(when)}</td></tr>"
-        )
-    points = []
-    for name, p in snap.get("points", {}).items():
-        style = "" if p["q"] == "g" else ' style="color:#b00"'
-        points.append(
-            f"<tr{style}><td>{e(name)}</td><td>{e(str(p['value']))}</td><td>{p['q']}"
-            f" {e(p['reason'] or '')}</td><td>{p['age_s']}</td></tr>"
-        )
-    return (
-        "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=2>"
-        f"<title>pumproom-edge {e(snap['gateway'])}</title>"
-        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}</style>"
-        f"<h1>{e(snap['site'])} / {e(snap['gateway'])}</h1>"
-        f"<p>uplink: <b>{'connected' if up.get('connected') else 'DOWN'}</b>, "
-        f"{up.get('samples_live', 0)} live + {up.get('samples_backfill', 0)} backfill samples"
-        " sent; "
-        f"buffer: <b>{buf.get('pending', 0)}</b> samples waiting, {buf.get('evicted', 0)} evicted, "
-        f"{buf.get('not_buffered', 0) + buf.get('dropped_overflow', 0)} lost before the buffer; "
-        f"up {snap['uptime_s']} s</p>"
-        "<h2>Connections</h2><table><tr><th>connection</th><th>state</th><th>polls</th>"
-        "<th>failed</th><th>overruns</th><th>last error</th><th>when (UTC)</th></tr>"
-        + "".join(rows)
-        + "</table>"
-        "<h2>Points</h2><table><tr><th>point</th><th>value</th><th>quality</th><th>age s</th></tr>"
-        + "".join(points)
-        + "</table>"
-    )
-
-
 async def serve(agent: Agent, host: str, port: int) -> web.AppRunner | None:
-    """Start the status server; returns its runner, or ``None`` (logged) when the port is taken.
+    """Start the status page (:mod:`agent.statuspage.server`) with the token ``status:``
+    configures, if any; returns its runner, or ``None`` (logged at ERROR) when the port is taken
+    or the configured token cannot be read (then no page rather than an open one)."""
+    from agent.statuspage.server import serve as serve_page
 
-    aiohttp is imported here, not at module level: a gateway without the page saves its memory.
-    """
-    from aiohttp import web
-
-    app = web.Application()
-
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text=render(snapshot(agent)), content_type="text/html")
-
-    async def status_json(request: web.Request) -> web.Response:
-        return web.json_response(snapshot(agent))
-
-    app.router.add_get("/", page)
-    app.router.add_get("/status.json", status_json)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
+    page = agent.config.status
     try:
-        await web.TCPSite(runner, host, port).start()
+        token = page.token() if page is not None else None
     except OSError as exc:
-        log.error(
-            "status page: cannot listen on %s:%d: %s (the agent runs on without it)",
-            host,
-            port,
-            exc,
-        )
-        await runner.cleanup()
+        log.error("status page not started: cannot read its access token: %s", exc)
         return None
-    log.info("status page on http://%s:%d/", host, port)
+    runner: web.AppRunner | None = await serve_page(agent, host, port, token)
     return runner

@@ -8,6 +8,7 @@ shared serial ports) live in :mod:`agent.config.checks`, after each item passed 
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from typing import Annotated, Literal
@@ -114,6 +115,8 @@ class PointCommon(Strict):
     """As ``deadband``, relative: percent of the last reported value's magnitude."""
     heartbeat_s: Seconds | None = None
     """With a deadband: a value is reported at least this often even when unchanged."""
+    trend: bool = False
+    """Draw it in the status page's trend charts (pressure MPa, flow m³/h, frequency Hz)."""
     enum: dict[Annotated[int, Field(strict=False)], str] | None = None
     """Words for coded values (``{1: forward running, 3: stopped, 4: fault}``), shown by the
     status page and the CLI instead of the bare number; the value itself is sent unchanged."""
@@ -357,19 +360,39 @@ def _split_broker(url: str) -> tuple[str, int]:
     return host, port
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+"""Hosts the status page may listen on without an access token (plus all of 127.0.0.0/8)."""
+
+
 class StatusPage(Strict):
-    """``status:``: the local status page for technicians (``GET /`` and ``/status.json``)."""
+    """``status:``: the local status page for technicians (``GET /``, ``/events`` and
+    ``/status.json``; read-only)."""
 
     listen: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$")] = "127.0.0.1:8080"
     """``host:port`` to listen on; loopback by default (reach it through SSH or a local screen).
-    The port must be 1..65535 (:data:`PORT_RANGE`)."""
+    The port must be 1..65535 (:data:`PORT_RANGE`). Any other address needs a token."""
     enabled: bool = True
+    token_env: str | None = None
+    """Environment variable holding the page's access token (never the token in the YAML)."""
+    token_file: str | None = None
+    """File holding the access token (relative: systemd's ``$CREDENTIALS_DIRECTORY``)."""
 
     @field_validator("listen")
     @classmethod
     def _listen_port(cls, v: str) -> str:
         check_port(int(v.rsplit(":", 1)[1]), "port in host:port")
         return v
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> StatusPage:
+        host = self.host
+        loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
+        if self.enabled and not loopback and not (self.token_env or self.token_file):
+            raise ValueError(
+                f"listen {self.listen} opens the status page to the network: set token_file or "
+                "token_env (an access token), or listen on 127.0.0.1 and use an SSH tunnel"
+            )
+        return self
 
     @property
     def host(self) -> str:
@@ -378,6 +401,26 @@ class StatusPage(Strict):
     @property
     def port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
+
+    def token(self) -> str | None:
+        """The access token from ``token_env`` or ``token_file``, or ``None`` (no token).
+
+        Raises:
+            OSError: the file cannot be read, or the variable is not set (ENOENT).
+        """
+        if self.token_env:
+            value = os.environ.get(self.token_env)
+            if not value:
+                raise FileNotFoundError(f"status.token_env: {self.token_env} is not set")
+            return value.strip()
+        if self.token_file:
+            directory = os.environ.get("CREDENTIALS_DIRECTORY")
+            path = self.token_file
+            if directory and not os.path.isabs(path):
+                path = os.path.join(directory, path)
+            with open(path, encoding="utf-8") as f:
+                return f.read().strip()
+        return None
 
 
 class Buffer(Strict):
