@@ -5,10 +5,12 @@ Commands:
         Validate the configuration without touching any device. Exit 0 with
         ``ok: N devices, M points, K connections`` on stdout, or exit 2 with one
         ``FILE:LINE:COLUMN: message`` line per problem on stderr.
-    ``pumproom-agent scan --port DEV | --tcp HOST:PORT [--baud ..] [--parity ..] [--units ..]``
-        Find which Modbus unit ids answer, at which line settings (commissioning).
+    ``pumproom-agent scan | read | write | status | buffer export``
+        The technician's tools, one module each in :mod:`agent.tools`.
     ``pumproom-agent buffer -c FILE [--json]``
         Show what the store-and-forward buffer holds (read-only).
+    ``pumproom-agent profiles``
+        List the shipped device profiles.
     ``pumproom-agent run -c FILE [--set KEY=VALUE ...] [--log-level LEVEL]``
         Load the configuration (same errors, exit 2), then run the agent
         (:func:`agent.app.run`) and exit with its return code.
@@ -22,6 +24,7 @@ import sys
 
 import click
 
+from agent import __version__
 from agent.config import EXIT_CONFIG, ConfigError, SiteConfig, load_config
 from agent.logs import configure as configure_logging
 
@@ -51,16 +54,39 @@ def _load(config_path: str, overrides: tuple[str, ...]) -> SiteConfig:
         sys.exit(EXIT_CONFIG)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_BUFFER_EPILOG = """\b
+Examples:
+  pumproom-agent buffer -c site.yaml            # samples and events waiting, oldest, newest
+  pumproom-agent buffer -c site.yaml --json
+  pumproom-agent buffer export -c site.yaml --csv waiting.csv"""
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="""\b
+Commissioning, in order:
+  pumproom-agent scan --port /dev/ttyUSB0          # which units answer, which profile fits
+  pumproom-agent read --port /dev/ttyUSB0 --unit 11 --address 0x3000 --count 8
+  pumproom-agent check -c site.yaml                # the config, with FILE:LINE:COL errors
+  pumproom-agent read -c site.yaml --device vfd1   # every configured point, decoded
+  pumproom-agent run -c site.yaml                  # (systemd runs this)
+  pumproom-agent status -c site.yaml               # the running agent's live state
+Each command has -h with examples.""",
+)
+@click.version_option(__version__, "--version", prog_name="pumproom-agent")
 def main() -> None:
     """Edge agent for secondary-water-supply booster pump rooms."""
 
 
-@main.command()
+@main.command(
+    epilog="""\b
+Example:
+  pumproom-agent check -c /etc/pumproom-edge/site.yaml --set devices.cabinet.port=15021"""
+)
 @_config_option
 @_set_option
 def check(config_path: str, overrides: tuple[str, ...]) -> None:
-    """Validate the configuration; touch no device."""
+    """Validate the configuration; touch no device (exit 0, or 2 with FILE:LINE:COL lines)."""
     config = _load(config_path, overrides)
     click.echo(
         f"ok: {len(config.devices)} devices, {config.point_count} points, "
@@ -68,63 +94,26 @@ def check(config_path: str, overrides: tuple[str, ...]) -> None:
     )
 
 
-@main.command()
-@click.option("--port", "serial_port", help="Serial device of the RS-485 bus, e.g. /dev/ttyUSB0.")
-@click.option("--tcp", "tcp_address", metavar="HOST:PORT", help="A Modbus TCP device or gateway.")
+@main.group(invoke_without_command=True, epilog=_BUFFER_EPILOG)
 @click.option(
-    "--baud", default="9600,19200", show_default=True, help="Baud rates to try, or 'all'."
+    "-c", "--config", "config_path", type=click.Path(dir_okay=False), help="Pump-room YAML file."
 )
-@click.option("--parity", default="N,E", show_default=True, help="Parities to try (N, E, O).")
-@click.option("--units", default="1-247", show_default=True, help="Unit ids, e.g. 1-30,100.")
-@click.option("--timeout", "timeout_s", default=0.2, show_default=True, help="Per unit, seconds.")
-def scan(
-    serial_port: str | None,
-    tcp_address: str | None,
-    baud: str,
-    parity: str,
-    units: str,
-    timeout_s: float,
-) -> None:
-    """Find the Modbus devices on a bus: which unit ids answer at which line settings.
-
-    Exits 1 when no setting could be opened (no such port, connection refused), 2 on bad
-    arguments."""
-    from agent import scan as scanner
-
-    try:
-        unit_ids = scanner.parse_units(units)
-        if bool(serial_port) == bool(tcp_address):
-            raise ValueError("give exactly one of --port or --tcp")
-        if tcp_address:
-            host, _, port = tcp_address.rpartition(":")
-            specs: list = [scanner.tcp_setting(host or "127.0.0.1", int(port), timeout_s)]
-        else:
-            bauds = scanner.BAUD_RATES if baud == "all" else [int(b) for b in baud.split(",")]
-            parities = [p.strip().upper() for p in parity.split(",")]
-            if not set(parities) <= {"N", "E", "O"}:
-                raise ValueError(f"--parity: N, E or O, got {parity!r}")
-            assert serial_port is not None
-            specs = scanner.rtu_settings(serial_port, bauds, parities, timeout_s)
-    except ValueError as exc:
-        click.echo(f"scan: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
-    lines, opened = scanner.run_scan(specs, unit_ids)
-    for line in lines:
-        click.echo(line)
-    if not opened:  # nothing was scanned at all: a script must not read that as "no devices"
-        sys.exit(1)
-
-
-@main.command()
-@_config_option
 @_set_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def buffer(config_path: str, overrides: tuple[str, ...], as_json: bool) -> None:
+@click.pass_context
+def buffer(
+    ctx: click.Context, config_path: str | None, overrides: tuple[str, ...], as_json: bool
+) -> None:
     """Show what the store-and-forward buffer holds (read-only; the agent may be running)."""
     import json
 
     from agent.buffer_info import render, summary
 
+    if ctx.invoked_subcommand is not None:
+        return
+    if config_path is None:
+        click.echo("buffer: -c/--config FILE is needed", err=True)
+        sys.exit(EXIT_CONFIG)
     config = _load(config_path, overrides)
     try:
         info = summary(config.buffer.path)
@@ -137,7 +126,11 @@ def buffer(config_path: str, overrides: tuple[str, ...], as_json: bool) -> None:
     click.echo(json.dumps(info, indent=2) if as_json else render(info))
 
 
-@main.command()
+@main.command(
+    epilog="""\b
+Example:
+  pumproom-agent run -c /etc/pumproom-edge/site.yaml --log-level debug"""
+)
 @_config_option
 @_set_option
 @click.option(
@@ -158,6 +151,38 @@ def run(config_path: str, overrides: tuple[str, ...], log_level: str) -> None:
 
     sys.exit(run_agent(config))
 
+
+@main.command(
+    epilog="""\b
+Example:
+  pumproom-agent profiles            # name, device family, points, manual sections"""
+)
+@click.option("-v", "--verbose", is_flag=True, help="Also list each profile's sources.")
+def profiles(verbose: bool) -> None:
+    """List the shipped device profiles (use one with `profile: NAME` in a device)."""
+    from agent.config import profiles as profile_files
+
+    for prof in profile_files.load_all():
+        click.echo(profile_files.describe(prof))
+        if verbose:
+            for source in prof.sources:
+                click.echo(f"    {source}")
+
+
+def _register_tools() -> None:
+    """The technician's commands, one module each under :mod:`agent.tools`."""
+    from agent.tools.export import export_cmd
+    from agent.tools.read import read
+    from agent.tools.scan_cmd import scan
+    from agent.tools.status_cmd import status
+    from agent.tools.write import write
+
+    for command in (read, write, status, scan):
+        main.add_command(command)
+    buffer.add_command(export_cmd)
+
+
+_register_tools()
 
 if __name__ == "__main__":
     main()

@@ -12,9 +12,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 import drivers
 from agent.config import ConfigError, load_config
@@ -23,8 +25,7 @@ from agent.core.model import Quality
 from drivers.specs import ModbusPoint
 from hil_sim.devices.registers import CONFIG_TABLE
 from hil_sim.sim import SimOptions, Simulator
-from tests.hil_sim.conftest import free_port, sim  # noqa: F401  (fixture)
-from tests.leaks import no_leaks  # noqa: F401  (autouse)
+from tests.hil_sim.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "example.yaml"
@@ -76,8 +77,27 @@ def test_profile_points_match_the_simulators_register_maps() -> None:
     assert compared == sum(len(d.points) for d in config.devices if d.transport != "opcua")
 
 
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def sim(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Simulator]:
+    """One started simulator for every profile (servers up, the plant NOT stepping: values
+    hold still between the reads and the truth)."""
+    tmp = tmp_path_factory.mktemp("profiles")
+    options = SimOptions(
+        modbus_tcp_port=0, opcua_port=free_port(), rtu_link=str(tmp / "ttyRTU0"),
+        control_port=0, seed=1, start_time_of_day_s=8 * 3600.0,
+    )  # fmt: skip
+    simulator = Simulator(options, announce=lambda line: None)
+    await simulator.start()
+    simulator.advance(30.0)  # past the start transient: pumps running, flow, pressures
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
+
+
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("name", SHIPPED)
-async def test_profile_reads_the_simulated_device_exactly(name: str, sim: Simulator) -> None:  # noqa: F811
+async def test_profile_reads_the_simulated_device_exactly(name: str, sim: Simulator) -> None:
     config = _example(sim)
     devices = [d for d in config.devices if d.profile == name]
     assert devices
