@@ -23,6 +23,7 @@ ARTEFACTS = Path(os.environ.get("PUMPROOM_ARTEFACTS", ROOT / "test-artefacts"))
 @pytest.fixture(scope="package")
 def quiet_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     s = Simulator(tmp_path_factory.mktemp("quiet")).start()
+    wait_for(lambda: s.command({"cmd": "truth"})["values"]["flow"] > 0.5, 30, "water flowing")
     s.command({"cmd": "freeze", "on": True})  # values hold still: reads compare with the truth
     yield s
     s.stop()
