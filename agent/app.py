@@ -35,6 +35,7 @@ from agent.core.aio import cancel_all
 from agent.core.cache import Cache
 from agent.core.model import clock
 from agent.exception import Deadband, ReportByException
+from agent.logs import redact
 from agent.mqtt import BrokerSettings
 from agent.pipeline import Ingest
 from agent.poller import ConnectionPoller
@@ -117,16 +118,21 @@ def _secret(env: str | None, file: str | None, what: str) -> str | None:
             raise ConfigurationError(
                 f"uplink.credentials: environment variable {env} ({what}) is not set"
             )
+        if what == "password":
+            redact(value)  # never in a log line, whatever library logs it
         return value
     if file:
         directory = os.environ.get("CREDENTIALS_DIRECTORY")  # systemd LoadCredential=
         path = Path(directory, file) if directory and not os.path.isabs(file) else Path(file)
         try:
-            return path.read_text().strip()
+            secret = path.read_text().strip()
         except OSError as exc:
             raise ConfigurationError(
                 f"uplink.credentials: cannot read {what} file {path}: {exc}"
             ) from exc
+        if what == "password":
+            redact(secret)
+        return secret
     return None
 
 

@@ -27,6 +27,7 @@ from agent.core.model import (
     WallClock,
     clock,
 )
+from agent.logs import Repeated
 from drivers.base import Driver, ReadPlan
 from drivers.specs import PointSpec
 
@@ -91,6 +92,11 @@ class ConnectionPoller:
         self.groups = [_Group(i, pts, driver.plan(pts), now) for i, pts in groups.items()]
         self._connected = False
         self._next_connect = 0.0
+        devices = list(dict.fromkeys(p.device for pts in groups.values() for p in pts))
+        self.label = self.name if devices == [self.name] else f"{self.name} ({', '.join(devices)})"
+        """The connection and the devices on it, for log lines."""
+        self._connect_failures = Repeated(log, f"{self.label}: cannot connect")
+        self._losses = Repeated(log, f"{self.label}: connection lost")
 
     @property
     def name(self) -> str:
@@ -139,7 +145,7 @@ class ConnectionPoller:
             self.sink(_failed(group.points, "disconnected"), ts_ms)
             return
         except DriverError as exc:  # a driver bug must not stop the agent
-            log.exception("%s: read failed", self.name)
+            log.exception("%s: read failed", self.label)
             self.counters.health.error(str(exc))
             self.sink(_failed(group.points, "driver_error"), ts_ms)
             return
@@ -155,19 +161,20 @@ class ConnectionPoller:
         except ConnectError as exc:
             self.counters.connect_failures += 1
             self.counters.health.error(str(exc))
-            if self.backoff.failures == 0:
-                log.warning("%s: cannot connect: %s (retrying with backoff)", self.name, exc)
+            self._connect_failures.failed(f"{exc} (retrying with backoff)")
             self._next_connect = time.monotonic() + self.backoff.next()
             return
-        if self.backoff.failures or self.counters.connects:
-            log.info("%s: connected again", self.name)
+        if self._connect_failures.count:
+            self._connect_failures.ok("connected again")
+        elif self.counters.connects:
+            log.info("%s: connected again", self.label)
         self.backoff.reset()
         self._connected = True
         self.counters.connected = True
         self.counters.connects += 1
 
     async def _lost(self, why: str) -> None:
-        log.warning("%s: connection lost: %s", self.name, why)
+        self._losses.failed(why)  # a flapping link: the first loss, then a summary per interval
         self.counters.health.error(why)
         self._connected = False
         self.counters.connected = False

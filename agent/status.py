@@ -228,11 +228,13 @@ async def serve(agent: Agent, host: str, port: int) -> web.AppRunner | None:
     """Start the status page (:mod:`agent.statuspage.server`) with the token ``status:``
     configures, if any; returns its runner, or ``None`` (logged at ERROR) when the port is taken
     or the configured token cannot be read (then no page rather than an open one)."""
+    from agent.logs import redact
     from agent.statuspage.server import serve as serve_page
 
     page = agent.config.status
     try:
         token = page.token() if page is not None else None
+        redact(token)
     except OSError as exc:
         log.error("status page not started: cannot read its access token: %s", exc)
         return None
