@@ -121,7 +121,8 @@ def _uplink(snap: dict[str, Any]) -> str:
         ("buffer", f"{buf.get('pending', 0)} samples waiting"),
         ("buffer totals", f"{buf.get('appended', 0)} appended, {buf.get('acked', 0)} acked, "
          f"{buf.get('evicted', 0)} evicted"),
-        ("lost before the buffer", str(buf.get("not_buffered", 0) + buf.get("dropped_overflow", 0))),
+        ("lost before the buffer",
+         str(buf.get("not_buffered", 0) + buf.get("dropped_overflow", 0))),
         ("up", f"{snap.get('uptime_s', 0)} s"),
     ]  # fmt: skip
     cls = "" if up.get("connected") else ' class="bad"'

@@ -67,7 +67,8 @@ def render(snap: dict[str, Any]) -> str:
     )
     out.append(
         f"  buffer {buf.get('pending', 0)} samples waiting; {buf.get('appended', 0)} appended, "
-        f"{buf.get('acked', 0)} acked, {buf.get('evicted', 0)} evicted"
+        f"{buf.get('acked', 0)} acked, {buf.get('evicted', 0)} evicted, "
+        f"{buf.get('not_buffered', 0) + buf.get('dropped_overflow', 0)} lost before the buffer"
     )
     points = snap.get("points", {})
     width = max((len(n) for n in points), default=10)
