@@ -203,21 +203,26 @@ def expand_profiles(data: Any, positions: Positions, config_file: str | None) ->
         return []
     dirs = search_dirs(config_file)
     problems: list[Problem] = []
+    loaded: dict[str, Profile] = {}  # three drives of one family: the file is read once
     for i, item in enumerate(devices):
         if isinstance(item, dict) and "profile" in item:
-            problems += _expand(item, ("devices", i), positions, dirs)
+            problems += _expand(item, ("devices", i), positions, dirs, loaded)
     return problems
 
 
 def _expand(
-    item: dict[str, Any], at: Path_, positions: Positions, dirs: list[Path]
+    item: dict[str, Any],
+    at: Path_,
+    positions: Positions,
+    dirs: list[Path],
+    loaded: dict[str, Profile],
 ) -> list[Problem]:
     name = item["profile"]
     where = positions.value((*at, "profile"))
     if not isinstance(name, str):
         return [where.problem(f"{_dev(item)}.profile: a profile name, e.g. invt-gd200a")]
     try:
-        prof = load(name, dirs)
+        prof = loaded.get(name) or loaded.setdefault(name, load(name, dirs))
     except KeyError:
         known = available(dirs)
         return [

@@ -1,0 +1,38 @@
+"""The status page's rendering of one snapshot: alarms (the ``alarms`` key, when an agent has
+it) on top in words, values rounded with units, coded values in words, quality spelled out."""
+
+from __future__ import annotations
+
+from agent.statuspage.render import fmt_value, sections
+
+SNAP = {
+    "site": "s", "gateway": "g", "uptime_s": 1.0, "uplink": {"connected": True}, "buffer": {},
+    "connections": [{"name": "rtu:/dev/ttyUSB0", "connected": True, "ok": True, "polls": 1,
+                     "polls_failed": 0, "overruns": 0, "last_error": None}],
+    "alarms": [
+        {"id": "a1", "point": "p_out", "rule": "low_pressure", "priority": "high",
+         "state": "active", "value": 0.1234, "limit": 0.2, "raised_at": "2026-12-05T01:00:00Z"},
+        {"id": "a2", "point": "flow", "rule": "burst", "priority": "high", "state": "cleared",
+         "value": 50.0, "limit": 40.0, "raised_at": "2026-12-05T00:00:00Z"},
+    ],
+    "points": {
+        "pump1.state": {"value": 4, "q": "g", "unit": None, "text": "fault", "reason": None},
+        "p_out": {"value": 0.41234, "q": "g", "unit": "MPa", "text": None, "reason": None},
+        "flow": {"value": None, "q": "c", "unit": "m³/h", "text": None, "reason": "timeout"},
+    },
+    "devices": [{"name": "vfd1", "description": "", "profile": "invt-gd200a",
+                 "connection": "rtu:/dev/ttyUSB0", "points": ["pump1.state", "p_out", "flow"]}],
+}  # fmt: skip
+
+
+def test_alarms_values_words_and_quality() -> None:
+    out = sections(SNAP, None, 0.0)
+    assert "low_pressure" in out["alarms"] and "0.123" in out["alarms"]
+    assert "burst" not in out["alarms"]  # cleared: not active
+    dev = out["devices"]
+    assert "0.412 MPa" in dev and ">fault<" in dev and "comm fail: timeout" in dev
+    assert (fmt_value(42.519, "Hz"), fmt_value(1234.4, "V"), fmt_value(True)) == (
+        "42.5 Hz",
+        "1234 V",
+        "yes",
+    )
