@@ -30,8 +30,9 @@ def snapshot(agent: Agent, *, points: bool = True, alarms: bool = True) -> dict[
     "last_error", "last_error_at", "last_error_age_s", "driver": {...}}],
     "points": {name: {"value", "q", "reason", "age_s", "unit", "text", "device"}},
     "devices": [{"name", "description", "profile", "transport", "connection", "points": [...]}],
-    "control": {...}}`` (``points`` and ``devices`` only when asked; ``control`` only with a
-    control loop, see :func:`control_state`). A point's ``unit`` is its configured unit, ``text``
+    "control": {...}}`` (``points``, ``devices`` and ``control`` only when asked, so the retained
+    ``status`` message keeps its shape; ``control`` only with a control loop, see
+    :func:`control_state`). A point's ``unit`` is its configured unit, ``text``
     the word of its ``enum`` for the current value (``None`` without one).
     ``buffer`` counts since start: ``pending``, ``appended``, ``acked``, ``evicted`` (by the byte
     bound or a full disk), ``rejected``, and what was lost before the buffer: ``not_buffered``
@@ -91,7 +92,7 @@ def snapshot(agent: Agent, *, points: bool = True, alarms: bool = True) -> dict[
                 unstorable=i.unstorable,
             )
     out["connections"] = [_connection(p, now) for p in agent.pollers]
-    control = control_state(agent.control)
+    control = control_state(agent.control) if points else None
     if control is not None:
         out["control"] = control
     if points:

@@ -36,3 +36,26 @@ def test_alarms_values_words_and_quality() -> None:
         "1234 V",
         "yes",
     )
+
+
+def test_the_control_loops_state_and_setpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    from agent.config import load_config
+    from agent.control.loop import ControlLoop
+    from agent.core.cache import Cache
+    from agent.status import control_state
+    from tests.control.rig import control_section
+    from tests.tools.conftest import EXAMPLE
+
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["control"] = control_section("supervisory")
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    config = load_config(site)
+    assert config.control is not None
+    state = control_state(ControlLoop(config.control, Cache(), {}))
+    assert state is not None
+    assert (state["state"], state["mode"], state["setpoint_mpa"]) == ("starting", "auto", 0.4)
+    html = sections({**SNAP, "control": state}, None, 0.0)["control"]
+    assert "starting (auto)" in html and "0.400 MPa" in html
