@@ -38,6 +38,9 @@ def test_run_hands_the_config_to_app_run_and_exits_with_its_code(
     app.run = fake_run  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "agent.app", app)
     monkeypatch.setattr(sys.modules["agent"], "app", app, raising=False)
+    # run configures the process's logging; in-process that handler (at debug) would outlive
+    # this test and rewrite other tests' records (tests/agent/test_logs.py after this one)
+    monkeypatch.setattr("agent.cli.configure_logging", lambda level: None)
     path = write(CABINET)
     result = CliRunner().invoke(
         main, ["run", "-c", str(path), "--set", "devices.cabinet.port=1502", "--log-level", "debug"]

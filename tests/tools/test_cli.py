@@ -12,6 +12,7 @@ import pty
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -91,24 +92,32 @@ def test_write_is_guarded_and_read_back(quiet_sim: Simulator) -> None:
 
 
 def _pty_run(*args: str) -> tuple[int, str, str]:
-    """Run the CLI with stderr on a pseudo-terminal (as in a technician's shell)."""
+    """Run the CLI with stderr on a pseudo-terminal (as in a technician's shell); the terminal
+    is read while the command runs (what is still unread when it exits may be lost)."""
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", *args], cwd=ROOT, stderr=slave,
                             stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the command closed its side
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, name="pty-reader")
+    reader.start()
     assert proc.stdout is not None
     out = proc.stdout.read().decode()
-    err = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        err += chunk
+    code = proc.wait(30)
+    reader.join(10)
     os.close(master)
-    return proc.wait(30), out, err.decode()
+    return code, out, b"".join(chunks).decode()
 
 
 def test_scan_finds_exactly_the_units_with_progress_and_profiles(quiet_sim: Simulator) -> None:
