@@ -87,8 +87,9 @@ class Trends:
         step = 2 if window > 300 else 1
         for minutes in range(0, int(window / 60) + 1, step):
             tx = x(now_s - minutes * 60)
+            anchor = "end" if minutes == 0 else "middle"  # "now" sits at the right edge
             parts.append(
-                f'<text x="{tx:.1f}" y="{h - 3}" class="tick" text-anchor="middle">'
+                f'<text x="{tx:.1f}" y="{h - 3}" class="tick" text-anchor="{anchor}">'
                 f"{'now' if minutes == 0 else f'-{minutes}m'}</text>"
             )
         for i, name in enumerate(names):
