@@ -44,8 +44,9 @@ _DEVICE_KEYS = {
 }  # fmt: skip
 """Device keys a profile may default (a site device's own value wins)."""
 _SERIAL_KEYS = {"baudrate", "parity", "stopbits", "bytesize"}
-_DOC_KEYS = {"source"}
-"""Point keys that document the profile only (dropped on expansion)."""
+_DOC_KEYS = {"source", "alarms"}
+"""Point keys that are not point config: ``source`` documents, ``alarms`` are the point's
+default alarm rules (moved to the site's ``alarms.points``, see :func:`expand_profiles`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,10 +205,35 @@ def expand_profiles(data: Any, positions: Positions, config_file: str | None) ->
     dirs = search_dirs(config_file)
     problems: list[Problem] = []
     loaded: dict[str, Profile] = {}  # three drives of one family: the file is read once
+    defaults: list[tuple[str, Profile, int]] = []
     for i, item in enumerate(devices):
         if isinstance(item, dict) and "profile" in item:
-            problems += _expand(item, ("devices", i), positions, dirs, loaded)
+            problems += _expand(item, ("devices", i), positions, dirs, loaded, defaults)
+    _default_alarms(data, positions, defaults)
     return problems
+
+
+def _default_alarms(
+    data: dict[str, Any], positions: Positions, defaults: list[tuple[str, Profile, int]]
+) -> None:
+    """The profiles' default alarm rules (a point's ``alarms:``) into ``alarms.points`` of a
+    site that has an ``alarms:`` section (none: no alarms, as without profiles); rules the site
+    gives for a point replace that point's defaults. Problems in a default rule are reported at
+    the profile's line."""
+    alarms = data.get("alarms")
+    if not isinstance(alarms, dict) or not defaults:
+        return
+    if "points" not in alarms:
+        alarms["points"] = {}
+        positions.values[("alarms", "points")] = positions.key(("alarms",))
+    points = alarms["points"]
+    if not isinstance(points, dict):
+        return  # reported by the schema
+    for name, prof, j in defaults:
+        if name in points:
+            continue
+        points[name] = copy.deepcopy(prof.points[j]["alarms"])
+        _graft(positions, ("alarms", "points", name), prof.positions, ("points", j, "alarms"))
 
 
 def _expand(
@@ -216,6 +242,7 @@ def _expand(
     positions: Positions,
     dirs: list[Path],
     loaded: dict[str, Profile],
+    defaults: list[tuple[str, Profile, int]],
 ) -> list[Problem]:
     name = item["profile"]
     where = positions.value((*at, "profile"))
@@ -280,6 +307,8 @@ def _expand(
         elif change is not None:
             msg = f"{_dev(item)}.overrides.{key}: a mapping of point keys, e.g. {{valid_max: 48}}"
             problems.append(positions.value((*at, "overrides", key)).problem(msg))
+        if raw.get("alarms"):
+            defaults.append((point["name"], prof, j))
         points.append(point)
     for k, raw in enumerate(extra):
         _graft(new, (len(points),), positions, (*at, "points", k))

@@ -9,6 +9,7 @@ reading (:func:`fmt_value`), coded values shown in words (the point's ``enum``),
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import math
 from collections.abc import Callable
@@ -43,23 +44,43 @@ def fmt_value(value: Any, unit: str | None = None) -> str:
     return f"{text} {unit}" if unit else text
 
 
+ALARM_STATES = {
+    "unack_active": "active, not acknowledged",
+    "ack_active": "active, acknowledged",
+    "rtn_unack": "back to normal, not acknowledged",
+    "shelved": "shelved",
+    "out_of_service": "out of service",
+}
+"""Alarm states (ISA-18.2, :class:`agent.alarms.state.State`) in words."""
+
+
+def utc_text(ms: Any) -> str:
+    """UTC ms → ``2026-12-05 08:00:00 UTC`` (text as given when not a number)."""
+    if isinstance(ms, int | float) and not isinstance(ms, bool):
+        return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "" if ms is None else str(ms)
+
+
+def alarm_text(a: dict[str, Any]) -> str:
+    """One alarm of the snapshot's ``alarms`` list as one line of text."""
+    value, limit, unit = a.get("value"), a.get("limit"), a.get("unit")
+    text = f"{a.get('code') or a.get('rule')} on {a.get('point')}"
+    if value is not None:
+        text += f": {fmt_value(value, unit)}"
+    if limit is not None:
+        text += f" (limit {fmt_value(limit, unit)})"
+    state = ALARM_STATES.get(str(a.get("state")), str(a.get("state", "")))
+    return f"{text}, {a.get('priority', '')}, {state}, since {utc_text(a.get('raised_at'))}"
+
+
 def _alarms(snap: dict[str, Any]) -> str:
     alarms = snap.get("alarms")
     down = [c for c in snap.get("connections", []) if not c.get("ok")]
     items = []
-    if alarms:
-        for a in alarms:
-            if a.get("state") not in (None, "active", "raised", "unacknowledged", "acknowledged"):
-                continue
-            value = a.get("value")
-            limit = a.get("limit")
-            items.append(
-                f'<li class="alarm p{e(str(a.get("priority", "")))}"><b>{e(str(a.get("rule")))}'
-                f"</b> {e(str(a.get('point')))}: {e(fmt_value(value))}"
-                + (f" (limit {e(fmt_value(limit))})" if limit is not None else "")
-                + f' <span class="muted">{e(str(a.get("priority", "")))}, since '
-                f"{e(str(a.get('raised_at', '')))}, {e(str(a.get('state', '')))}</span></li>"
-            )
+    for a in alarms or []:  # the agent's list: what needs attention, most urgent first
+        if a.get("state") == "normal":
+            continue
+        items.append(f'<li class="alarm p-{e(str(a.get("priority", "")))}">{e(alarm_text(a))}</li>')
     for c in down:
         items.append(
             f'<li class="alarm"><b>connection {e(c["name"])}</b> '

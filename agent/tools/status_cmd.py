@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from agent.statuspage.render import QUALITY, fmt_value
+from agent.statuspage.render import QUALITY, alarm_text, fmt_value
 from agent.tools import options
 
 TIMEOUT_S = 5.0
@@ -36,15 +36,10 @@ def render(snap: dict[str, Any]) -> str:
     out = [f"{snap.get('site')} / {snap.get('gateway')}, up {snap.get('uptime_s')} s", ""]
     alarms = snap.get("alarms")
     out.append("ALARMS")
-    active = [a for a in alarms or [] if a.get("state") != "cleared"]
-    for a in active:
-        out.append(
-            f"  {a.get('priority', '')} {a.get('rule')} {a.get('point')} = "
-            f"{fmt_value(a.get('value'))} (limit {fmt_value(a.get('limit'))}) since "
-            f"{a.get('raised_at')} [{a.get('state')}]"
-        )
+    active = [a for a in alarms or [] if a.get("state") != "normal"]
+    out += [f"  {alarm_text(a)}" for a in active]
     if not active:
-        out.append("  none active" if alarms is not None else "  (no alarm list from this agent)")
+        out.append("  none active" if alarms is not None else "  (no alarms configured)")
     ctl = snap.get("control")
     out += ["", "CONTROL"]
     if ctl:

@@ -156,3 +156,22 @@ def test_a_site_profile_beside_the_config_wins_and_its_errors_name_its_line(
     line = own.splitlines().index(next(x for x in own.splitlines() if "float23" in x)) + 1
     assert str(problem).startswith(f"{tmp_path / 'profiles' / 'xylem-cl500.yaml'}:{line}:")
     assert "devices.cl500.points.cl500.chlorine.type" in str(problem)
+
+
+def test_profile_default_alarm_rules_fill_in_where_the_site_gives_none(tmp_path: Path) -> None:
+    import yaml
+
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    for name in ("pump1.fault_code", "pump2.fault_code", "pump3.fault_code", "p_in"):
+        del data["alarms"]["points"][name]
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    rules = load_config(site).alarms.points  # type: ignore[union-attr]
+    for n in (1, 2, 3):  # the INVT profile's fault-code rule, through its fault map
+        (rule,) = rules[f"pump{n}.fault_code"]
+        assert (rule.kind, rule.fault_map, rule.code) == ("fault", "invt_gd200a", "DRIVE_FAULT")
+    assert [r.code for r in rules["p_in"]] == ["SENSOR_FAULT"]  # the transmitter's default
+    assert [r.code for r in rules["p_out"]] == ["HIGH_OUTLET", "SENSOR_FAULT"]  # the site's own
+    del data["alarms"]
+    site.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    assert load_config(site).alarms is None  # no alarms section: no alarms, profiles or not

@@ -9,11 +9,13 @@ SNAP = {
     "site": "s", "gateway": "g", "uptime_s": 1.0, "uplink": {"connected": True}, "buffer": {},
     "connections": [{"name": "rtu:/dev/ttyUSB0", "connected": True, "ok": True, "polls": 1,
                      "polls_failed": 0, "overruns": 0, "last_error": None}],
-    "alarms": [
-        {"id": "a1", "point": "p_out", "rule": "low_pressure", "priority": "high",
-         "state": "active", "value": 0.1234, "limit": 0.2, "raised_at": "2026-12-05T01:00:00Z"},
-        {"id": "a2", "point": "flow", "rule": "burst", "priority": "high", "state": "cleared",
-         "value": 50.0, "limit": 40.0, "raised_at": "2026-12-05T00:00:00Z"},
+    "alarms": [  # the shape of agent.alarms.runtime.status_entry
+        {"id": "p_out.low", "point": "p_out", "rule": "low", "code": "LOW_OUTLET", "priority": "high",
+         "state": "unack_active", "active": True, "value": 0.1234, "limit": 0.2, "unit": "MPa",
+         "raised_at": 1796432400000},
+        {"id": "flow.high", "point": "flow", "rule": "high", "code": "BURST", "priority": "high",
+         "state": "normal", "active": False, "value": 50.0, "limit": 40.0, "unit": "m³/h",
+         "raised_at": 1796430000000},
     ],
     "points": {
         "pump1.state": {"value": 4, "q": "g", "unit": None, "text": "fault", "reason": None},
@@ -27,8 +29,11 @@ SNAP = {
 
 def test_alarms_values_words_and_quality() -> None:
     out = sections(SNAP, None, 0.0)
-    assert "low_pressure" in out["alarms"] and "0.123" in out["alarms"]
-    assert "burst" not in out["alarms"]  # cleared: not active
+    assert (
+        "LOW_OUTLET on p_out: 0.123 MPa (limit 0.200 MPa), high, active, not acknowledged, since "
+        "2026-12-05 01:00:00 UTC"
+    ) in out["alarms"]
+    assert "BURST" not in out["alarms"]  # back to normal and acknowledged: nothing to show
     dev = out["devices"]
     assert "0.412 MPa" in dev and ">fault<" in dev and "comm fail: timeout" in dev
     assert (fmt_value(42.519, "Hz"), fmt_value(1234.4, "V"), fmt_value(True)) == (
