@@ -37,6 +37,7 @@ class Progress:
         self.started = time.monotonic()
         self.last_line = 0.0
         self.label = ""
+        self.setting_done = 0
 
     def eta(self) -> str:
         if not self.done:
