@@ -28,8 +28,9 @@ high-side one (else some value raises both), and ``low_low`` ≤ ``low``, ``high
 ``high_high``."""
 FAULTMAPS_DIR = "faultmaps"
 """Fault maps live in this folder beside the configuration file..."""
-SHIPPED_FAULTMAPS = Path(__file__).resolve().parents[2] / "config" / FAULTMAPS_DIR
-"""... or, when not there, among the maps shipped in the checkout's ``config/faultmaps/``."""
+SHIPPED_FAULTMAPS = Path(__file__).resolve().parents[1] / FAULTMAPS_DIR
+"""... or, when not there, among the maps shipped with the agent (package data
+``agent/faultmaps/*.yaml``; ``config/faultmaps`` in the checkout links to it)."""
 
 
 def fault_map_path(name: str, config_dir: Path) -> Path | None:
