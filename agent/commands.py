@@ -51,6 +51,8 @@ CODES = (
     "UNAVAILABLE",
     "TIMEOUT",
     "INTERNAL",
+    "SUPERSEDED",
+    "CANCELLED",
 )
 MAX_ID_LENGTH = 128
 MAX_PAYLOAD = 16 * 1024
@@ -64,8 +66,9 @@ class SetpointTarget(Protocol):
     async def request_setpoint(self, value_mpa: float, *, cmd_id: str, by: str) -> Any:
         """Returns an object with ``code`` (str) and ``detail`` (dict)."""
 
-    async def wait_reached(self, timeout_s: float) -> bool:
-        """True once the new setpoint is reached."""
+    async def wait_result(self, cmd_id: str, timeout_s: float) -> str:
+        """How accepted command ``cmd_id`` ended: ``reached``, ``superseded``, ``cancelled``
+        or ``timeout`` (about its own target, not a later command's)."""
 
 
 class AlarmTarget(Protocol):
@@ -309,19 +312,28 @@ class CommandHandler:
 
     async def _result(self, req: Request, cid: str, timeout_s: float) -> None:
         assert self.target is not None
-        reached = await self.target.wait_reached(timeout_s)
-        if reached:
-            body = _response(
-                req, "result", "completed", "OK", result={"reached": True}, ts=self.clock.now_ms()
-            )
+        outcome = await self.target.wait_result(cid, timeout_s)
+        now = self.clock.now_ms()
+        if outcome == "reached":
+            body = _response(req, "result", "completed", "OK", result={"reached": True}, ts=now)
         else:
-            waited = {"waited_s": round(timeout_s, 1)}
+            code, why = _OUTCOMES.get(outcome, _OUTCOMES["timeout"])
+            detail: dict[str, str | float] = {"reason": why}
+            if code == "TIMEOUT":
+                detail["waited_s"] = round(timeout_s, 1)
             body = _response(
-                req, "result", "failed", "TIMEOUT",
-                result={"reached": False}, detail=waited, ts=self.clock.now_ms(),
-            )  # fmt: skip
+                req, "result", "failed", code, result={"reached": False}, detail=detail, ts=now
+            )
         await self.remember(cid, body)
         await self.reply(body, req)
+
+
+_OUTCOMES = {
+    "superseded": ("SUPERSEDED", "a later setpoint command replaced this target first"),
+    "cancelled": ("CANCELLED", "the loop left remote control (manual, local or stopped)"),
+    "timeout": ("TIMEOUT", "the setpoint was not reached in time"),
+}
+"""Outcome of an accepted setpoint command → (result code, reason) of its failed result."""
 
 
 REQUEST_MEMBERS = ("v", "id", "method", "issued_at", "expires_at", "issuer", "params")

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.config.control import Sensor
+from agent.config.control import ControlConfig, Interlocks, Remote, Sensor
 from agent.config.messages import path_text
 from agent.config.plan import TABLES, DeviceConfig, pdu_address
 from agent.config.problems import Path_, Positions, Problem
@@ -309,6 +309,87 @@ def check_control(
                 ctx.at(path, f"the control loop writes '{name}', but that point is not writable")
             )
     problems += _check_pv_staleness(control, devices, ctx)
+    problems += _check_pressures(control, ctx)
+    return problems
+
+
+def _number(section: Any, key: str, default: Any) -> float | None:
+    """``section[key]`` (or the model default) when it is a number, else ``None``."""
+    value = section.get(key, default) if isinstance(section, dict) else default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _check_pressures(control: dict[str, Any], ctx: _Ctx) -> list[Problem]:
+    """Setpoints, remote bounds, clock-program values and interlocks that contradict each
+    other, each reported at the key to change and naming the other key with its place:
+
+    * every setpoint that can be in force (``setpoint_mpa``, each ``clock_program`` value,
+      ``remote.max_mpa``) must lie below the high-outlet interlock ``interlocks.outlet_max_mpa``
+      (else the interlock stops the pumps at the setpoint), and the local and clock-program
+      setpoints within ``remote.min_mpa``–``remote.max_mpa`` (else no remote request could
+      come back to them in bounds);
+    * ``interlocks.outlet_recover_mpa`` must lie below ``outlet_max_mpa`` (else it never trips
+      cleanly), ``suction_recover_mpa`` at or above ``suction_min_mpa``.
+    """
+    il, remote = control.get("interlocks"), control.get("remote")
+    il = il if isinstance(il, dict) else {}
+    remote = remote if isinstance(remote, dict) else {}
+    fields = Interlocks.model_fields
+    out_max = _number(il, "outlet_max_mpa", fields["outlet_max_mpa"].default)
+    r_min = _number(remote, "min_mpa", Remote.model_fields["min_mpa"].default)
+    r_max = _number(remote, "max_mpa", Remote.model_fields["max_mpa"].default)
+    sp_default = ControlConfig.model_fields["setpoint_mpa"].default
+    setpoints: list[tuple[Path_, float | None]] = [
+        (("control", "setpoint_mpa"), _number(control, "setpoint_mpa", sp_default))
+    ]
+    program = control.get("clock_program")
+    for i, period in enumerate(program if isinstance(program, list) else []):
+        path: Path_ = ("control", "clock_program", i, "setpoint_mpa")
+        setpoints.append((path, _number(period, "setpoint_mpa", None)))
+
+    def named(path: Path_, key: str, given: bool) -> str:
+        if not given:
+            return f"control.{key} (default)"
+        pos = ctx.positions.value(path)
+        return f"control.{key} ({pos.file}:{pos.line}:{pos.column})"
+
+    max_path: Path_ = ("control", "interlocks", "outlet_max_mpa")
+    max_ref = named(max_path, "interlocks.outlet_max_mpa", "outlet_max_mpa" in il)
+    problems: list[Problem] = []
+    if out_max is not None:
+        rmax_path: Path_ = ("control", "remote", "max_mpa")
+        for path, value in [*setpoints, (rmax_path, r_max)]:
+            if value is not None and value >= out_max and (path in ctx.positions.values
+                                                           or path == rmax_path):  # fmt: skip
+                where = path if path in ctx.positions.values else max_path
+                problems.append(ctx.at(where, (
+                    f"{value:g} MPa is not below the high-outlet interlock {max_ref} ="
+                    f" {out_max:g} MPa: the interlock would stop the pumps at this setpoint"
+                )))  # fmt: skip
+        recover = _number(il, "outlet_recover_mpa", fields["outlet_recover_mpa"].default)
+        if recover is not None and recover >= out_max:
+            where = ("control", "interlocks", "outlet_recover_mpa")
+            problems.append(ctx.at(where if "outlet_recover_mpa" in il else max_path, (
+                f"{recover:g} MPa is not below {max_ref} = {out_max:g} MPa: the high-outlet"
+                " interlock would never clear"
+            )))  # fmt: skip
+    if r_min is not None and r_max is not None:
+        lo = named(("control", "remote", "min_mpa"), "remote.min_mpa", "min_mpa" in remote)
+        hi = named(("control", "remote", "max_mpa"), "remote.max_mpa", "max_mpa" in remote)
+        bounds = f"the remote bounds {lo} = {r_min:g} MPa and {hi} = {r_max:g} MPa"
+        for path, value in setpoints:
+            if value is not None and not r_min <= value <= r_max and path in ctx.positions.values:
+                problems.append(ctx.at(path, f"{value:g} MPa is outside {bounds}"))
+    s_min = _number(il, "suction_min_mpa", fields["suction_min_mpa"].default)
+    s_rec = _number(il, "suction_recover_mpa", fields["suction_recover_mpa"].default)
+    if s_min is not None and s_rec is not None and s_rec < s_min:
+        where = ("control", "interlocks", "suction_recover_mpa")
+        smin_ref = named(("control", "interlocks", "suction_min_mpa"), "interlocks.suction_min_mpa",
+                         "suction_min_mpa" in il)  # fmt: skip
+        problems.append(ctx.at(where if "suction_recover_mpa" in il else ("control", "interlocks"),
+                               f"{s_rec:g} MPa is below {smin_ref} = {s_min:g} MPa"))  # fmt: skip
     return problems
 
 

@@ -136,6 +136,7 @@ class Sensor(Strict):
     pv_max_mpa: Mpa = 1.2
     frozen_s: Seconds = 3.0
     frozen_hz: Seconds = 2.0
+    frozen_flow_m3h: Annotated[float, Field(gt=0)] = 1.0
 
 
 class Interlocks(Strict):
@@ -145,6 +146,8 @@ class Interlocks(Strict):
     suction_recover_mpa: float = 0.08
     tank_min_m: float | None = None
     tank_recover_m: float = 0.5
+    raise_delay_s: Annotated[float, Field(ge=0)] = 2.0
+    """Low suction / switch / tank must last this long before the pumps stop, s."""
     recover_delay_s: Annotated[float, Field(ge=0)] = 10.0
     outlet_max_mpa: Mpa | None = 0.60
     outlet_recover_mpa: Mpa = 0.55
@@ -155,11 +158,11 @@ class Interlocks(Strict):
 
 class Remote(Strict):
     """Bounds on setpoint changes from the platform: outside ``min_mpa``–``max_mpa`` or more
-    than ``max_step_mpa`` from the present target is refused (never clamped); at most one
+    than ``max_step_mpa`` from the setpoint in force is refused (never clamped); at most one
     change per ``min_interval_s``; the change is ramped at ``ramp_mpa_per_s``."""
 
     min_mpa: Mpa = 0.20
-    max_mpa: Mpa = 0.60
+    max_mpa: Mpa = 0.55
     max_step_mpa: Annotated[float, Field(gt=0, le=0.5)] = 0.10
     min_interval_s: Annotated[float, Field(ge=0)] = 10.0
     ramp_mpa_per_s: Annotated[float, Field(gt=0)] = 0.01
@@ -170,6 +173,17 @@ class Remote(Strict):
         if self.min_mpa > self.max_mpa:
             raise ValueError(f"min_mpa {self.min_mpa:g} > max_mpa {self.max_mpa:g}")
         return self
+
+
+class ConfirmConfig(Strict):
+    """Read-back of control writes (see :mod:`agent.control.outputs`): an output not read back
+    is rewritten every ``retry_s`` and given up (alarm ``OUTPUT_FAILED``, fallback) after
+    ``max_tries`` × ``retry_s``. ``retry_s`` must exceed the poll interval plus the timeout of
+    every written point's device (checked)."""
+
+    retry_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    max_tries: Annotated[int, Field(ge=1, le=20)] = 3
+    window_s: Annotated[float, Field(gt=0, le=60)] = 5.0
 
 
 class ControlConfig(Strict):
@@ -201,6 +215,7 @@ class ControlConfig(Strict):
     fallback: Literal["freeze", "fixed", "local"] = "local"
     fallback_hz: Hz = 40.0
     watchdog_refresh_s: Seconds = 1.0
+    confirm: ConfirmConfig = ConfirmConfig()
     publish_interval_s: Seconds = 1.0
 
     @field_validator("period_s")

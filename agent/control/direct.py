@@ -18,6 +18,7 @@ from agent.control.lowdemand import (
     Phase,
     SleepState,
 )
+from agent.control.outputs import OutputSet
 from agent.control.staging import StagingInput, StagingState, stage
 from agent.core.model import Quality
 
@@ -40,14 +41,23 @@ class DirectMode(LoopIO):
     _ff_pending: float
     _new_polls: list[tuple[float, float]]
     _handover: tuple[int, float, float, float, float, float] | None
+    out: OutputSet
 
     def _direct(self, now: float, dt: float, flow: float | None) -> None:
         cfg, law = self.cfg, self.law
+        mode_point = cfg.points.cabinet_mode
         if self.handed_back:
-            self.state = "local"
+            self._write_once(mode_point, cfg.codes.cabinet_auto, now)
+            back = mode_point is None or self.out.confirmed(mode_point)
+            self.state = "local" if back else "fallback"
             return
-        self._write_once(cfg.points.cabinet_mode, cfg.codes.cabinet_bus)
-        if self.state == "starting":
+        self._write_once(mode_point, cfg.codes.cabinet_bus, now)
+        if mode_point is not None and not self.out.confirmed(mode_point):
+            # The cabinet has not read back bus mode: its own controller still runs the pumps.
+            # Write no drive reference (two controllers) and report no direct control.
+            self.state = "local" if self.out.failed(mode_point) else "starting"
+            return
+        if self.state in ("starting", "local"):
             self._resync()
         running = self.staging.count
         demand = not self.inter.active
@@ -173,5 +183,7 @@ class DirectMode(LoopIO):
             hz = self.pid.out if (cfg.staging.topology == "all_vfd" or i == 0) else fixed_max
             if pump.freq_ref and run:
                 self._write(pump.freq_ref, round(max(hz, 0.0), 2), now, tolerance=0.05)
+            elif pump.freq_ref:
+                self.out.forget(pump.freq_ref)
             if pump.cmd:
                 self._write(pump.cmd, cfg.codes.run if run else cfg.codes.stop, now)

@@ -19,6 +19,8 @@ _TABLE: dict[str, tuple[str, str, str | None, str | None]] = {
     "pv_recovered": ("alarm", "PV_FAULT", "cleared", "high"),
     "under_pressure": ("alarm", "UNDER_PRESSURE", "active", "high"),
     "under_pressure_cleared": ("alarm", "UNDER_PRESSURE", "cleared", "high"),
+    "output_failed": ("alarm", "OUTPUT_UNCONFIRMED", "active", "high"),
+    "output_confirmed": ("alarm", "OUTPUT_UNCONFIRMED", "cleared", "high"),
 }
 
 

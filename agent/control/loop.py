@@ -30,7 +30,6 @@ Modes (``control.mode``):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -54,6 +53,7 @@ from agent.control.lowdemand import (
     sleep_offset,
     sleep_step,
 )
+from agent.control.outputs import Confirm, OutputSet, OutputState, Transition
 from agent.control.protect import (
     InterlockState,
     SensorState,
@@ -66,8 +66,9 @@ from agent.control.requests import LoopRequests
 from agent.control.schedule import TickSchedule
 from agent.control.staging import StagingState
 from agent.control.state import LawParams
+from agent.core.aio import within
 from agent.core.cache import Cache
-from agent.core.model import Quality, Reading, WallClock, clock
+from agent.core.model import DriverError, Quality, Reading, WallClock, clock
 from drivers.base import Driver
 from drivers.specs import PointSpec
 
@@ -75,6 +76,9 @@ log = logging.getLogger(__name__)
 
 Outputs = Mapping[str, tuple[Driver, PointSpec]]
 """Point name → (the driver its poller uses, its spec)."""
+
+HAND_BACK_TRIES = 3
+"""Writes of automatic mode on a clean stop, each read back, before giving up (derived)."""
 
 RECOVER_S = 2.0
 """A good outlet pressure must last this long before the loop leaves its fallback (derived)."""
@@ -194,7 +198,13 @@ class ControlLoop(DirectMode, LoopRequests):
         self._under_since: float | None = None
         self._last_tick: float | None = None
         self._last_publish = -math.inf
-        self._sent: dict[str, tuple[float, Any]] = {}
+        self.out = OutputSet(
+            outputs,
+            self.writers,
+            cache,
+            Confirm(config.confirm.retry_s, config.confirm.max_tries, config.confirm.window_s),
+        )
+        """Every control output as desired state, confirmed by read-back (:mod:`.outputs`)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         cap = config.staging.pump_capacity_m3h
@@ -229,6 +239,7 @@ class ControlLoop(DirectMode, LoopRequests):
                 self.schedule.tick_ms.append((time.monotonic() - woke) * 1000.0)
         finally:
             self._running = False
+            self.remote.cancel()
             log.info("control: %s", self.schedule.summary())
             await self._hand_back()
             for t in self._tasks:
@@ -236,14 +247,26 @@ class ControlLoop(DirectMode, LoopRequests):
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _hand_back(self) -> None:
-        """Clean stop in direct mode: put the cabinet back in automatic (bounded, best effort)."""
+        """Clean stop in direct mode: put the cabinet back in automatic, and believe it only
+        once the register reads back automatic (at most :data:`HAND_BACK_TRIES` writes, each
+        read back, 1 s bounds); an ERROR names the failure otherwise."""
         name = self.cfg.points.cabinet_mode
         if self.cfg.mode != "direct" or name is None or name not in self.outputs:
             return
         driver, spec = self.outputs[name]
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(1.0):
-                await driver.write(spec, self.cfg.codes.cabinet_auto)
+        auto = self.cfg.codes.cabinet_auto
+        for _ in range(HAND_BACK_TRIES):
+            try:
+                await within(driver.write(spec, auto), 1.0)
+                readings = await within(driver.read(driver.plan([spec])), 1.0)
+            except (DriverError, TimeoutError) as exc:
+                log.warning("control: hand-back to the cabinet: %r", exc)
+                continue
+            got = next((r.value for r in readings if r.point == name), None)
+            if got is not None and float(got) == float(auto):
+                log.info("control: cabinet back in automatic (read back)")
+                return
+        log.error("control: the cabinet did not confirm automatic mode on stop (%s)", name)
 
     # --- one tick -------------------------------------------------------------------------
 
@@ -261,10 +284,10 @@ class ControlLoop(DirectMode, LoopRequests):
         self._last_tick = now
         pts = cfg.points
         lead_hz = self._lead_hz()
-        pvr = self._pv_reading(now, lead_hz)
+        flow = self._value(pts.flow)
+        pvr = self._pv_reading(now, lead_hz, flow)
         self.sensor, fault = check_pv(law.sensor, self.sensor, pvr)
         self.pv = pvr.value if fault is None else None
-        flow = self._value(pts.flow)
         self._track_sensor(now, fault)
 
         supply = SupplyReading(
@@ -305,6 +328,8 @@ class ControlLoop(DirectMode, LoopRequests):
             self._direct(now, dt, flow)
         else:
             self._supervisory(now, first)
+        for change in self.out.sync(now):
+            self._output_event(change)
         if self.mode is Mode.REMOTE:
             self.remote.check_reached(self.sp, self.pv, self._reached_event)
         if now - self._last_publish >= cfg.publish_interval_s:
@@ -313,14 +338,16 @@ class ControlLoop(DirectMode, LoopRequests):
 
     def _supervisory(self, now: float, first_step: bool = False) -> None:
         cfg = self.cfg
-        self._write_once(cfg.points.cabinet_mode, cfg.codes.cabinet_auto)
+        self._write_once(cfg.points.cabinet_mode, cfg.codes.cabinet_auto, now)
         if cfg.points.run_enable:
             self._write(cfg.points.run_enable, 0 if self.inter.active else 1, now)
         if cfg.points.setpoint:
-            if first_step:  # a request's first ramp step goes out now, however small
-                self._sent.pop(cfg.points.setpoint, None)
-            self._write(cfg.points.setpoint, round(self.sp_eff, 3), now, tolerance=0.004)
-        self.state = "interlock" if self.inter.active else "supervisory"
+            # a request's first ramp step goes out now, however small
+            self._write(
+                cfg.points.setpoint, round(self.sp_eff, 3), now, tolerance=0.004, force=first_step
+            )
+        auto = cfg.points.cabinet_mode is None or self.out.confirmed(cfg.points.cabinet_mode)
+        self.state = "interlock" if self.inter.active else "supervisory" if auto else "starting"
 
     # --- pieces ---------------------------------------------------------------------------
 
@@ -375,7 +402,7 @@ class ControlLoop(DirectMode, LoopRequests):
                 self.fallback = True
                 self._set_active("fallback", True)
                 if self.cfg.mode == "direct" and self.cfg.fallback == "local":
-                    self._hand_over_to_cabinet()
+                    self._hand_over_to_cabinet(now)
             return
         if not self.fallback:
             return
@@ -387,13 +414,10 @@ class ControlLoop(DirectMode, LoopRequests):
             self._set_active("fallback", False)
             if self.handed_back:
                 self.handed_back = False
-                self._sent.pop(self.cfg.points.cabinet_mode or "", None)
                 self.state = "starting"  # re-enter bus mode and resync from the drives
 
-    def _hand_over_to_cabinet(self) -> None:
-        name = self.cfg.points.cabinet_mode
-        if name:
-            self._write(name, self.cfg.codes.cabinet_auto, math.inf)
+    def _hand_over_to_cabinet(self, now: float) -> None:
+        self._write_once(self.cfg.points.cabinet_mode, self.cfg.codes.cabinet_auto, now)
         self.handed_back = True
 
     def _resync(self) -> None:
@@ -429,6 +453,22 @@ class ControlLoop(DirectMode, LoopRequests):
             if "under_pressure" in self.active:
                 self._set_active("under_pressure", False)
                 self._event("under_pressure_cleared", pv=self.pv)
+
+    def _output_event(self, change: Transition) -> None:
+        """An output that could not be confirmed (alarm), or is confirmed again."""
+        kind = "output_failed" if change.state is OutputState.FAILED else "output_confirmed"
+        self._event(
+            kind,
+            point=change.name,
+            desired=change.desired,
+            observed=change.observed,
+            tries=change.tries,
+        )
+        if change.state is OutputState.FAILED:
+            log.error(
+                "control: %s not confirmed after %d tries (wanted %s, device reads %s)",
+                change.name, change.tries, change.desired, change.observed,
+            )  # fmt: skip
 
     def _reached_event(self) -> None:
         self._event("setpoint_reached", setpoint_mpa=self.remote.target, pv=self.pv)

@@ -4,8 +4,6 @@ events (a base of :class:`agent.control.loop.ControlLoop`; no awaits, never bloc
 from __future__ import annotations
 
 import logging
-import math
-import time
 from typing import TYPE_CHECKING, Any
 
 from agent.control.protect import (
@@ -39,13 +37,14 @@ class LoopIO:
             return None
         return float(latest.value)
 
-    def _pv_reading(self, now: float, lead_hz: float | None) -> PvReading:
+    def _pv_reading(self, now: float, lead_hz: float | None, flow: float | None) -> PvReading:
         latest = self.cache.get(self.cfg.points.pv)
         if latest is None:
-            return PvReading(now, None, "missing", lead_hz=lead_hz)
+            return PvReading(now, None, "missing", lead_hz=lead_hz, flow_m3h=flow)
         value = None if latest.value is None else float(latest.value)
         ma = self._value(self.cfg.points.pv_ma) if self.cfg.points.pv_ma else None
-        return PvReading(now, value, _QUALITY[latest.quality], now - latest.mono, ma, lead_hz)
+        quality = _QUALITY[latest.quality]
+        return PvReading(now, value, quality, now - latest.mono, ma, lead_hz, flow)
 
     def _lead_hz(self) -> float | None:
         vals = [self._value(p.freq) for p in self.cfg.pumps]
@@ -63,24 +62,21 @@ class LoopIO:
     def _hours(self) -> list[float]:
         return [self._value(p.hours) or 0.0 for p in self.cfg.pumps]
 
-    def _write(self, name: str, value: Any, now: float, tolerance: float = 0.0) -> None:
-        """Write unless the same value was sent within ``watchdog_refresh_s``."""
-        last = self._sent.get(name)
-        if last is not None:
-            t, v = last
-            same = v == value or (tolerance and abs(float(v) - float(value)) < tolerance)
-            if same and now - t < self.cfg.watchdog_refresh_s:
-                return
-        target = self.outputs.get(name)
-        if target is None:
-            return
-        driver, spec = target
-        self._sent[name] = (now if math.isfinite(now) else time.monotonic(), value)
-        self.writers[id(driver)].put(spec, value)
+    def _write(
+        self, name: str | None, value: float, now: float, tolerance: float = 0.0,
+        force: bool = False,
+    ) -> None:  # fmt: skip
+        """Want ``value`` on ``name``, rewritten every ``watchdog_refresh_s`` (feeds the drives'
+        communication watchdog) and until the device reads it back (:mod:`.outputs`)."""
+        self.out.want(
+            name, value, now, tolerance=tolerance, refresh_s=self.cfg.watchdog_refresh_s,
+            force=force,
+        )  # fmt: skip
 
-    def _write_once(self, name: str | None, value: Any) -> None:
-        if name and self._sent.get(name, (0, None))[1] != value:
-            self._write(name, value, time.monotonic())
+    def _write_once(self, name: str | None, value: float, now: float) -> None:
+        """Want ``value`` on ``name`` (a mode switch): written, then rewritten only until the
+        device reads it back."""
+        self.out.want(name, value, now)
 
     def _set_active(self, name: str, on: bool) -> None:
         (self.active.add if on else self.active.discard)(name)

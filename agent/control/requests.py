@@ -28,6 +28,7 @@ class LoopRequests(LoopIO):
     manual_hz: float
     _first_step: bool
     _running: bool
+    sp: float
 
     async def request_setpoint(self, value_mpa: float, *, cmd_id: str, by: str) -> SetpointResult:
         """Ask for a new pressure setpoint ``value_mpa`` (MPa) from the platform.
@@ -54,7 +55,8 @@ class LoopRequests(LoopIO):
             return SetpointResult(
                 "UNAVAILABLE", {"reason": f"outlet sensor fault: {self.pv_fault}"}
             )
-        result = self.remote.request(value_mpa, time.monotonic())
+        # the step bound is judged against the setpoint in force now (clock program, ramp)
+        result = self.remote.request(value_mpa, time.monotonic(), self.sp, cmd_id)
         if result.ok:
             self.mode = Mode.REMOTE
             self._first_step = True
@@ -64,6 +66,13 @@ class LoopRequests(LoopIO):
             self._event("setpoint_refused", cmd_id=cmd_id, by=by, code=result.code, **result.detail)
         return result
 
+    async def wait_result(self, cmd_id: str, timeout_s: float) -> str:
+        """How the accepted setpoint command ``cmd_id`` ended, waiting at most ``timeout_s``
+        s: ``reached``, ``superseded`` (a later command's target replaced it), ``cancelled``
+        (manual/local control) or ``timeout`` (:class:`~agent.control.remote.Outcome`). Each
+        command's result is about its own target."""
+        return str(await self.remote.outcome(cmd_id, timeout_s))
+
     async def wait_reached(self, timeout_s: float) -> bool:
         """Wait at most ``timeout_s`` seconds until the remote setpoint is reached (ramp done,
         pressure within ``remote.reached_band_mpa``); False on timeout."""
@@ -72,6 +81,7 @@ class LoopRequests(LoopIO):
     def set_manual(self, out_hz: float) -> None:
         """Manual mode: the lead output is ``out_hz`` (Hz, direct mode); bumpless both ways."""
         self.mode, self.manual_hz = Mode.MANUAL, out_hz
+        self.remote.cancel()
         self._event("mode", to="manual", out_hz=out_hz)
 
     def set_auto(self) -> None:

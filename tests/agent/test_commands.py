@@ -31,14 +31,14 @@ class BoundedTarget:
         self.applied: list[float] = []
 
     async def request_setpoint(self, value_mpa: float, *, cmd_id: str, by: str) -> Any:
-        result = self.remote.request(value_mpa, time.monotonic())
+        result = self.remote.request(value_mpa, time.monotonic(), self.remote.target, cmd_id)
         if result.ok:
             self.applied.append(value_mpa)
             self.remote.reached.set()
         return result
 
-    async def wait_reached(self, timeout_s: float) -> bool:
-        return True
+    async def wait_result(self, cmd_id: str, timeout_s: float) -> str:
+        return "reached"
 
 
 class Rig:

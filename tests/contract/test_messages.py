@@ -136,10 +136,10 @@ class _Loop:
         self.remote = RemoteSetpoint(Remote(min_interval_s=30.0), 0.40)
 
     async def request_setpoint(self, value_mpa: float, *, cmd_id: str, by: str) -> Any:
-        return self.remote.request(value_mpa, time.monotonic())
+        return self.remote.request(value_mpa, time.monotonic(), self.remote.target, cmd_id)
 
-    async def wait_reached(self, timeout_s: float) -> bool:
-        return True
+    async def wait_result(self, cmd_id: str, timeout_s: float) -> str:
+        return "reached"
 
 
 class _Answers:

@@ -200,8 +200,48 @@ def test_frozen_only_while_speed_changes() -> None:
     assert f == "frozen"
 
 
+def test_frozen_at_steady_speed_when_the_flow_moves() -> None:
+    """A frozen transmitter at steady speed (the PI sees no error and holds the speed): the
+    flow moving while the value stays bit-identical is the sign (the old check needed ≥ 2 Hz
+    of speed change and never fired)."""
+    p = SensorParams(frozen_s=3.0, frozen_hz=2.0, frozen_flow_m3h=1.0)
+    s, f, when = SensorState(), None, None
+    for k in range(40):  # 8 s at 0.2 s, speed steady, flow 10 → 13.9 m³/h
+        s, f = check_pv(p, s, PvReading(k * 0.2, 0.4012, lead_hz=40.0, flow_m3h=10.0 + 0.1 * k))
+        if f == "frozen" and when is None:
+            when = k * 0.2
+    assert when is not None and 3.0 <= when <= 3.2, when
+    s = SensorState()
+    for k in range(40):  # steady flow (± noise below the threshold): not frozen
+        flow = 10.0 + 0.3 * (k % 2)
+        s, f = check_pv(p, s, PvReading(k * 0.2, 0.4012, lead_hz=40.0, flow_m3h=flow))
+    assert f is None
+
+
+@pytest.mark.parametrize(
+    ("samples", "raised_at"),
+    [
+        ([(0, 0.2), (1, 0.01), (1.5, 0.2), (5, 0.2)], None),  # one low sample: no stop
+        ([(0, 0.01), (1, 0.01), (1.9, 0.01), (2.0, 0.01)], 2.0),  # low for the 2 s delay
+        ([(0, 0.01), (1, 0.2), (2, 0.01), (3, 0.01), (4.1, 0.01)], 4.1),  # timer restarts
+    ],
+)
+def test_suction_interlock_raise_delay(
+    samples: list[tuple[float, float]], raised_at: float | None
+) -> None:
+    p = InterlockParams(suction_min_mpa=0.05, suction_recover_mpa=0.08, raise_delay_s=2.0)
+    s, first = InterlockState(), None
+    for t, suction in samples:
+        s, ch = interlocks(p, s, SupplyReading(t, suction_mpa=suction))
+        if ("low_suction", True) in ch and first is None:
+            first = t
+    assert first == raised_at
+
+
 def test_interlock_holds_until_recovered_for_delay() -> None:
-    p = InterlockParams(suction_min_mpa=0.05, suction_recover_mpa=0.08, recover_delay_s=10.0)
+    p = InterlockParams(
+        suction_min_mpa=0.05, suction_recover_mpa=0.08, recover_delay_s=10.0, raise_delay_s=0.0
+    )
     s = InterlockState()
     log = []
     for t, suction in [(0, 0.2), (1, 0.01), (2, 0.06), (5, 0.09), (10, 0.09), (15.5, 0.1)]:
@@ -213,6 +253,7 @@ def test_interlock_holds_until_recovered_for_delay() -> None:
     assert log[5] == (15.5, [], [("low_suction", False)])
     s, ch = interlocks(p, InterlockState(), SupplyReading(0, 0.2, suction_switch_low=True))
     assert ch == [("low_suction", True)]
+    p = InterlockParams(raise_delay_s=2.0)  # the high-outlet interlock acts at once
     s, ch = interlocks(p, InterlockState(), SupplyReading(0, 0.2, outlet_mpa=0.65))
     assert ch == [("high_outlet", True)]
 

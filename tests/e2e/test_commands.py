@@ -31,7 +31,7 @@ control:
     - {cmd: pump1.cmd, freq_ref: pump1.freq_ref, freq: pump1.freq, fault: pump1.fault_code, mode: pump1.mode, hours: pump1.run_hours}
     - {cmd: pump2.cmd, freq_ref: pump2.freq_ref, freq: pump2.freq, fault: pump2.fault_code, mode: pump2.mode, hours: pump2.run_hours}
     - {cmd: pump3.cmd, freq_ref: pump3.freq_ref, freq: pump3.freq, fault: pump3.fault_code, mode: pump3.mode, hours: pump3.run_hours}
-  remote: {min_mpa: 0.20, max_mpa: 0.60, max_step_mpa: 0.10, min_interval_s: 3, ramp_mpa_per_s: 0.05}
+  remote: {min_mpa: 0.20, max_mpa: 0.55, max_step_mpa: 0.10, min_interval_s: 3, ramp_mpa_per_s: 0.05}
 """
 
 
@@ -380,3 +380,58 @@ def test_a_request_sent_the_moment_online_is_seen_is_answered(
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+def _clock_program_now(setpoint_mpa: float) -> str:
+    """A clock-program period around the present local time (the agent uses the system's)."""
+    now = time.localtime()
+    start = (now.tm_hour - 1) % 24
+    end = (now.tm_hour + 2) % 24
+    return (
+        f"  clock_program:\n    - {{name: night, start: '{start:02d}:00', end: '{end:02d}:00', "
+        f"setpoint_mpa: {setpoint_mpa}}}\n"
+    )
+
+
+def test_step_bound_is_judged_against_the_setpoint_in_force_and_results_are_per_command(
+    tmp_path: Path, sim: Simulator, broker: Mosquitto, subscriber: Subscriber, agent: AgentProc
+) -> None:
+    """With the clock program's 0.35 MPa in force (configured day value 0.40), a request for
+    0.50 MPa is a step of 0.15 MPa: refused against ``from`` 0.35 (the old loop accepted it
+    against the day value). A command superseded by a later one before its target is reached
+    ends ``SUPERSEDED``, not ``OK`` when the later target is reached."""
+    config = tmp_path / "site.yaml"
+    control = CONTROL.replace("min_interval_s: 3, ramp_mpa_per_s: 0.05",
+                              "min_interval_s: 1, ramp_mpa_per_s: 0.01")  # fmt: skip
+    config.write_text(EXAMPLE.read_text() + control + _clock_program_now(0.35))
+    agent.config = config
+    base = _start_controlled(agent, subscriber)
+    platform = Platform(broker.port, base)
+    try:
+        _wait_loop_ready(subscriber)
+        truth = lambda: sim.command({"cmd": "truth"})["values"]  # noqa: E731
+        wait_for(lambda: abs(truth()["setpoint"] - 0.35) < 0.006, 15, "the program's 0.35 MPa")
+        platform.send(_request("too-far", 0.50))
+        far = wait_for(lambda: platform.answers("too-far"), 5, "the ack")[0]
+        assert far["code"] == "OUT_OF_RANGE", far
+        assert far["detail"]["from"] == pytest.approx(0.35), far
+        platform.send(_request("A", 0.42))
+        a_ack = wait_for(lambda: platform.answers("A"), 5, "the ack")[0]
+        assert a_ack["code"] == "OK" and a_ack["detail"]["from"] == pytest.approx(0.35), a_ack
+        time.sleep(1.5)  # A's ramp (7 s at 0.01 MPa/s) is under way
+        platform.send(_request("B", 0.37))
+        b_ack = wait_for(lambda: platform.answers("B"), 5, "the ack")[0]
+        assert b_ack["code"] == "OK", b_ack
+        assert 0.355 < b_ack["detail"]["from"] < 0.38, b_ack  # where A's ramp was
+        results = wait_for(
+            lambda: [r for r in platform.responses if r[0].get("phase") == "result"][:2]
+            if len([r for r in platform.responses if r[0].get("phase") == "result"]) >= 2
+            else None,
+            40, "both results", step_s=0.2,
+        )  # fmt: skip
+        by_id = {r["id"]: r for r, _, _ in results}
+        assert by_id["B"]["code"] == "OK" and by_id["B"]["status"] == "completed", by_id
+        assert by_id["A"]["code"] == "SUPERSEDED" and by_id["A"]["status"] == "failed", by_id
+        subscriber.assert_valid()
+    finally:
+        platform.stop()
