@@ -102,6 +102,17 @@ class CabinetController:
         self.sleeping = False
         self._stage_on_timer = self._stage_off_timer = self._sleep_timer = 0.0
 
+    def takeover(self, running: Sequence[bool], freq_hz: float) -> None:
+        """Take over bumplessly from another controller (bus mode → automatic, as real cascade
+        cabinets do on a fieldbus hand-back): the pumps that run keep running, the PI starts
+        from their frequency ``freq_hz`` (Hz), staging waits ``stage_interval_s`` and
+        destaging ``destage_block_s`` as after a staging."""
+        self.reset()
+        self.running = [bool(r) for r in running]
+        if any(self.running):
+            self.integral_hz = min(max(freq_hz, self.params.f_min_hz), self.params.f_max_hz)
+        self._since_stage = 0.0
+
     def step(
         self,
         dt_s: float,

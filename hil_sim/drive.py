@@ -76,6 +76,10 @@ class Drive:
         fault_code: latched fault (0 = none).
         last_control_s: plant time of the last fieldbus control write, s.
         watchdog_tripped: whether the comms watchdog action is in force.
+        comm_timeout_s: this drive's communication timeout, s (INVT P14.04, Danfoss 8-03;
+            0 = off); comm_action: what it does then (INVT P14.05, Danfoss 8-04 [S29]).
+            Default: 60 s and freeze (Danfoss 8-03 default 60 s [S29]; "freeze" as a drive
+            left at "continue running" behaves).
     """
 
     f_max_hz: float = 50.0
@@ -90,6 +94,8 @@ class Drive:
     fault_code: int = 0
     last_control_s: float = 0.0
     watchdog_tripped: bool = False
+    comm_timeout_s: float = 60.0
+    comm_action: WatchdogAction = WatchdogAction.FREEZE
     _frozen_hz: float = 0.0
 
     def command(self, code: int, now_s: float) -> None:

@@ -132,8 +132,6 @@ class Plant:
         self.drives_on = True
         self.demand_factor = 1.0
         self.suction_dip_mpa = 0.0
-        self.watchdog_timeout_s = 60.0
-        self.watchdog_action = WatchdogAction.FREEZE
         self.watchdog_fallbacks = 0
         self.day_speed = 1.0
         self.pt_out_fault = "none"
@@ -175,7 +173,13 @@ class Plant:
         if mode not in (MODE_AUTO, MODE_BUS):
             raise ValueError(f"unknown cabinet mode {mode}")
         if mode != self.mode:
-            self.controller.reset()
+            if mode == MODE_AUTO:  # bumpless: the cabinet's PI takes over the running pumps
+                self.controller.takeover(
+                    [p.drive.f_out_hz > 0.0 for p in self.pumps],
+                    max(p.drive.f_out_hz for p in self.pumps),
+                )
+            else:
+                self.controller.reset()
             for pump in self.pumps:  # bus control starts from the drive's present state
                 pump.drive.bus_run = pump.drive.run
                 pump.drive.bus_freq_hz = pump.drive.f_target_hz
@@ -246,14 +250,40 @@ class Plant:
         fault = self.PT_FAULTS.get(self.pt_out_fault)
         return self.p_out_meas if fault is None else fault
 
+    @property
+    def watchdog_timeout_s(self) -> float:
+        """Communication timeout of the drives, s (pump 1's; setting it sets every drive's,
+        as a commissioning tool would; each drive's own is ``drive.comm_timeout_s``)."""
+        return self.pumps[0].drive.comm_timeout_s
+
+    @watchdog_timeout_s.setter
+    def watchdog_timeout_s(self, value: float) -> None:
+        for pump in self.pumps:
+            pump.drive.comm_timeout_s = value
+
+    @property
+    def watchdog_action(self) -> WatchdogAction:
+        """Communication-loss action of the drives (pump 1's; setting it sets every drive's)."""
+        return self.pumps[0].drive.comm_action
+
+    @watchdog_action.setter
+    def watchdog_action(self, value: WatchdogAction) -> None:
+        for pump in self.pumps:
+            pump.drive.comm_action = value
+
     def _watchdog_local(self) -> None:
-        """Bus mode with the ``local`` watchdog action: when no drive got a control write for
-        the timeout, the cabinet's own controller takes over (see WatchdogAction.LOCAL)."""
+        """Bus mode with drives set to the ``local`` action: when none of them got a control
+        write for its timeout, the cabinet's own controller takes over (WatchdogAction.LOCAL),
+        bumplessly (:meth:`set_mode`)."""
+        local = [
+            p.drive
+            for p in self.pumps
+            if p.drive.comm_action is WatchdogAction.LOCAL and p.drive.comm_timeout_s > 0
+        ]
         if (
             self.mode == MODE_BUS
-            and self.watchdog_action is WatchdogAction.LOCAL
-            and self.watchdog_timeout_s > 0
-            and self.t_s - max(p.drive.last_control_s for p in self.pumps) > self.watchdog_timeout_s
+            and local
+            and self.t_s - max(d.last_control_s for d in local) > min(d.comm_timeout_s for d in local)
         ):
             self.set_mode(MODE_AUTO)
             self.watchdog_fallbacks += 1
@@ -317,9 +347,8 @@ class Plant:
             elif decision is not None:
                 run, ref = decision.run[i], decision.freq_ref_hz
             elif self.mode == MODE_BUS:
-                run, ref = pump.drive.bus_target(
-                    self.t_s, self.watchdog_timeout_s, self.watchdog_action
-                )
+                d = pump.drive
+                run, ref = d.bus_target(self.t_s, d.comm_timeout_s, d.comm_action)
             pump.drive.step(dt_s, run, ref)
             running = pump.drive.f_out_hz > 0.0
             if running and not pump.was_running:

@@ -8,6 +8,13 @@ frequency setpoint in 0.01 Hz ([S70][S71]); 2100H status word 1 (1 fwd running, 
 ×1, output current ×10 ([S73][S74]). At most 16 words per read (INVT e-book 9.4.1, [S57]); longer
 reads answer exception 3. Served: 2000H–2003H, 2100H–2103H, 3000H–3014H.
 
+Communication loss (domain.md §2: "configure the drive watchdog and refresh faster than the
+timeout"): parameter P14.04 communication timeout (0.1 s, 0 = off) at 0E04H and P14.05 action
+at 0E05H (Pxx.yy → xx<<8 | yy, domain.md §4.4 [S58]); the parameter numbers and the action
+codes 0 trip and coast, 1 continue at the last speed, 2 stop are recalled from the INVT
+manual (⚠ not in domain.md); 20 = hand control back to the cabinet is the simulator's
+extension (like cabinet mode 20). Served: 0E04H–0E05H.
+
 Assumptions (not from a manual): 2101H bit 0 = ready; 3006H output power int16 in 0.1 kW; 3007H
 torque int16 in 0.1 %; device id 0x010C (the GD200L value of [S73]). Writes to 2000H/2001H are
 stored always but act only while the cabinet is in bus mode and the pump in auto (like P00.01 =
@@ -17,6 +24,7 @@ communication, [S75]); each resets the drive's comms watchdog.
 from __future__ import annotations
 
 from hil_sim.devices.registers import LimitedBank, MapPoint, Number, RegisterMap
+from hil_sim.drive import WatchdogAction
 from hil_sim.modbus.slave import ILLEGAL_DATA_VALUE, ModbusError
 from hil_sim.plant import Plant
 
@@ -24,6 +32,17 @@ HR = "holding_register"
 UNIT_IDS = (11, 12, 13)
 MAX_READ = 16
 DEVICE_ID = 0x010C
+COMM_ACTIONS = {
+    0: WatchdogAction.STOP_TRIP,
+    1: WatchdogAction.FREEZE,
+    2: WatchdogAction.STOP,
+    20: WatchdogAction.LOCAL,
+}
+"""P14.05 codes → the drive model's communication-loss action (see the module docstring)."""
+COMM_CODES = {a: c for c, a in COMM_ACTIONS.items()}
+COMM_PARAM_POLL_S = 10.0
+"""Poll interval of the communication parameters in the generated config, s (they change
+only when written)."""
 RATED_RPM = 2900.0
 """Speed at 50 Hz of a 2-pole motor, rpm (typical nameplate value)."""
 MAINS_V = 380.0
@@ -56,6 +75,12 @@ def vfd_points(n: int) -> list[MapPoint]:
                  description="3006H output power (0.1 kW, assumed)"),
         MapPoint(f"{p}.torque", HR, 0x3007, "int16", "%", scale=0.1,
                  description="3007H output torque (0.1 %, assumed)"),
+        MapPoint(f"{p}.comm_timeout", HR, 0x0E04, "uint16", "s", scale=0.1, writable=True,
+                 description="P14.04 comm timeout, 0.1 s (0 = off)", valid_min=0, valid_max=60,
+                 poll_interval_s=COMM_PARAM_POLL_S),
+        MapPoint(f"{p}.comm_action", HR, 0x0E05, "uint16", writable=True,
+                 description="P14.05 comm-loss action: 0 trip, 1 continue, 2 stop, 20 to cabinet",
+                 poll_interval_s=COMM_PARAM_POLL_S),
     ]  # fmt: skip
 
 
@@ -75,7 +100,12 @@ class Vfd:
         self.map = RegisterMap(
             self.bank,
             vfd_points(n),
-            blocks=[(HR, 0x2000, 0x2003), (HR, 0x2100, 0x2103), (HR, 0x3000, 0x3014)],
+            blocks=[
+                (HR, 0x0E04, 0x0E05),
+                (HR, 0x2000, 0x2003),
+                (HR, 0x2100, 0x2103),
+                (HR, 0x3000, 0x3014),
+            ],
             on_write=self._write,
         )
         self.bank.set(HR, 0x2103, DEVICE_ID)
@@ -113,6 +143,8 @@ class Vfd:
                 if d.speed_hz > 0
                 else 0.0
             ),
+            f"{p}.comm_timeout": d.comm_timeout_s,
+            f"{p}.comm_action": COMM_CODES.get(d.comm_action, 1),
         }
         self.map.publish(values)
 
@@ -125,7 +157,13 @@ class Vfd:
                 if not 0.0 <= float(value) <= self.plant.pumps[self.n - 1].drive.f_max_hz:
                     raise ValueError(value)
                 self.plant.vfd_frequency(self.n - 1, float(value))
-        except ValueError:
+            elif point.name.endswith(".comm_timeout"):
+                if not 0.0 <= float(value) <= 60.0:
+                    raise ValueError(value)
+                self.plant.pumps[self.n - 1].drive.comm_timeout_s = float(value)
+            elif point.name.endswith(".comm_action"):
+                self.plant.pumps[self.n - 1].drive.comm_action = COMM_ACTIONS[int(value)]
+        except (ValueError, KeyError):
             raise ModbusError(ILLEGAL_DATA_VALUE) from None
         finally:
             self.update()

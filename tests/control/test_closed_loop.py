@@ -74,7 +74,8 @@ async def _suction_loss_stops_pumps_and_holds_until_recovered(tmp_path: Path) ->
         rig.set("suction_dip_mpa", 0.0)
         t_back = rig.now()
         restart = None
-        while rig.now() - t_back < 10.0 and restart is None:
+        # restarted after the recovery delay, and at least min_stop_s (10 s) after the stop
+        while rig.now() - t_back < 14.0 and restart is None:
             if any(p.drive.f_target_hz > 0 for p in pl.pumps):
                 restart = rig.now() - t_back
             await asyncio.sleep(0.05)
