@@ -280,11 +280,10 @@ class Plant:
             for p in self.pumps
             if p.drive.comm_action is WatchdogAction.LOCAL and p.drive.comm_timeout_s > 0
         ]
-        if (
-            self.mode == MODE_BUS
-            and local
-            and self.t_s - max(d.last_control_s for d in local) > min(d.comm_timeout_s for d in local)
-        ):
+        if not local or self.mode != MODE_BUS:
+            return
+        silent_s = self.t_s - max(d.last_control_s for d in local)
+        if silent_s > min(d.comm_timeout_s for d in local):
             self.set_mode(MODE_AUTO)
             self.watchdog_fallbacks += 1
 

@@ -138,10 +138,7 @@ async def _sensor_fault_case(tmp_path: Path, fault: str) -> None:
         kinds = rig.kinds()
         assert "pv_fault" in kinds
         faults = [e["fault"] for e in rig.events if e["type"] == "control.pv_fault"]
-        assert (
-            faults[0]
-            == {"open": "bad", "range": "range", "comms": "comms"}.get(fault, "frozen")
-        )
+        assert faults[0] == {"open": "bad", "range": "range", "comms": "comms"}.get(fault, "frozen")
         await asyncio.sleep(1.0)
         assert rig.sim.plant.mode == MODE_AUTO  # handed back to the cabinet's own PI
         # reported local once the cabinet's mode register reads back automatic (polled 1 s)
