@@ -163,7 +163,11 @@ def _devices(agent: Agent) -> list[dict[str, Any]]:
 def control_state(loop: Any) -> dict[str, Any] | None:
     """The local control loop's state, or ``None`` without one: ``{"state": "supervisory",
     "mode": "auto"|"remote"|"manual", "setpoint_mpa", "effective_setpoint_mpa", "pv_mpa",
-    "fallback", "pv_fault", "active": [functions], "pumps_running": [bool per pump]}`` (MPa)."""
+    "fallback", "pv_fault", "active": [functions], "pumps_running": [bool per pump],
+    "drive_comm_loss", "outputs"}`` (MPa); ``drive_comm_loss`` (direct mode) is ``{"action",
+    "timeout_s", "confirmed"}`` — whether every drive reads back the communication-loss action
+    the loop set — and ``outputs`` per written point its wanted and read-back value and state
+    (:meth:`agent.control.loop.ControlLoop.status`)."""
     if loop is None:
         return None
 
@@ -171,6 +175,8 @@ def control_state(loop: Any) -> dict[str, Any] | None:
         return None if v is None else round(float(v), 4)
 
     staging = getattr(loop, "staging", None)
+    status = getattr(loop, "status", None)
+    extra: dict[str, Any] = status() if callable(status) else {}
     return {
         "state": getattr(loop, "state", None),
         "mode": str(getattr(loop, "mode", "")) or None,
@@ -181,6 +187,8 @@ def control_state(loop: Any) -> dict[str, Any] | None:
         "pv_fault": getattr(loop, "pv_fault", None),
         "active": sorted(getattr(loop, "active", set()) or ()),
         "pumps_running": list(getattr(staging, "running", ()) or ()),
+        "drive_comm_loss": extra.get("drive_comm_loss"),
+        "outputs": extra.get("outputs"),
     }
 
 

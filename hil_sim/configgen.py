@@ -48,8 +48,6 @@ def _point(p: MapPoint, register_number: bool = False) -> dict[str, Any]:
         out["valid_min"] = p.valid_min
     if p.valid_max is not None:
         out["valid_max"] = p.valid_max
-    if p.poll_interval_s is not None:
-        out["poll_interval_s"] = p.poll_interval_s
     if p.description:
         out["description"] = p.description
     return out

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.config.control import ControlConfig, Interlocks, Remote, Sensor
+from agent.config.control import PUMP_WRITES, ControlConfig, Interlocks, Remote, Sensor
 from agent.config.messages import path_text
 from agent.config.plan import TABLES, DeviceConfig, pdu_address
 from agent.config.problems import Path_, Positions, Problem
@@ -293,7 +293,7 @@ def check_control(
     pumps = control.get("pumps")
     for i, pump in enumerate(pumps if isinstance(pumps, list) else []):
         for key, value in pump.items() if isinstance(pump, dict) else []:
-            refs.append((("control", "pumps", i, key), value, key in ("cmd", "freq_ref")))
+            refs.append((("control", "pumps", i, key), value, key in PUMP_WRITES))
     for path, name, written in refs:
         if not isinstance(name, str):
             continue  # the schema reports it
@@ -310,7 +310,36 @@ def check_control(
             )
     problems += _check_pv_staleness(control, devices, ctx)
     problems += _check_pressures(control, ctx)
+    problems += _check_direct_pv_poll(control, devices, ctx)
     return problems
+
+
+DIRECT_PV_POLL_MAX_S = 0.25
+"""Slowest outlet-pressure poll direct mode accepts, s. The PI (``pid`` defaults) is tuned for
+a 0.2 s poll and period: on the simulator a 0.05 MPa step overshot by ≤ 1.5 kPa at 0.2 s, and by
+11–14 kPa with ringing at the 1 s poll (issue 13's trials)."""
+
+
+def _check_direct_pv_poll(
+    control: dict[str, Any], devices: Sequence[CheckedDevice], ctx: _Ctx
+) -> list[Problem]:
+    """Direct mode closes the loop on ``points.pv``: its poll interval must be at most
+    :data:`DIRECT_PV_POLL_MAX_S`."""
+    points = control.get("points")
+    pv = points.get("pv") if isinstance(points, dict) else None
+    if control.get("mode") != "direct" or not isinstance(pv, str):
+        return []
+    for d in devices:
+        for _, p in d.points:
+            interval = p.poll_interval_s or (d.model.poll_interval_s if d.model else None)
+            if p.name == pv and interval is not None and interval > DIRECT_PV_POLL_MAX_S:
+                return [ctx.at(("control", "points", "pv"), (
+                    f"direct mode closes the loop on '{pv}', polled every {interval:g} s"
+                    f" (device '{d.name}'): poll it every {DIRECT_PV_POLL_MAX_S:g} s or"
+                    " faster (the PI is tuned for 0.2 s; at 1 s a 0.05 MPa step overshoots"
+                    " 11–14 kPa and rings), or use supervisory mode"
+                ))]  # fmt: skip
+    return []
 
 
 def _number(section: Any, key: str, default: Any) -> float | None:

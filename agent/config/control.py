@@ -24,12 +24,16 @@ Hz = Annotated[float, Field(ge=0, le=400)]
 
 
 class PumpPoints(Strict):
-    """One pump's points. ``cmd`` (run/stop command register) and ``freq_ref`` (frequency
-    reference) are written in direct mode; ``freq`` (actual output), ``fault`` (fault code,
-    0 = none), ``mode`` (cabinet per-pump mode) and ``hours`` (running hours) are read."""
+    """One pump's points. ``cmd`` (run/stop command register), ``freq_ref`` (frequency
+    reference), ``comm_timeout`` and ``comm_action`` (the drive's communication-loss timeout,
+    s, and action code: INVT P14.04/P14.05, Danfoss 8-03/8-04 [S29]) are written in direct
+    mode; ``freq`` (actual output), ``fault`` (fault code, 0 = none), ``mode`` (cabinet
+    per-pump mode) and ``hours`` (running hours) are read."""
 
     cmd: Name | None = None
     freq_ref: Name | None = None
+    comm_timeout: Name | None = None
+    comm_action: Name | None = None
     freq: Name | None = None
     fault: Name | None = None
     mode: Name | None = None
@@ -186,6 +190,19 @@ class ConfirmConfig(Strict):
     window_s: Annotated[float, Field(gt=0, le=60)] = 5.0
 
 
+class CommLoss(Strict):
+    """What each drive does when the agent stops writing (it died, the bus broke), written to
+    ``pumps[].comm_action`` / ``comm_timeout`` and read back before the loop takes control in
+    direct mode (domain.md §2: "configure the drive watchdog and refresh faster than the
+    timeout"). ``action``: the drive's code — with the simulator's INVT-like drives 20 hands
+    control back to the cabinet's own controller (its extension), 2 stops, 0 trips; never
+    "continue" (1), which keeps the last speed for ever. ``timeout_s``: the drive's timeout,
+    s; at least twice ``watchdog_refresh_s`` (checked)."""
+
+    action: Annotated[int, Field(ge=0, le=65535)] = 20
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+
+
 class ControlConfig(Strict):
     """``control:``.
 
@@ -216,6 +233,7 @@ class ControlConfig(Strict):
     fallback_hz: Hz = 40.0
     watchdog_refresh_s: Seconds = 1.0
     confirm: ConfirmConfig = ConfirmConfig()
+    comm_loss: CommLoss = CommLoss()
     publish_interval_s: Seconds = 1.0
 
     @field_validator("period_s")
@@ -235,6 +253,20 @@ class ControlConfig(Strict):
             missing = [i + 1 for i, p in enumerate(self.pumps) if not (p.cmd and p.freq_ref)]
             if missing:
                 raise ValueError(f"direct mode needs cmd and freq_ref for pumps {missing}")
+            unguarded = [
+                i + 1 for i, p in enumerate(self.pumps) if not (p.comm_timeout and p.comm_action)
+            ]
+            if unguarded:
+                raise ValueError(
+                    f"direct mode needs comm_timeout and comm_action for pumps {unguarded}:"
+                    " the loop sets each drive's communication-loss action before it takes"
+                    " control (else a dead agent leaves the drives at their last speed)"
+                )
+            if 2 * self.watchdog_refresh_s > self.comm_loss.timeout_s:
+                raise ValueError(
+                    f"watchdog_refresh_s {self.watchdog_refresh_s:g} s must be at most half of"
+                    f" comm_loss.timeout_s {self.comm_loss.timeout_s:g} s"
+                )
         elif self.points.setpoint is None:
             raise ValueError("supervisory mode needs points.setpoint")
         return self
@@ -243,16 +275,19 @@ class ControlConfig(Strict):
         """``(key, point)`` for every configured point the loop reads."""
         out = [(k, v) for k, v in _items(self.points) if k in _READ_KEYS]
         for i, p in enumerate(self.pumps):
-            out += [(f"pumps.{i}.{k}", v) for k, v in _items(p) if k not in ("cmd", "freq_ref")]
+            out += [(f"pumps.{i}.{k}", v) for k, v in _items(p) if k not in PUMP_WRITES]
         return out
 
     def write_points(self) -> list[tuple[str, str]]:
         """``(key, point)`` for every configured point the loop writes."""
         out = [(k, v) for k, v in _items(self.points) if k not in _READ_KEYS]
         for i, p in enumerate(self.pumps):
-            out += [(f"pumps.{i}.{k}", v) for k, v in _items(p) if k in ("cmd", "freq_ref")]
+            out += [(f"pumps.{i}.{k}", v) for k, v in _items(p) if k in PUMP_WRITES]
         return out
 
+
+PUMP_WRITES = ("cmd", "freq_ref", "comm_timeout", "comm_action")
+"""``pumps[]`` keys the loop writes (the others it reads)."""
 
 _READ_KEYS = {"pv", "pv_ma", "flow", "suction", "suction_switch", "tank_level"}
 

@@ -12,14 +12,16 @@ from agent.control.feedforward import (
     head_fraction,
     startup_fraction,
 )
-from agent.control.law import Mode, PidInput, PidState, pid_step, reset_for
+from agent.control.law import Mode, PidInput, pid_step, reset_for
 from agent.control.loop_io import LoopIO
 from agent.control.lowdemand import (
     Phase,
+    SleepInput,
     SleepState,
+    sleep_step,
 )
-from agent.control.outputs import OutputSet
 from agent.control.staging import StagingInput, StagingState, stage
+from agent.control.state import LoopState
 from agent.core.model import Quality
 
 START_FRACTION = 0.8
@@ -31,17 +33,14 @@ a drive ramps 0→50 Hz in 3–10 s)."""
 
 
 class DirectMode(LoopIO):
-    """The direct-mode half of the control loop (see the module docstring)."""
+    """The direct-mode half of the control loop (see the module docstring); every attribute
+    it uses is declared on :class:`~agent.control.loop_io.LoopIO` or here (mypy checks)."""
 
-    # state it shares with ControlLoop (initialised in ControlLoop.__init__)
-    pid: PidState
-    staging: StagingState
-    sleep: SleepState
+    _ff_gain: float
     _ff_flow: float | None
     _ff_pending: float
     _new_polls: list[tuple[float, float]]
     _handover: tuple[int, float, float, float, float, float] | None
-    out: OutputSet
 
     def _direct(self, now: float, dt: float, flow: float | None) -> None:
         cfg, law = self.cfg, self.law
@@ -49,15 +48,22 @@ class DirectMode(LoopIO):
         if self.handed_back:
             self._write_once(mode_point, cfg.codes.cabinet_auto, now)
             back = mode_point is None or self.out.confirmed(mode_point)
-            self.state = "local" if back else "fallback"
+            self.state = LoopState.LOCAL if back else LoopState.FALLBACK
+            return
+        guarded = self._drives_guarded(now)
+        if not guarded and self.state in (LoopState.STARTING, LoopState.LOCAL):
+            # Take no control before every drive reads back its communication-loss action
+            # and timeout: a dead agent must not leave the drives at their last speed.
+            failed = any(self.out.failed(p) for p in self._comm_points())
+            self.state = LoopState.LOCAL if failed else LoopState.STARTING
             return
         self._write_once(mode_point, cfg.codes.cabinet_bus, now)
         if mode_point is not None and not self.out.confirmed(mode_point):
             # The cabinet has not read back bus mode: its own controller still runs the pumps.
             # Write no drive reference (two controllers) and report no direct control.
-            self.state = "local" if self.out.failed(mode_point) else "starting"
+            self.state = LoopState.LOCAL if self.out.failed(mode_point) else LoopState.STARTING
             return
-        if self.state in ("starting", "local"):
+        if self.state in (LoopState.STARTING, LoopState.LOCAL):
             self._resync()
         running = self.staging.count
         demand = not self.inter.active
@@ -105,14 +111,52 @@ class DirectMode(LoopIO):
         elif running > 0 and result.state.count != running:
             self._start_handover(now, flow, running, result.state.running)
         self.staging = result.state
-        self.state = (
-            "interlock"
-            if self.inter.active
-            else "fallback"
-            if self.fallback
-            else ("manual" if self.mode is Mode.MANUAL else "direct")
-        )
+        if self.inter.active:
+            self.state = LoopState.INTERLOCK
+        elif self.fallback:
+            self.state = LoopState.FALLBACK
+        else:
+            self.state = LoopState.MANUAL if self.mode is Mode.MANUAL else LoopState.DIRECT
         self._drive_outputs(now)
+
+    def _sleep_step(self, now: float, dt: float, flow: float | None, running: int) -> SleepState:
+        old = self.sleep.phase
+        pv = self.pv if self.pv is not None else self.sp_eff
+        new = sleep_step(
+            self.law.sleep,
+            self.sleep,
+            SleepInput(now, dt, running, self.pid.out, flow, pv, self.sp),
+        )
+        if new.phase is not old:
+            self._event("sleep", phase=str(new.phase), pv=self.pv, flow_m3h=flow)
+        self._set_active("sleep", new.phase is Phase.SLEEP)
+        self._set_active("boost", new.phase is Phase.BOOST)
+        return new
+
+    def _resync(self) -> None:
+        """Take over from whatever runs now: pumps turning stay running, PI starts from their
+        frequency (bumpless)."""
+        running = []
+        for pump in self.cfg.pumps:
+            hz = self._value(pump.freq)
+            running.append(bool(hz and hz > 0.5))
+        n = len(running)
+        self.staging = StagingState(tuple(running), (-1.0e9,) * n, ((),) * n)
+        outs = [v for v in (self._value(p.freq) for p in self.cfg.pumps) if v]
+        self.pid = reset_for(self.pid, max(outs) if outs else 0.0)
+        self.state = LoopState.DIRECT
+
+    def _comm_points(self) -> list[str]:
+        return [p for pump in self.cfg.pumps for p in (pump.comm_action, pump.comm_timeout) if p]
+
+    def _drives_guarded(self, now: float) -> bool:
+        """Want every drive's communication-loss action and timeout (``control.comm_loss``);
+        True once all of them read back."""
+        cl = self.cfg.comm_loss
+        for pump in self.cfg.pumps:
+            self._write_once(pump.comm_action, cl.action, now)
+            self._write_once(pump.comm_timeout, cl.timeout_s, now)
+        return all(self.out.confirmed(p) for p in self._comm_points())
 
     def _feedforward(self, now: float, flow: float | None, running: int, closed: bool) -> float:
         """This period's feed-forward increment, Hz (:mod:`agent.control.feedforward`): the

@@ -43,15 +43,13 @@ from agent.control.feedforward import (
     flow_gain_hz_per_m3h,
 )
 from agent.control.io import EventQueue, Writer
-from agent.control.law import Mode, PidState, ramp, reset_for
+from agent.control.law import Mode, PidState, ramp
 from agent.control.lowdemand import (
     Phase,
-    SleepInput,
     SleepState,
     proportional_setpoint,
     scheduled_setpoint,
     sleep_offset,
-    sleep_step,
 )
 from agent.control.outputs import Confirm, OutputSet, OutputState, Transition
 from agent.control.protect import (
@@ -65,7 +63,7 @@ from agent.control.remote import RemoteSetpoint
 from agent.control.requests import LoopRequests
 from agent.control.schedule import TickSchedule
 from agent.control.staging import StagingState
-from agent.control.state import LawParams
+from agent.control.state import LawParams, LoopState
 from agent.core.aio import within
 from agent.core.cache import Cache
 from agent.core.model import DriverError, Quality, Reading, WallClock, clock
@@ -190,7 +188,7 @@ class ControlLoop(DirectMode, LoopRequests):
         self.fallback = False
         self.handed_back = False
         self.active: set[str] = set()
-        self.state = "starting"
+        self.state = LoopState.STARTING
         self.schedule = TickSchedule(config.period_s)
         self._first_step = False
         """An accepted remote setpoint is waiting for its first ramp step (and its write)."""
@@ -267,6 +265,30 @@ class ControlLoop(DirectMode, LoopRequests):
                 log.info("control: cabinet back in automatic (read back)")
                 return
         log.error("control: the cabinet did not confirm automatic mode on stop (%s)", name)
+
+    def status(self) -> dict[str, Any]:
+        """The loop for the status page: ``{"mode", "state", "setpoint_mpa", "pv_mpa",
+        "fallback", "pv_fault", "active", "drive_comm_loss", "outputs"}``; ``drive_comm_loss``
+        (direct mode) is ``{"action", "timeout_s", "confirmed"}`` — whether every drive reads
+        back the communication-loss action the loop set; ``outputs`` per written point its
+        wanted and read-back value and state (:meth:`.outputs.OutputSet.summary`)."""
+        guard = None
+        if self.cfg.mode == "direct":
+            cl = self.cfg.comm_loss
+            points = [p for pump in self.cfg.pumps for p in (pump.comm_action, pump.comm_timeout)]
+            confirmed = all(self.out.confirmed(p) for p in points if p)
+            guard = {"action": cl.action, "timeout_s": cl.timeout_s, "confirmed": confirmed}
+        return {
+            "mode": self.cfg.mode,
+            "state": self.state,
+            "setpoint_mpa": round(self.sp_eff, 4),
+            "pv_mpa": self.pv,
+            "fallback": self.fallback,
+            "pv_fault": self.pv_fault,
+            "active": sorted(self.active),
+            "drive_comm_loss": guard,
+            "outputs": self.out.summary(),
+        }
 
     # --- one tick -------------------------------------------------------------------------
 
@@ -347,23 +369,15 @@ class ControlLoop(DirectMode, LoopRequests):
                 cfg.points.setpoint, round(self.sp_eff, 3), now, tolerance=0.004, force=first_step
             )
         auto = cfg.points.cabinet_mode is None or self.out.confirmed(cfg.points.cabinet_mode)
-        self.state = "interlock" if self.inter.active else "supervisory" if auto else "starting"
+        self.state = (
+            LoopState.INTERLOCK
+            if self.inter.active
+            else LoopState.SUPERVISORY
+            if auto
+            else LoopState.STARTING
+        )
 
     # --- pieces ---------------------------------------------------------------------------
-
-    def _sleep_step(self, now: float, dt: float, flow: float | None, running: int) -> SleepState:
-        old = self.sleep.phase
-        pv = self.pv if self.pv is not None else self.sp_eff
-        new = sleep_step(
-            self.law.sleep,
-            self.sleep,
-            SleepInput(now, dt, running, self.pid.out, flow, pv, self.sp),
-        )
-        if new.phase is not old:
-            self._event("sleep", phase=str(new.phase), pv=self.pv, flow_m3h=flow)
-        self._set_active("sleep", new.phase is Phase.SLEEP)
-        self._set_active("boost", new.phase is Phase.BOOST)
-        return new
 
     def _await_first_pv(self, now: float) -> bool:
         """True while the loop still waits at start-up for the outlet pressure: its device has
@@ -414,24 +428,11 @@ class ControlLoop(DirectMode, LoopRequests):
             self._set_active("fallback", False)
             if self.handed_back:
                 self.handed_back = False
-                self.state = "starting"  # re-enter bus mode and resync from the drives
+                self.state = LoopState.STARTING  # re-enter bus mode and resync from the drives
 
     def _hand_over_to_cabinet(self, now: float) -> None:
         self._write_once(self.cfg.points.cabinet_mode, self.cfg.codes.cabinet_auto, now)
         self.handed_back = True
-
-    def _resync(self) -> None:
-        """Take over from whatever runs now: pumps turning stay running, PI starts from their
-        frequency (bumpless)."""
-        running = []
-        for pump in self.cfg.pumps:
-            hz = self._value(pump.freq)
-            running.append(bool(hz and hz > 0.5))
-        n = len(running)
-        self.staging = StagingState(tuple(running), (-1.0e9,) * n, ((),) * n)
-        outs = [v for v in (self._value(p.freq) for p in self.cfg.pumps) if v]
-        self.pid = reset_for(self.pid, max(outs) if outs else 0.0)
-        self.state = "direct"
 
     def _under_pressure(self, now: float, flow: float | None) -> None:
         il = self.cfg.interlocks

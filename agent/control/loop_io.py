@@ -4,13 +4,19 @@ events (a base of :class:`agent.control.loop.ControlLoop`; no awaits, never bloc
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from agent.control.protect import (
-    PvReading,
-)
-from agent.control.state import ACTIVE_BITS, MODE_CODES
-from agent.core.model import Quality, Reading
+from agent.config.control import ControlConfig
+from agent.control.io import EventQueue
+from agent.control.law import Mode, PidState
+from agent.control.lowdemand import SleepState
+from agent.control.outputs import OutputSet
+from agent.control.protect import InterlockState, PvReading
+from agent.control.staging import StagingState
+from agent.control.state import ACTIVE_BITS, MODE_CODES, LawParams, LoopState
+from agent.core.cache import Cache
+from agent.core.model import Quality, Reading, WallClock
 
 log = logging.getLogger("agent.control.loop")
 
@@ -23,11 +29,35 @@ _QUALITY = {
 
 
 class LoopIO:
-    """Cache reads, coalesced writes, published state and events of the control loop."""
+    """Cache reads, coalesced writes, published state and events of the control loop.
 
-    if TYPE_CHECKING:
-        # The loop's state lives in ControlLoop.__init__; these mixins read and write it.
-        def __getattr__(self, name: str) -> Any: ...
+    Declares every attribute of the loop that its parts share (set in
+    :meth:`agent.control.loop.ControlLoop.__init__`), so mypy checks each use: no
+    ``__getattr__`` escape hatch lets a misspelt attribute through."""
+
+    cfg: ControlConfig
+    law: LawParams
+    cache: Cache
+    out: OutputSet
+    events: EventQueue
+    wall: WallClock
+    publish: Callable[[Sequence[Reading]], None] | None
+    state: LoopState
+    mode: Mode
+    manual_hz: float
+    local_lock: bool
+    sp: float
+    sp_eff: float
+    pv: float | None
+    pv_fault: str | None
+    fallback: bool
+    handed_back: bool
+    active: set[str]
+    inter: InterlockState
+    pid: PidState
+    staging: StagingState
+    sleep: SleepState
+    _waiting_pv: bool
 
     def _value(self, name: str | None) -> float | None:
         if name is None:

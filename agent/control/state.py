@@ -11,6 +11,7 @@ Telemetry points published by the loop (``ingest.submit``), every ``publish_inte
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,14 +23,39 @@ from agent.control.lowdemand import ClockPeriod, SleepParams, parse_hhmm
 from agent.control.protect import InterlockParams, SensorParams
 from agent.control.staging import StagingParams
 
+
+class LoopState(enum.StrEnum):
+    """The loop's operating state (``ctl.mode``, :data:`MODE_CODES`).
+
+    * ``starting``: not (yet) in control — waiting for the first outlet pressure, for the
+      drives to read back their communication-loss settings, or for the cabinet to read back
+      the mode the loop wrote.
+    * ``supervisory``: the cabinet's PID runs on the loop's setpoint (read back).
+    * ``direct``: the loop closes the loop (the cabinet reads back bus mode).
+    * ``manual``: direct mode, output set by hand.
+    * ``fallback``: bad outlet pressure, or handing control back and not yet read back.
+    * ``local``: the cabinet's own controller runs the pumps (handed back, or the loop could
+      not take control: an output it needs could not be confirmed).
+    * ``interlock``: pumps held stopped by an interlock.
+    """
+
+    STARTING = "starting"
+    SUPERVISORY = "supervisory"
+    DIRECT = "direct"
+    MANUAL = "manual"
+    FALLBACK = "fallback"
+    LOCAL = "local"
+    INTERLOCK = "interlock"
+
+
 MODE_CODES = {
-    "starting": 0,
-    "supervisory": 1,
-    "direct": 2,
-    "manual": 3,
-    "fallback": 4,
-    "local": 5,
-    "interlock": 6,
+    LoopState.STARTING: 0,
+    LoopState.SUPERVISORY: 1,
+    LoopState.DIRECT: 2,
+    LoopState.MANUAL: 3,
+    LoopState.FALLBACK: 4,
+    LoopState.LOCAL: 5,
+    LoopState.INTERLOCK: 6,
 }
 """``ctl.mode`` values: the loop's operating state."""
 

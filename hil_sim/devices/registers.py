@@ -52,8 +52,6 @@ class MapPoint:
         writable: the master may write it.
         description: one line for the config file.
         valid_min, valid_max: plausible engineering range for the config (optional).
-        poll_interval_s: the config's poll interval for this point, s (``None``: the
-            device's).
     """
 
     name: str
@@ -70,7 +68,6 @@ class MapPoint:
     description: str = ""
     valid_min: float | None = None
     valid_max: float | None = None
-    poll_interval_s: float | None = None
 
     @property
     def width(self) -> int:

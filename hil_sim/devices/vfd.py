@@ -40,9 +40,7 @@ COMM_ACTIONS = {
 }
 """P14.05 codes → the drive model's communication-loss action (see the module docstring)."""
 COMM_CODES = {a: c for c, a in COMM_ACTIONS.items()}
-COMM_PARAM_POLL_S = 10.0
-"""Poll interval of the communication parameters in the generated config, s (they change
-only when written)."""
+
 RATED_RPM = 2900.0
 """Speed at 50 Hz of a 2-pole motor, rpm (typical nameplate value)."""
 MAINS_V = 380.0
@@ -76,11 +74,9 @@ def vfd_points(n: int) -> list[MapPoint]:
         MapPoint(f"{p}.torque", HR, 0x3007, "int16", "%", scale=0.1,
                  description="3007H output torque (0.1 %, assumed)"),
         MapPoint(f"{p}.comm_timeout", HR, 0x0E04, "uint16", "s", scale=0.1, writable=True,
-                 description="P14.04 comm timeout, 0.1 s (0 = off)", valid_min=0, valid_max=60,
-                 poll_interval_s=COMM_PARAM_POLL_S),
+                 description="P14.04 comm timeout, 0.1 s (0 = off)", valid_min=0, valid_max=60),
         MapPoint(f"{p}.comm_action", HR, 0x0E05, "uint16", writable=True,
-                 description="P14.05 comm-loss action: 0 trip, 1 continue, 2 stop, 20 to cabinet",
-                 poll_interval_s=COMM_PARAM_POLL_S),
+                 description="P14.05 comm-loss action: 0 trip, 1 continue, 2 stop, 20 to cabinet"),
     ]  # fmt: skip
 
 

@@ -48,6 +48,8 @@ def control_section(mode: str = "direct", **extra: Any) -> dict[str, Any]:
             "fault": f"pump{n}.fault_code",
             "mode": f"pump{n}.mode",
             "hours": f"pump{n}.run_hours",
+            "comm_timeout": f"pump{n}.comm_timeout",
+            "comm_action": f"pump{n}.comm_action",
         }
         for n in (1, 2, 3)
     ]

@@ -77,3 +77,30 @@ async def test_an_unconfirmable_mode_switch_raises_an_alarm_and_stays_local(
         assert await until(lambda: rig.loop is not None and rig.loop.state == "direct", 10.0)
         assert "output_confirmed" in rig.kinds()
         assert rig.sim.plant.mode == MODE_BUS
+
+
+async def test_direct_mode_takes_no_control_while_a_drive_refuses_its_comm_loss_action(
+    tmp_path: Path,
+) -> None:
+    """Drive 2 refuses its communication-loss parameters (exception 4 on P14.04/P14.05): the
+    loop raises ``output_failed`` for them, never switches the cabinet to bus mode (a dead agent
+    would leave that drive at its last speed), and its status says so. The others are set."""
+    section = control_section("direct", confirm={"retry_s": 1.0, "max_tries": 2})
+    async with Rig(tmp_path, section) as rig:
+        await rig.wait_polled()
+        refuse = {"table": "holding_register", "address": 0x0E05, "code": 4}
+        commands.execute(rig.sim, {"cmd": "fault", "unit": 12, "exception": refuse})
+        rig.start_loop()
+        loop = rig.loop
+        assert loop is not None
+        assert await until(lambda: "output_failed" in rig.kinds(), 10.0), rig.kinds()
+        failed = {e["point"] for e in rig.events if e["type"] == "control.output_failed"}
+        assert failed <= {"pump2.comm_action", "pump2.comm_timeout"} and failed, failed
+        assert await until(lambda: loop.state == "local", 1.0)
+        await asyncio.sleep(1.0)
+        assert rig.sim.plant.mode == MODE_AUTO and loop.state == "local"
+        status = loop.status()
+        assert status["drive_comm_loss"]["confirmed"] is False
+        assert status["outputs"]["pump1.comm_action"]["state"] == "confirmed"
+        assert rig.sim.plant.pumps[0].drive.comm_action == "local"
+        assert "cabinet.mode" not in status["outputs"]  # bus mode was never asked for
