@@ -10,7 +10,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.config.control import PUMP_WRITES, ControlConfig, Interlocks, Remote, Sensor
+from agent.config.control import (
+    PUMP_WRITES,
+    ConfirmConfig,
+    ControlConfig,
+    Interlocks,
+    Remote,
+    Sensor,
+)
 from agent.config.messages import path_text
 from agent.config.plan import TABLES, DeviceConfig, pdu_address
 from agent.config.problems import Path_, Positions, Problem
@@ -311,7 +318,47 @@ def check_control(
     problems += _check_pv_staleness(control, devices, ctx)
     problems += _check_pressures(control, ctx)
     problems += _check_direct_pv_poll(control, devices, ctx)
+    problems += _check_confirm(control, devices, ctx)
     return problems
+
+
+def _check_confirm(
+    control: dict[str, Any], devices: Sequence[CheckedDevice], ctx: _Ctx
+) -> list[Problem]:
+    """A written point is given up after ``confirm.retry_s`` × ``max_tries`` without a poll
+    reading it back: that must exceed its device's poll interval plus timeout, or a working
+    device would be reported failed."""
+    raw = control.get("confirm")
+    confirm: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    fields = ConfirmConfig.model_fields
+    retry = _number(confirm, "retry_s", fields["retry_s"].default)
+    tries = _number(confirm, "max_tries", fields["max_tries"].default)
+    if retry is None or tries is None:
+        return []
+    written: set[str] = set()
+    section = control.get("points")
+    for key, value in section.items() if isinstance(section, dict) else []:
+        if key in _CONTROL_WRITES and isinstance(value, str):
+            written.add(value)
+    pumps = control.get("pumps")
+    for pump in pumps if isinstance(pumps, list) else []:
+        for key, value in pump.items() if isinstance(pump, dict) else []:
+            if key in PUMP_WRITES and isinstance(value, str):
+                written.add(value)
+    where: Path_ = ("control", "confirm", "retry_s") if "retry_s" in confirm else ("control",)
+    for d in devices:
+        if d.model is None:
+            continue
+        for _, p in d.points:
+            interval = p.poll_interval_s or d.model.poll_interval_s
+            need = interval + d.model.timeout_s
+            if p.name in written and retry * tries <= need:
+                return [ctx.at(where, (
+                    f"retry_s × max_tries = {retry * tries:g} s is not longer than the poll"
+                    f" interval + timeout of '{p.name}' (device '{d.name}', {need:g} s): a write"
+                    " could never be read back in time"
+                ))]  # fmt: skip
+    return []
 
 
 DIRECT_PV_POLL_MAX_S = 0.25

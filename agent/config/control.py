@@ -95,7 +95,7 @@ class Staging(Strict):
     stage_delay_s: Seconds = 10.0
     destage_delay_s: Seconds = 20.0
     obw_time_s: Annotated[float, Field(ge=0)] = 10.0
-    override_interval_s: Annotated[float, Field(ge=0)] = 2.0
+    override_interval_s: Annotated[float, Field(ge=0)] = 5.0
     min_run_s: Annotated[float, Field(ge=0)] = 30.0
     min_stop_s: Annotated[float, Field(ge=0)] = 10.0
     max_starts_per_hour: Annotated[int, Field(ge=1, le=120)] = 20
@@ -182,8 +182,8 @@ class Remote(Strict):
 class ConfirmConfig(Strict):
     """Read-back of control writes (see :mod:`agent.control.outputs`): an output not read back
     is rewritten every ``retry_s`` and given up (alarm ``OUTPUT_FAILED``, fallback) after
-    ``max_tries`` × ``retry_s``. ``retry_s`` must exceed the poll interval plus the timeout of
-    every written point's device (checked)."""
+    ``max_tries`` × ``retry_s``, which must exceed the poll interval plus the timeout of every
+    written point's device (checked)."""
 
     retry_s: Annotated[float, Field(gt=0, le=60)] = 2.0
     max_tries: Annotated[int, Field(ge=1, le=20)] = 3

@@ -46,6 +46,7 @@ class DirectMode(LoopIO):
         cfg, law = self.cfg, self.law
         mode_point = cfg.points.cabinet_mode
         if self.handed_back:
+            self._release_drives()
             self._write_once(mode_point, cfg.codes.cabinet_auto, now)
             back = mode_point is None or self.out.confirmed(mode_point)
             self.state = LoopState.LOCAL if back else LoopState.FALLBACK
@@ -56,12 +57,14 @@ class DirectMode(LoopIO):
             # and timeout: a dead agent must not leave the drives at their last speed.
             failed = any(self.out.failed(p) for p in self._comm_points())
             self.state = LoopState.LOCAL if failed else LoopState.STARTING
+            self._release_drives()
             return
         self._write_once(mode_point, cfg.codes.cabinet_bus, now)
         if mode_point is not None and not self.out.confirmed(mode_point):
             # The cabinet has not read back bus mode: its own controller still runs the pumps.
             # Write no drive reference (two controllers) and report no direct control.
             self.state = LoopState.LOCAL if self.out.failed(mode_point) else LoopState.STARTING
+            self._release_drives()
             return
         if self.state in (LoopState.STARTING, LoopState.LOCAL):
             self._resync()
@@ -145,6 +148,13 @@ class DirectMode(LoopIO):
         outs = [v for v in (self._value(p.freq) for p in self.cfg.pumps) if v]
         self.pid = reset_for(self.pid, max(outs) if outs else 0.0)
         self.state = LoopState.DIRECT
+
+    def _release_drives(self) -> None:
+        """Not in control: want nothing of the drives' run commands and references (the
+        cabinet's controller drives them; its values are no failure of ours)."""
+        for pump in self.cfg.pumps:
+            self.out.forget(pump.freq_ref)
+            self.out.forget(pump.cmd)
 
     def _comm_points(self) -> list[str]:
         return [p for pump in self.cfg.pumps for p in (pump.comm_action, pump.comm_timeout) if p]

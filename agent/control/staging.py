@@ -16,13 +16,20 @@ Rules (domain.md §1.3):
   alone, above START FREQ + 1 Hz [S12]; derived).
 * Override bandwidth: below SP·(1 − OBW) the staging timer is bypassed and pumps are added one
   per ``override_interval_s`` (Danfoss 25-21 OBW, suggested 10 % [S2]); after a stage-on,
-  destaging is blocked for ``obw_time_s`` (Danfoss 25-25 OBW time, default 10 s [S10]).
+  destaging is blocked for ``obw_time_s`` (Danfoss 25-25 OBW time, default 10 s [S10]). The
+  interval must let the last pump come up to the speed where it delivers water (ABB 8115 AUX
+  MOT START D [S12]): its drive ramps to the pump's shut-off speed — 33.75 Hz at the
+  simulator's 0.2 MPa boost, reached in 3.4 s at 10 Hz/s — so 5 s by default (derived; the
+  old 2 s started three pumps within 4.2 s after suction recovered, to 0.477 MPa).
 * Stage off when the lead output is at or below ``stage_off_hz`` — or, when a per-pump capacity
   is configured, when the measured flow could be carried by one pump fewer — with the pressure
   not short of the band, for ``destage_delay_s`` (Danfoss 25-24, default 15 s [S10]; ABB 8112
-  LOW FREQ / 8116 AUX MOT STOP D [S12]). Flow-based destaging follows curve-aware controllers
-  (Grundfos CU 352 estimates flow, [S19]): on flat multistage curves a pure low-frequency rule
-  never fires or flaps.
+  LOW FREQ / 8116 AUX MOT STOP D [S12]). A dip below the staging band while the flow or speed
+  still says "one pump fewer" holds the destage timer instead of restarting it (only a dip
+  below the override band, or the reason going away, restarts it: a draw's short dip must not
+  keep three pumps running at 2–4 m³/h for minutes, as seen in issue 13's trials).
+  Flow-based destaging follows curve-aware controllers (Grundfos CU 352 estimates flow,
+  [S19]): on flat multistage curves a pure low-frequency rule never fires or flaps.
 * Minimum run and stop times and a maximum number of starts per hour per pump (Grundfos CU 352
   "min time between start/stop", "max starts/hour" [S3]; ⚠ small motors ≤ 20 starts/h, §1.3).
 * Choice: start the available pump with the fewest running hours, stop the running one with
@@ -57,7 +64,7 @@ class StagingParams:
     stage_delay_s: float = 10.0
     destage_delay_s: float = 20.0
     obw_time_s: float = 10.0
-    override_interval_s: float = 2.0
+    override_interval_s: float = 5.0
     min_run_s: float = 30.0
     min_stop_s: float = 10.0
     max_starts_per_hour: int = 20
@@ -247,14 +254,15 @@ def stage(p: StagingParams, s: StagingState, inp: StagingInput) -> StagingResult
         and inp.flow_m3h is not None
         and inp.flow_m3h < p.pump_capacity_m3h * (n - 1)
     )
-    want_off = (
+    reason_off = (
         n > 1
         and not want_on
-        and inp.pv >= lower
         and (inp.mv_hz <= p.stage_off_hz or low_flow)
         and now - s.last_stage_on_s >= p.obw_time_s
     )
-    off_timer = s.off_timer_s + inp.dt_s if want_off else 0.0
+    want_off = reason_off and inp.pv >= lower
+    hold = reason_off and inp.pv >= inp.sp * (1.0 - p.override_band)  # a small dip: hold
+    off_timer = s.off_timer_s + inp.dt_s if want_off else (s.off_timer_s if hold else 0.0)
     if want_off and off_timer >= p.destage_delay_s:
         j = _pick_stop(p, s, inp)
         if j is not None:

@@ -124,11 +124,30 @@ def test_stage_on_after_delay_only_when_short_of_band() -> None:
     assert ev == []
 
 
-def test_override_band_stages_at_once() -> None:
+def test_override_band_stages_at_once_then_lets_each_pump_come_up() -> None:
+    """The first pump at once, the next only after the default 5 s a drive needs to reach the
+    pump's shut-off speed (the old 2 s stacked three starts within 4.2 s)."""
     s0 = StagingState((False, True, False), (0.0,) * 3, ((), (), ()))
-    _, ev = run_staging(s0, 3, mv_hz=50.0, pv=0.30)
+    _, ev = run_staging(s0, 7, mv_hz=50.0, pv=0.30)
     assert [e[1] for e in ev] == ["stage_on", "stage_on"]
-    assert ev[1][0] - ev[0][0] == 2.0  # override_interval_s
+    assert ev[1][0] - ev[0][0] == 5.0  # override_interval_s
+
+
+def test_destage_timer_holds_through_a_short_dip() -> None:
+    """Low flow for one pump fewer, with a 2 s dip below the staging band (not below the
+    override band) every 10 s: the destage timer holds through the dips and the pump stops
+    after ~20 s of low flow (the old timer restarted on each dip and never got there)."""
+    p = StagingParams(n_pumps=3, pump_capacity_m3h=10.0, destage_delay_s=20, min_run_s=0)
+    s = StagingState((True, True, False), (0.0,) * 3, ((), (), ()))
+    stopped = None
+    for k in range(60):
+        pv = 0.385 if k % 10 in (8, 9) else 0.40  # below 0.392 (2 % band), above 0.36 (OBW)
+        r = stage(p, s, StagingInput(1000.0 + k, 1.0, 40.0, pv, 0.40, (True,) * 3,
+                                     (5.0, 1.0, 3.0), 5.0))  # fmt: skip
+        s = r.state
+        if any(e.kind == "stage_off" for e in r.events) and stopped is None:
+            stopped = k
+    assert stopped is not None and stopped <= 26, stopped
 
 
 def test_destage_on_low_flow_after_delay_and_min_run() -> None:
