@@ -7,6 +7,7 @@ rig); faults are injected with the simulator's fault commands (a silent unit ans
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,14 @@ from tests.control.rig import Rig, control_section, until
 pytestmark = pytest.mark.timeout(90)
 
 
-async def test_mode_switch_is_retried_until_the_cabinet_reads_bus_mode(tmp_path: Path) -> None:
+async def test_mode_switch_is_retried_until_the_cabinet_reads_bus_mode(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The cabinet silent for 1.5 s when the loop starts: its first bus-mode write is lost. The
     write is retried until the cabinet reads back bus mode, and the loop never reports
     ``direct`` (nor writes a drive reference that acts) while the plant is still in automatic
     (the old loop recorded the write as sent and reported ``direct`` with the plant in auto)."""
+    caplog.set_level(logging.INFO, logger="agent.control.loop")
     async with Rig(tmp_path, control_section("direct")) as rig:
         await rig.wait_polled()
         pl = rig.sim.plant
@@ -52,6 +56,12 @@ async def test_mode_switch_is_retried_until_the_cabinet_reads_bus_mode(tmp_path:
             await asyncio.gather(watcher, return_exceptions=True)
         assert not lies, f"loop reported direct with the plant in automatic at {lies[:3]} s"
         assert "output_failed" not in rig.kinds()
+        # a clean stop writes automatic mode and believes it once read back
+        control = next(t for t in rig._tasks if t.get_name() == "control")
+        control.cancel()
+        await asyncio.gather(control, return_exceptions=True)
+        assert pl.mode == MODE_AUTO
+        assert "cabinet back in automatic (read back)" in caplog.text
 
 
 async def test_an_unconfirmable_mode_switch_raises_an_alarm_and_stays_local(
