@@ -163,6 +163,10 @@ def test_setpoint_command_is_acked_within_a_second_ramped_written_and_audited(
         result = wait_for(lambda: [r for r in platform.answers("raise-1") if r["phase"] == "result"], 60,
                           "the result", step_s=0.2)  # fmt: skip
         assert result[0]["code"] == "OK" and result[0]["status"] == "completed", result
+        done = next(t for r, _, t in platform.responses if r.get("id") == "raise-1"
+                    and r["phase"] == "result")  # fmt: skip
+        # the result is sent when the ramp is done and the pressure within 0.01 MPa of 0.45
+        print(f"setpoint.set 0.40→0.45 over MQTT → pressure at target: {done - sent:.1f} s")
         assert all(c == b"raise-1" for r, c, _ in platform.responses if r.get("id") == "raise-1")
         events = [
             e for t, b, _ in subscriber.snapshot() if t.endswith("/event") for e in b["events"]
