@@ -80,6 +80,11 @@ class Pid(Strict):
     ff_hz_per_m3h: Annotated[float, Field(ge=0)] | None = None
     """Flow feed-forward gain of one pump, Hz per m³/h; ``None`` derives it from
     ``staging.pump_capacity_m3h`` (:mod:`agent.control.feedforward`), 0 turns it off."""
+    gain_by_pumps: Annotated[list[Annotated[float, Field(gt=0, le=2)]], Field(max_length=4)] = (
+        Field(default_factory=list)
+    )
+    """Gain scheduling: ``kp_hz_per_mpa`` is multiplied by entry n − 1 while n pumps run
+    (the last entry for more); empty = one gain for any number."""
 
 
 class Staging(Strict):

@@ -5,6 +5,7 @@ flow feed-forward, staging hand-over, drive outputs); a base of
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from agent.control.feedforward import (
     equal_speed_hz,
@@ -12,7 +13,7 @@ from agent.control.feedforward import (
     head_fraction,
     startup_fraction,
 )
-from agent.control.law import Mode, PidInput, pid_step, reset_for
+from agent.control.law import Mode, PidInput, PidParams, pid_step, reset_for
 from agent.control.loop_io import LoopIO
 from agent.control.lowdemand import (
     Phase,
@@ -80,7 +81,7 @@ class DirectMode(LoopIO):
         pv = self.pv if self.pv is not None else self.sp_eff
         ff = self._feedforward(now, flow, running, track is None and self.mode is not Mode.MANUAL)
         self.pid = pid_step(
-            law.pid,
+            self._scheduled_pid(running),
             self.pid,
             PidInput(dt, self.sp_eff, pv, self.mode, self.manual_hz, track, ff),
         )
@@ -148,6 +149,16 @@ class DirectMode(LoopIO):
         outs = [v for v in (self._value(p.freq) for p in self.cfg.pumps) if v]
         self.pid = reset_for(self.pid, max(outs) if outs else 0.0)
         self.state = LoopState.DIRECT
+
+    def _scheduled_pid(self, running: int) -> PidParams:
+        """The PI tuning for ``running`` pumps: the gain times ``pid.gain_by_pumps[n − 1]``
+        (gain scheduling: with n pumps in parallel near shut-off a speed change moves n times
+        the flow, so the loop gain grows with n)."""
+        factors = self.cfg.pid.gain_by_pumps
+        if running <= 0 or not factors:
+            return self.law.pid
+        factor = factors[min(running, len(factors)) - 1]
+        return replace(self.law.pid, kp=self.law.pid.kp * factor)
 
     def _release_drives(self) -> None:
         """Not in control: want nothing of the drives' run commands and references (the
