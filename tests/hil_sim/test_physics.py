@@ -200,3 +200,23 @@ def test_a_power_blip_drops_the_phase_monitor_trips_the_drives_and_restarts_them
     assert pl.phase_ok
     assert [p.drive.fault_code for p in pl.pumps] == [0] * len(pl.pumps)
     assert any(p.drive.f_out_hz > 0 for p in pl.pumps)
+
+
+def test_hand_back_to_the_cabinet_is_bumpless() -> None:
+    """Bus mode with pumps 2 and 3 at 46 Hz, then back to automatic (as a drive watchdog or a
+    clean stop does): the cabinet's PI takes over the running pumps at their speed, as real
+    cascade cabinets do. The old controller reset: every pump ramped down, one restarted at
+    35 Hz, and the pressure dipped (0.278 MPa seen under the agent)."""
+    plant = Plant(seed=3)
+    trace(plant, 20.0)
+    plant.set_mode(MODE_BUS)
+    for i in (1, 2):
+        plant.vfd_command(i, 1)
+        plant.vfd_frequency(i, 46.0)
+    plant.vfd_command(0, 5)
+    trace(plant, 10.0)
+    plant.set_mode(0)  # automatic
+    after = trace(plant, 5.0)
+    assert all(running == 2 for _, _, running in after), after
+    assert [p.drive.run for p in plant.pumps] == [False, True, True]
+    assert min(p for p, _, _ in after) >= plant.setpoint - 0.03, after
