@@ -29,8 +29,8 @@ from agent.alarms.rules import PointFacts
 from agent.alarms.runtime import AlarmRuntime
 from agent.commands import CommandHandler, Request
 from agent.config import EXIT_CONFIG, SiteConfig
-from agent.control.loop import for_agent
 from agent.control.state import catalogue_points
+from agent.control.wiring import for_agent
 from agent.core.aio import cancel_all
 from agent.core.cache import Cache
 from agent.core.model import clock

@@ -38,7 +38,6 @@ from typing import Any
 
 from agent.config.control import ControlConfig
 from agent.control.direct import DirectMode
-from agent.control.events import to_contract
 from agent.control.feedforward import (
     flow_gain_hz_per_m3h,
 )
@@ -81,50 +80,10 @@ HAND_BACK_TRIES = 3
 RECOVER_S = 2.0
 """A good outlet pressure must last this long before the loop leaves its fallback (derived)."""
 
-STARTUP_POLLS = 3
-"""Poll cycles of the outlet pressure's device the loop waits at start-up for a first answered
-PV poll before a missing or failing PV counts as a sensor fault (derived: one cycle for the
-connect and first read, one for a retry after the poller's 1 s reconnect backoff, one spare;
-see :func:`startup_grace_s`)."""
-
 STARTUP_GRACE_DEFAULT_S = 10.0
 """Start-up grace, s, when the PV's device is not known (a loop built without a site config:
-tests, plots); :func:`startup_grace_s` computes it from the device otherwise."""
-
-
-def outputs_from_pollers(pollers: Sequence[Any]) -> dict[str, tuple[Driver, PointSpec]]:
-    """Point name → (driver, spec) over the agent's pollers (``agent.pollers``)."""
-    out: dict[str, tuple[Driver, PointSpec]] = {}
-    for poller in pollers:
-        for group in poller.groups:
-            for spec in group.points:
-                out[spec.name] = (poller.driver, spec)
-    return out
-
-
-def startup_grace_s(site: Any) -> float:
-    """How long the loop waits at start-up for the first answered poll of the outlet pressure
-    (``control.points.pv``), s: the PV device's connect timeout (``connect_timeout_s``, else
-    ``timeout_s``) plus :data:`STARTUP_POLLS` × (its poll interval + ``timeout_s``). Example:
-    an RTU transmitter polled every 1 s with a 1 s timeout → 1 + 3 × 2 = 7 s.
-
-    Args:
-        site: a :class:`agent.config.SiteConfig` with ``control:``.
-
-    Returns:
-        :data:`STARTUP_GRACE_DEFAULT_S` when there is no ``control:`` or no such point (the
-        whole-config checks refuse the latter).
-    """
-    control = getattr(site, "control", None)
-    if control is None:
-        return STARTUP_GRACE_DEFAULT_S
-    for device in site.devices:
-        for point in device.points:
-            if point.name == control.points.pv:
-                interval = point.poll_interval_s or device.poll_interval_s
-                connect = getattr(device, "connect_timeout_s", device.timeout_s)
-                return connect + STARTUP_POLLS * (interval + device.timeout_s)
-    return STARTUP_GRACE_DEFAULT_S
+tests, plots); :func:`agent.control.wiring.startup_grace_s` computes it from the device
+otherwise."""
 
 
 class ControlLoop(DirectMode, LoopRequests):
@@ -141,8 +100,9 @@ class ControlLoop(DirectMode, LoopRequests):
             the system's local time).
         startup_grace_s: at start-up the loop waits (state ``starting``: no writes, no
             events, telemetry only) until the outlet pressure's device has answered a poll, at
-            most this long, s (:func:`startup_grace_s`); after it a PV that is still missing
-            or failing is a sensor fault like any other (``pv_fault``, fallback).
+            most this long, s (:func:`agent.control.wiring.startup_grace_s`); after it a PV
+            that is still missing or failing is a sensor fault like any other (``pv_fault``,
+            fallback).
     """
 
     def __init__(
@@ -486,24 +446,3 @@ def _local_time_of_day() -> float:
 
 async def _discard(body: dict[str, Any]) -> None:
     return None
-
-
-def for_agent(agent: Any, ingest: Any, store: Any, uplink: Any) -> ControlLoop | None:
-    """The control loop of a running :class:`agent.app.Agent` (after its pollers exist), or
-    ``None`` without ``control:``. Telemetry goes to ``ingest.submit``; events are stored with
-    ``store.add_event`` and the uplink is woken."""
-    if agent.config.control is None:
-        return None
-
-    async def sink(body: dict[str, Any]) -> None:
-        await store.add_event(to_contract(body))
-        uplink.wake()
-
-    return ControlLoop(
-        agent.config.control,
-        agent.cache,
-        outputs_from_pollers(agent.pollers),
-        publish=ingest.submit,
-        event_sink=sink,
-        startup_grace_s=startup_grace_s(agent.config),
-    )

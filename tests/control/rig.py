@@ -19,7 +19,8 @@ import yaml
 
 import drivers
 from agent.config import load_config
-from agent.control.loop import ControlLoop, outputs_from_pollers
+from agent.control.loop import ControlLoop
+from agent.control.wiring import outputs_from_pollers
 from agent.core.cache import Cache
 from agent.poller import ConnectionPoller
 from hil_sim import commands

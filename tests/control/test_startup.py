@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.control.loop import STARTUP_POLLS
+from agent.control.wiring import STARTUP_POLLS
 from tests.control.rig import control_section
 from tests.procs import EXAMPLE, AgentProc, Mosquitto, Simulator, wait_for
 
