@@ -97,7 +97,7 @@ class DirectMode(LoopIO):
             self.staging,
             StagingInput(
                 now, dt, self.pid.out, pv, self.sp_eff, self._available(), self._hours(), flow,
-                demand,
+                demand, allow_start=not self.inter.pending,
             ),
         )  # fmt: skip
         if self.fallback and cfg.fallback != "fixed":

@@ -127,6 +127,9 @@ class StagingInput:
         flow_m3h: measured outlet flow, m³/h, or ``None``.
         demand: whether pumps are wanted at all (False while asleep, interlocked or in
             fallback ``stop``); when False everything stops regardless of minimum run times.
+        allow_start: whether a pump may be started now (False while a low-supply condition is
+            pending its interlock's raise delay: a pressure sagging for want of water is no
+            demand for another pump).
     """
 
     now_s: float
@@ -138,6 +141,7 @@ class StagingInput:
     hours: Sequence[float]
     flow_m3h: float | None = None
     demand: bool = True
+    allow_start: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +177,8 @@ def _set(s: StagingState, i: int, on: bool, now: float) -> StagingState:
 
 
 def _pick_start(p: StagingParams, s: StagingState, inp: StagingInput) -> int | None:
+    if not inp.allow_start:
+        return None
     cands = [
         i
         for i in range(p.n_pumps)

@@ -133,6 +133,18 @@ def test_override_band_stages_at_once_then_lets_each_pump_come_up() -> None:
     assert ev[1][0] - ev[0][0] == 5.0  # override_interval_s
 
 
+def test_no_pump_starts_while_low_supply_is_pending() -> None:
+    """Low suction not yet raised (its raise delay runs): the pressure sags for want of water,
+    not of pumps, so the override band starts no pump; once allowed again it does."""
+    s0 = StagingState((False, True, False), (0.0,) * 3, ((), (), ()))
+    _, ev = run_staging(s0, 7, mv_hz=50.0, pv=0.30, allow_start=False)
+    assert ev == []
+    _, ev = run_staging(StagingState.initial(3), 1, allow_start=False)
+    assert ev == []  # not even the lead
+    _, ev = run_staging(s0, 1, mv_hz=50.0, pv=0.30)
+    assert [e[1] for e in ev] == ["stage_on"]
+
+
 def test_destage_timer_holds_through_a_short_dip() -> None:
     """Low flow for one pump fewer, with a 2 s dip below the staging band (not below the
     override band) every 10 s: the destage timer holds through the dips and the pump stops
