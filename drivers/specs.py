@@ -92,6 +92,10 @@ class ModbusPoint:
         writable: whether the agent may write it.
         valid_min: lowest valid engineering value (else quality BAD_VALUE, reason ``range``).
         valid_max: highest valid engineering value.
+        write_only: the device cannot read it back (a drive's command word or frequency
+            reference on some drives): never polled (left out of every read plan), written
+            only; implies ``writable``. A register bit cannot be write-only (its write is a
+            read-modify-write).
     """
 
     name: str
@@ -108,6 +112,7 @@ class ModbusPoint:
     writable: bool = False
     valid_min: float | None = None
     valid_max: float | None = None
+    write_only: bool = False
 
     @property
     def width(self) -> int:
@@ -133,6 +138,8 @@ class OpcUaPoint:
         mode: ``"poll"`` (read with the Read service on every poll) or ``"subscribe"``
             (monitored item of a data-change subscription; each poll reports the latest value
             the server published).
+        write_only: never read (left out of every read plan), written only; implies
+            ``writable`` (a variable whose AccessLevel has CurrentWrite but not CurrentRead).
     """
 
     name: str
@@ -145,6 +152,7 @@ class OpcUaPoint:
     valid_min: float | None = None
     valid_max: float | None = None
     mode: str = "poll"
+    write_only: bool = False
 
 
 PointSpec = ModbusPoint | OpcUaPoint
@@ -179,7 +187,9 @@ class ModbusTcpConnection:
         limits: request limits per unit id, keyed by unit id.
         connection_mode: ``"persistent"`` keeps the socket open between polls; ``"per-poll"``
             opens it for each poll (or write) and closes it after, for devices that accept only
-            one TCP client, so a technician's laptop can connect between polls.
+            one TCP client, so a technician's laptop can connect between polls;
+            ``"per-request"`` opens one socket per request, for devices that answer only once
+            per connection.
         lenient_tid: accept a response whose transaction id does not match (gateways that never
             echo it), if its unit id, function code and byte count answer the request.
     """

@@ -12,10 +12,12 @@ Commands:
 * ``{"cmd": "truth"}`` → ``{"ok": true, "t": wall_ms, "values": {point: value}}``
 * ``{"cmd": "fault", "unit": 11, "transport": "rtu", "silent": true}``; any
   :class:`~hil_sim.modbus.faults.UnitFaults` field (``silent``, ``delay_s``, ``echo``,
-  ``fragment_gap_s``, ``corrupt_crc``, ``late_reply_s``, ``wrong_tid``) and/or ``"exception":
-  {"table": "holding_register", "address": 12288, "code": 2}``. ``transport`` defaults to
-  ``tcp`` for units 1–4 (and the test bench's 99) and ``rtu`` otherwise.
-  ``{"cmd": "fault", "transport": "tcp", "single_client": true}`` sets the server-wide flag.
+  ``fragment_gap_s``, ``corrupt_crc``, ``late_reply_s``, ``wrong_tid``, ``reset``,
+  ``gateway_error``: 10 or 11 for a TCP gateway's dead serial slave, 0 off) and/or
+  ``"exception": {"table": "holding_register", "address": 12288, "code": 2}``. ``transport``
+  defaults to ``tcp`` for units 1–4 (and the test bench's 99) and ``rtu`` otherwise.
+  ``{"cmd": "fault", "transport": "tcp", "single_client": true}`` and
+  ``"once_per_connection": true`` set the server-wide flags.
 * ``{"cmd": "clear_faults"}`` — every fault on both transports.
 * ``{"cmd": "freeze", "on": true}`` — plant time and every served value stop.
 * ``{"cmd": "set", "name": "demand_factor", "value": 2.0}`` — see :data:`SETTABLE`.
@@ -140,6 +142,7 @@ see ``Plant.PT_FAULTS``); ``power_blip_s`` drops the supply for that many second
 off, every drive trips undervoltage and restarts after, ``Plant.power_blip``)."""
 
 _FAULT_FIELDS = {f.name for f in dataclasses.fields(UnitFaults)} - {"exceptions", "garbage_before"}
+_SERVER_FLAGS = ("single_client", "once_per_connection")
 
 
 def _fault(sim: Simulator, cmd: dict[str, Any]) -> None:
@@ -152,15 +155,16 @@ def _fault(sim: Simulator, cmd: dict[str, Any]) -> None:
     if transport not in ("tcp", "rtu"):
         raise CommandError("transport must be 'tcp' or 'rtu'")
     faults = sim.faults[transport]
-    if "single_client" in cmd:
-        faults.single_client = bool(cmd["single_client"])
+    for flag in _SERVER_FLAGS:
+        if flag in cmd:
+            setattr(faults, flag, bool(cmd[flag]))
     if unit is None:
         return
     if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit <= 255:
         raise CommandError(f"bad unit {unit!r}")
     uf = faults.unit(unit)
     for key, value in cmd.items():
-        if key in ("cmd", "unit", "transport", "single_client"):
+        if key in ("cmd", "unit", "transport", *_SERVER_FLAGS):
             continue
         if key == "exception":
             if not isinstance(value, dict):
@@ -172,6 +176,10 @@ def _fault(sim: Simulator, cmd: dict[str, Any]) -> None:
                 uf.exceptions.pop((table, address), None)
             else:
                 uf.exceptions[(table, address)] = code
+        elif key == "gateway_error":
+            if value not in (0, 0x0A, 0x0B) or isinstance(value, bool):
+                raise CommandError("gateway_error must be 10 (0x0A), 11 (0x0B) or 0 (off)")
+            uf.gateway_error = value
         elif key in _FAULT_FIELDS:
             kind = type(getattr(uf, key))
             setattr(uf, key, bool(value) if kind is bool else _num(value, key))

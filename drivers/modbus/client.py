@@ -8,25 +8,37 @@ connection, see :mod:`drivers.modbus.link`). Outcomes:
 * answered → every member decoded (:mod:`drivers.modbus.codec`);
 * Modbus exception on a multi-point request → the request is split and its points are read one by
   one, so only the really unreadable points get BAD_VALUE, reason ``modbus:exception:<code>``.
-  Those points are remembered: later reads plan around them (they are skipped, and no request
-  bridges their addresses) and report the remembered reason without asking the device again.
-  What was learned is forgotten every :attr:`ModbusDriver.reprobe_s` seconds and on every
-  (re)connect, so a point that comes back is read again;
+  What that teaches is remembered (:mod:`drivers.modbus.learned`): later reads plan around those
+  points and report the remembered reason without asking the device again. Each learned item is
+  re-probed on its own, ``reprobe_s`` after it was learned, at most
+  :data:`~drivers.modbus.learned.REPROBE_PER_READ` items (one request each) per read; everything
+  learned is forgotten on every (re)connect;
+* exception 0x0A / 0x0B (gateway path unavailable / gateway target failed to respond,
+  :data:`~drivers.modbus.health.GATEWAY_EXCEPTIONS`) → the UNIT is unreachable behind its gateway:
+  COMM_FAIL with reason ``modbus:exception:<code>`` for its points of this read, its other
+  requests in the read skipped, nothing learned, never split; after repeated failures the unit
+  is offline (below);
 * timeout → COMM_FAIL, reason ``timeout``, for that unit id's points of this read only; its other
-  requests in this read are skipped (on a shared RS-485 bus a dead unit would otherwise cost one
-  timeout per request); other unit ids keep being read;
+  requests in this read are skipped (on a shared RS-485 bus or behind a TCP gateway a dead unit
+  would otherwise cost one timeout per request); other unit ids keep being read;
 * a garbled answer (late reply, wrong length) → COMM_FAIL, reason ``garbled``, for that request;
 * exception 05/06 (acknowledge / device busy, :data:`TRANSIENT_EXCEPTIONS`) → COMM_FAIL with reason
   ``modbus:exception:<code>`` for that request, nothing learned.
 
 Per unit id a :class:`~drivers.modbus.health.UnitHealth` counts polls, successes, timeouts, CRC
-errors and exceptions, and marks a unit offline after repeated timeouts (probed at a lower rate,
-reason ``offline`` meanwhile, see :mod:`drivers.modbus.health`); a frame with a bad CRC or a garbled
+errors and exceptions, and marks a unit offline after repeated reads without an answer (timeout,
+or 0x0A/0x0B from its gateway): it is then probed slowly (one request every
+:data:`~drivers.modbus.health.PROBE_INTERVAL_S` at most, reason ``offline`` meanwhile), and a
+probe is sent after every other unit's requests of the read, so a dead unit never delays the
+readings of the live ones (see :mod:`drivers.modbus.health`). A frame with a bad CRC or a garbled
 one is COMM_FAIL with reason ``crc`` / ``garbled`` (RTU resends a bad-CRC request once first).
 
-Modbus TCP ``connection_mode: per-poll`` opens the socket at the start of each read or write and
-closes it at the end, so a device that accepts one TCP client can also be reached by a
-technician's laptop between polls; the driver never holds more than one socket to a device.
+Modbus TCP ``connection_mode``: ``persistent`` keeps one socket; ``per-poll`` opens the socket
+at the start of each read or write and closes it at the end, so a device that accepts one TCP
+client can also be reached by a technician's laptop between polls (the driver never holds more
+than one socket to a device, and a read or write cancelled at any point, even while the socket
+opens, releases its hold); ``per-request`` opens a socket for every single request (devices that
+answer once per connection, see :mod:`drivers.modbus.link`).
 
 ``ConnectionLost`` is raised only when the transport is gone (TCP socket closed, serial port
 vanished) and, on Modbus TCP, after :data:`TCP_MAX_CONSECUTIVE_TIMEOUTS` consecutive timeouts (a
@@ -37,14 +49,16 @@ so one unit's silence is not enough — three in a row across reads with no answ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from agent.core.model import ConnectError, ConnectionLost, Quality, Reading, Value, WriteError
 from drivers.base import Driver, ReadPlan
 from drivers.modbus import codec
-from drivers.modbus.health import UnitHealth
+from drivers.modbus.health import GATEWAY_EXCEPTIONS, PROBE_INTERVAL_S, UnitHealth
+from drivers.modbus.learned import REPROBE_S, Learned, LearnedMap
 from drivers.modbus.link import (
     ModbusCrcError,
     ModbusExceptionResponse,
@@ -52,7 +66,7 @@ from drivers.modbus.link import (
     ModbusLink,
     ModbusTimeout,
 )
-from drivers.modbus.plan import Break, Member, ModbusReadPlan, ReadRequest, plan_requests
+from drivers.modbus.plan import Member, ModbusReadPlan, ReadRequest, plan_requests
 from drivers.specs import DataType, ModbusPoint, ModbusRtuConnection, ModbusTcpConnection, Table
 
 TCP_MAX_CONSECUTIVE_TIMEOUTS = 3
@@ -64,8 +78,7 @@ TRANSIENT_EXCEPTIONS = frozenset({5, 6})
 06 SERVER DEVICE BUSY (Modbus Application Protocol V1.1b3 §7). They give COMM_FAIL readings with
 reason ``modbus:exception:<code>`` and teach the planner nothing."""
 
-REPROBE_S = 60.0
-"""Seconds after which points learned to be unreadable are tried again."""
+__all__ = ["REPROBE_S", "TCP_MAX_CONSECUTIVE_TIMEOUTS", "TRANSIENT_EXCEPTIONS", "ModbusDriver"]
 
 
 class ModbusDriver(Driver):
@@ -73,29 +86,40 @@ class ModbusDriver(Driver):
 
     Args:
         spec: the connection.
-        reprobe_s: how long learned-unreadable points are skipped before being tried again.
+        reprobe_s: how long a learned-unreadable item is skipped before being tried again, s.
+        probe_interval_s: least time between two probes of an offline unit, s.
     """
 
     def __init__(
-        self, spec: ModbusTcpConnection | ModbusRtuConnection, *, reprobe_s: float = REPROBE_S
+        self,
+        spec: ModbusTcpConnection | ModbusRtuConnection,
+        *,
+        reprobe_s: float = REPROBE_S,
+        probe_interval_s: float = PROBE_INTERVAL_S,
     ) -> None:
         self.spec = spec
         self.name = spec.name
-        self.reprobe_s = reprobe_s
+        self.probe_interval_s = probe_interval_s
         self._link = ModbusLink(spec)
         self._limits = dict(spec.limits)
-        self._bad: dict[str, str] = {}  # point name → reason
-        self._breaks: set[Break] = set()
-        self._learned_at: float | None = None
-        self._version = 0
+        self._learned = LearnedMap(reprobe_s)
         self._cache: dict[int, tuple[int, ModbusReadPlan, tuple[ReadRequest, ...]]] = {}
         self._consecutive_timeouts = 0
         self._units: dict[int, UnitHealth] = {}
         self._users = 0  # per-poll: reads/writes currently holding the socket
         self._open_lock = asyncio.Lock()
-        self._per_poll = (
-            isinstance(spec, ModbusTcpConnection) and spec.connection_mode == "per-poll"
-        )
+        mode = spec.connection_mode if isinstance(spec, ModbusTcpConnection) else "persistent"
+        self._per_poll = mode == "per-poll"
+        self._per_request = mode == "per-request"
+
+    @property
+    def reprobe_s(self) -> float:
+        """Seconds a learned-unreadable item is skipped before it is re-probed."""
+        return self._learned.reprobe_s
+
+    @reprobe_s.setter
+    def reprobe_s(self, value: float) -> None:
+        self._learned.reprobe_s = value
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -121,33 +145,45 @@ class ModbusDriver(Driver):
 
     async def connect(self) -> None:
         """Open the TCP socket or serial port; forget learned-unreadable points. In per-poll
-        mode the socket opened here serves the first poll, which closes it.
+        mode the socket opened here serves the first poll, which closes it; in per-request mode
+        it only proves the device reachable and is closed at once.
 
         Raises:
             ConnectError: refused, port missing, or timed out.
         """
         await self._link.connect()
-        self._forget()
+        if self._per_request:
+            self._link.close()
+        self._learned.clear()
         self._consecutive_timeouts = 0
 
     async def close(self) -> None:
         """Close the connection. Idempotent; never raises."""
         self._link.close()
 
-    async def _open_for_poll(self) -> None:
+    @contextlib.asynccontextmanager
+    async def _socket(self) -> AsyncIterator[None]:
+        """Hold the per-poll socket for one read or write (opening it if needed); the last
+        holder out closes it. Every exit path releases the hold, cancellation included (a hold
+        that leaked would pin the socket for good and lock a single-client device's other
+        clients out). A no-op for persistent and per-request connections.
+
+        Raises:
+            ConnectionLost: the socket could not be opened.
+        """
         if not self._per_poll:
+            yield
             return
         self._users += 1  # a read and a write may overlap; the last one out closes
-        async with self._open_lock:  # one socket: never two opens at once
-            if not self._link.connected:
-                try:
-                    await self._link.connect()
-                except ConnectError as exc:
-                    self._users -= 1
-                    raise ConnectionLost(str(exc)) from exc
-
-    def _end_poll(self) -> None:
-        if self._per_poll:
+        try:
+            async with self._open_lock:  # one socket: never two opens at once
+                if not self._link.connected:
+                    try:
+                        await self._link.connect()
+                    except ConnectError as exc:
+                        raise ConnectionLost(str(exc)) from exc
+            yield
+        finally:
             self._users -= 1
             if self._users == 0:
                 self._link.close()
@@ -175,9 +211,9 @@ class ModbusDriver(Driver):
             "crc_errors": link.crc_errors,
             "exceptions": dict(link.exceptions),
             "garbled": link.garbled,
-            "reconnects": 0 if self._per_poll else max(0, link.connects - 1),
+            "reconnects": 0 if self._per_poll or self._per_request else max(0, link.connects - 1),
             **link.health.snapshot(),
-            "unreadable_points": len(self._bad),
+            "unreadable_points": len(self._learned.bad),
             **link.port_counters(),
             "devices": {h.device or f"unit{u}": h.snapshot() for u, h in self._units.items()},
         }
@@ -193,44 +229,46 @@ class ModbusDriver(Driver):
         """
         if not isinstance(plan, ModbusReadPlan):
             raise ValueError("not a Modbus read plan")
-        if self._learned_at is not None and time.monotonic() - self._learned_at >= self.reprobe_s:
-            self._forget()
-        await self._open_for_poll()
-        try:
+        if not plan.points:
+            return []
+        async with self._socket():
             return await self._read(plan)
-        finally:
-            self._end_poll()
 
     async def _read(self, plan: ModbusReadPlan) -> list[Reading]:
         points = plan.points
         out: list[Reading | None] = [None] * len(points)
+        now = time.monotonic()
         requests = self._requests(plan)
+        units = list(dict.fromkeys(r.unit_id for r in requests))
         skipped: set[int] = set()
         probing: set[int] = set()
-        for unit_id in dict.fromkeys(r.unit_id for r in requests):
+        for unit_id in units:
             health = self._unit(unit_id)
             was_offline = health.offline
-            if not health.due():
+            if not health.due(now, self.probe_interval_s):
                 skipped.add(unit_id)
             elif was_offline:
                 probing.add(unit_id)
-        dead_units: set[int] = set()
-        for req in requests:
-            health = self._unit(req.unit_id)
-            if req.unit_id in skipped:
+        # probes of offline units go last: a dead unit never delays the live units' readings
+        ordered = sorted(requests, key=lambda r: r.unit_id in probing)
+        answers_before = self._link.responses
+        dead: dict[int, str] = {}  # unit id → reason for its remaining requests in this read
+        for req in ordered:
+            uid = req.unit_id
+            health = self._unit(uid)
+            if uid in skipped:
                 self._fill(out, points, req.members, Quality.COMM_FAIL, "offline")
                 continue
-            if req.unit_id in dead_units:
-                self._fill(out, points, req.members, Quality.COMM_FAIL, "timeout")
+            if uid in dead:
+                self._fill(out, points, req.members, Quality.COMM_FAIL, dead[uid])
                 continue
             try:
-                block = await self._link.read(req.unit_id, req.table, req.address, req.count)
+                block = await self._link.read(uid, req.table, req.address, req.count)
             except ModbusTimeout as exc:
                 health.timed_out(str(exc))
+                dead[uid] = "offline" if uid in probing else "timeout"
+                self._fill(out, points, req.members, Quality.COMM_FAIL, dead[uid])
                 self._timed_out()
-                (skipped if req.unit_id in probing else dead_units).add(req.unit_id)
-                reason = "offline" if req.unit_id in probing else "timeout"
-                self._fill(out, points, req.members, Quality.COMM_FAIL, reason)
                 continue
             except ModbusGarbled as exc:
                 self._answered_badly(health, exc)
@@ -239,23 +277,34 @@ class ModbusDriver(Driver):
                 continue
             except ModbusExceptionResponse as exc:
                 self._consecutive_timeouts = 0
+                if exc.code in GATEWAY_EXCEPTIONS:
+                    health.unreachable(exc.code)
+                    dead[uid] = "offline" if uid in probing else f"modbus:exception:{exc.code}"
+                    self._fill(out, points, req.members, Quality.COMM_FAIL, dead[uid])
+                    continue
                 health.exception(exc.code)
-                probing.discard(req.unit_id)
+                probing.discard(uid)
                 if exc.code in TRANSIENT_EXCEPTIONS:
                     reason = f"modbus:exception:{exc.code}"
                     self._fill(out, points, req.members, Quality.COMM_FAIL, reason)
                     continue
-                if not await self._split(plan, req, exc.code, out):
-                    dead_units.add(req.unit_id)
+                failed = await self._split(plan, req, exc.code, out, now)
+                if failed is not None:
+                    dead[uid] = failed
                 continue
             self._consecutive_timeouts = 0
             health.answered()
-            probing.discard(req.unit_id)
+            probing.discard(uid)
             for m in req.members:
                 out[m.index] = codec.decode_point(points[m.index], block, m.offset)
+        await self._reprobe(plan, out, skipped | set(dead), now)
+        link_alive = self._link.responses > answers_before
+        for unit_id in units:
+            self._unit(unit_id).end_read(now, link_alive)
+        bad = self._learned.bad
         for i, p in enumerate(points):
             if out[i] is None:
-                out[i] = Reading(p.name, None, Quality.BAD_VALUE, self._bad.get(p.name, "unread"))
+                out[i] = Reading(p.name, None, Quality.BAD_VALUE, bad.get(p.name, "unread"))
         return [r for r in out if r is not None]
 
     def _answered_badly(self, health: UnitHealth, exc: ModbusGarbled) -> None:
@@ -264,69 +313,89 @@ class ModbusDriver(Driver):
 
     def _requests(self, plan: ModbusReadPlan) -> tuple[ReadRequest, ...]:
         """The plan's requests with learned-unreadable points skipped (cached per version)."""
-        if not self._bad and not self._breaks:
+        learned = self._learned
+        if not learned.items:
             return plan.requests
         cached = self._cache.get(id(plan))
-        if cached is not None and cached[0] == self._version and cached[1] is plan:
+        if cached is not None and cached[0] == learned.version and cached[1] is plan:
             return cached[2]
-        skip = {i for i, p in enumerate(plan.points) if p.name in self._bad}
-        reqs = plan_requests(plan.points, plan.limits, skip=skip, breaks=self._breaks)
-        self._cache[id(plan)] = (self._version, plan, reqs)
+        skip = {i for i, p in enumerate(plan.points) if p.name in learned.bad}
+        reqs = plan_requests(plan.points, plan.limits, skip=skip, breaks=learned.breaks)
+        self._cache[id(plan)] = (learned.version, plan, reqs)
         return reqs
 
     async def _split(
-        self, plan: ModbusReadPlan, req: ReadRequest, code: int, out: list[Reading | None]
-    ) -> bool:
+        self,
+        plan: ModbusReadPlan,
+        req: ReadRequest,
+        code: int,
+        out: list[Reading | None],
+        now: float,
+    ) -> str | None:
         """Read the members of a request that got exception ``code`` one extent at a time.
 
-        Returns False when the unit timed out meanwhile (its remaining points are COMM_FAIL).
+        Returns None, or the reason for the unit's remaining points of this read when it stopped
+        answering meanwhile (timeout, or 0x0A/0x0B from its gateway).
         """
         points = plan.points
-        reason = f"modbus:exception:{code}"
+        health = self._unit(req.unit_id)
         extents: dict[tuple[int, int], list[Member]] = {}
         for m in req.members:
             p = points[m.index]
             extents.setdefault((p.address, p.width), []).append(m)
         if len(extents) == 1:
-            self._learn_bad(req, [points[m.index] for m in req.members], reason)
-            self._fill(out, points, req.members, Quality.BAD_VALUE, reason)
-            return True
+            ((address, width),) = extents
+            self._learn_bad(req, address, width, req.members, points, f"modbus:exception:{code}")
+            self._fill(out, points, req.members, Quality.BAD_VALUE, f"modbus:exception:{code}")
+            return None
         any_bad = False
         for (address, width), members in extents.items():
             try:
                 block = await self._link.read(req.unit_id, req.table, address, width)
             except ModbusTimeout as exc:
-                self._unit(req.unit_id).timed_out(str(exc))
-                self._timed_out()
+                health.timed_out(str(exc))
                 self._fill_rest(out, points, req.members, "timeout")
-                return False
+                self._timed_out()
+                return "timeout"
             except ModbusGarbled as exc:
-                self._answered_badly(self._unit(req.unit_id), exc)
+                self._answered_badly(health, exc)
                 reason = "crc" if isinstance(exc, ModbusCrcError) else "garbled"
                 self._fill(out, points, members, Quality.COMM_FAIL, reason)
                 continue
             except ModbusExceptionResponse as exc:
-                self._unit(req.unit_id).exceptions[exc.code] += 1
-                any_bad = True
                 r = f"modbus:exception:{exc.code}"
-                self._learn_bad(req, [points[m.index] for m in members], r)
+                if exc.code in GATEWAY_EXCEPTIONS:
+                    health.unreachable(exc.code)
+                    self._fill_rest(out, points, req.members, r)
+                    return r
+                health.exceptions[exc.code] += 1
+                any_bad = True
+                self._learn_bad(req, address, width, members, points, r)
                 self._fill(out, points, members, Quality.BAD_VALUE, r)
                 continue
-            self._unit(req.unit_id).successes += 1
+            health.successes += 1
             for m in members:
                 out[m.index] = codec.decode_point(points[m.index], block, 0)
         if not any_bad:
-            self._learn_unbridgeable(req, points)
-        return True
+            self._learn_unbridgeable(req, points, now)
+        return None
 
-    def _learn_bad(self, req: ReadRequest, bad: list[ModbusPoint], reason: str) -> None:
-        for p in bad:
-            self._bad[p.name] = reason
-            for b in range(p.address, p.address + p.width + 1):
-                self._breaks.add((req.unit_id, req.table, b))
-        self._changed()
+    def _learn_bad(
+        self,
+        req: ReadRequest,
+        address: int,
+        width: int,
+        members: Sequence[Member],
+        points: Sequence[ModbusPoint],
+        reason: str,
+    ) -> None:
+        names = tuple(points[m.index].name for m in members)
+        now = time.monotonic()
+        self._learned.learn_bad(req.unit_id, req.table, address, width, names, reason, now)
 
-    def _learn_unbridgeable(self, req: ReadRequest, points: Sequence[ModbusPoint]) -> None:
+    def _learn_unbridgeable(
+        self, req: ReadRequest, points: Sequence[ModbusPoint], now: float
+    ) -> None:
         """Every point read alone but not together: never bridge this block's holes again (or,
         without holes, never join its points)."""
         used: set[int] = set()
@@ -335,21 +404,55 @@ class ModbusDriver(Driver):
             used.update(range(p.address, p.address + p.width))
         holes = [a for a in range(req.address, req.address + req.count) if a not in used]
         cuts = holes or [points[m.index].address for m in req.members[1:]]
-        for a in cuts:
-            self._breaks.update({(req.unit_id, req.table, a), (req.unit_id, req.table, a + 1)})
-        self._changed()
+        self._learned.learn_unbridgeable(req.unit_id, req.table, req.address, req.count, cuts, now)
 
-    def _changed(self) -> None:
-        if self._learned_at is None:
-            self._learned_at = time.monotonic()
-        self._version += 1
+    async def _reprobe(
+        self, plan: ModbusReadPlan, out: list[Reading | None], gone: set[int], now: float
+    ) -> None:
+        """Re-probe the learned items that are due (at most ``REPROBE_PER_READ``, one request
+        each; units that did not answer in this read are left for later). An answer forgets
+        the item and, for unreadable points of this plan, gives their readings at once."""
+        index = {p.name: i for i, p in enumerate(plan.points)}
+        for item in self._learned.due(now):
+            if item.unit_id in gone:
+                continue
+            block = await self._probe(item, gone, now)
+            if block is None:
+                continue
+            for name in item.points:
+                i = index.get(name)
+                if i is not None:
+                    p = plan.points[i]
+                    out[i] = codec.decode_point(p, block, p.address - item.address)
 
-    def _forget(self) -> None:
-        self._bad.clear()
-        self._breaks.clear()
-        self._cache.clear()
-        self._version += 1
-        self._learned_at = None
+    async def _probe(self, item: Learned, gone: set[int], now: float) -> list[Any] | None:
+        """One re-probe request: the registers/bits, or None (then the item stays learned)."""
+        health = self._unit(item.unit_id)
+        try:
+            block = await self._link.read(item.unit_id, item.table, item.address, item.count)
+        except ModbusTimeout as exc:
+            health.timed_out(str(exc))
+            gone.add(item.unit_id)
+            self._learned.confirm(item, now)
+            self._timed_out()
+            return None
+        except ModbusGarbled as exc:
+            self._answered_badly(health, exc)
+            self._learned.confirm(item, now)
+            return None
+        except ModbusExceptionResponse as exc:
+            self._consecutive_timeouts = 0
+            if exc.code in GATEWAY_EXCEPTIONS:
+                health.unreachable(exc.code)
+                gone.add(item.unit_id)
+            else:
+                health.exception(exc.code)
+            self._learned.confirm(item, now)
+            return None
+        self._consecutive_timeouts = 0
+        health.answered()
+        self._learned.forget(item)
+        return block
 
     def _timed_out(self) -> None:
         self._consecutive_timeouts += 1
@@ -402,6 +505,10 @@ class ModbusDriver(Driver):
         if point.table in (Table.DISCRETE_INPUT, Table.INPUT_REGISTER):
             raise WriteError(f"{point.name}: {point.table} is read-only", "read_only")
         is_bit = point.table is Table.COIL or point.dtype is DataType.BOOL
+        if point.write_only and is_bit and point.table is not Table.COIL:
+            # a bit of a register is written by read-modify-write, impossible without a read
+            raise WriteError(f"{point.name}: a write-only register bit cannot be written", "range")
+        regs: list[int] = []
         if is_bit and (value is None or value not in (0, 1)):
             raise WriteError(f"{point.name}: not a bool: {value!r}", "range")
         if not is_bit:
@@ -415,7 +522,11 @@ class ModbusDriver(Driver):
                 regs = codec.encode_registers(point, value)
             except ValueError as exc:
                 raise WriteError(str(exc), "range") from exc
-        await self._open_for_poll()
+        async with self._socket():
+            await self._write(point, value, is_bit, regs)
+        self._consecutive_timeouts = 0
+
+    async def _write(self, point: ModbusPoint, value: Value, is_bit: bool, regs: list[int]) -> None:
         try:
             uid, addr = point.unit_id, point.address
             if point.table is Table.COIL:
@@ -436,6 +547,3 @@ class ModbusDriver(Driver):
             raise WriteError(f"{point.name}: {exc}", f"modbus:exception:{exc.code}") from exc
         except ModbusGarbled as exc:
             raise WriteError(f"{point.name}: {exc}", "garbled") from exc
-        finally:
-            self._end_poll()
-        self._consecutive_timeouts = 0

@@ -10,6 +10,11 @@ library exception leaves this module: failures are :class:`~agent.core.model.Con
 
 On RTU a frame with a bad CRC is retried once (line noise is usually a one-off); after every
 failed RTU transaction the port waits its guard time and flushes (see ``rtu_port``).
+
+Modbus TCP ``connection_mode: per-request``: every transaction opens its own socket and closes
+it after the answer (or failure), inside the same lock, for devices that answer only the first
+request of a connection. A socket that cannot be opened is :class:`ConnectionLost` for that
+request.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections import Counter
 from typing import Any
 
 from agent.core.health import Health
-from agent.core.model import ConnectionLost
+from agent.core.model import ConnectError, ConnectionLost
 from drivers.modbus import frames
 from drivers.modbus.errors import (
     ModbusCrcError,
@@ -65,6 +70,9 @@ class ModbusLink:
             RtuPort(spec) if isinstance(spec, ModbusRtuConnection) else TcpPort(spec)
         )
         self._lock = asyncio.Lock()
+        self._per_request = (
+            isinstance(spec, ModbusTcpConnection) and spec.connection_mode == "per-request"
+        )
         self.requests = 0
         self.responses = 0
         self.timeouts = 0
@@ -141,52 +149,65 @@ class ModbusLink:
             ModbusGarbled: the answer did not match the request (ModbusCrcError: bad CRC twice).
         """
         async with self._lock:
-            if log.isEnabledFor(logging.DEBUG):
-                address = int.from_bytes(request.pdu[1:3], "big")
-                log.debug(
-                    "%s: unit %d fc %02X PDU address %d (0x%04X) count %d: %s",
-                    self.spec.name,
-                    request.unit_id,
-                    request.function,
-                    address,
-                    address,
-                    request.count,
-                    request.pdu.hex(" "),
-                )
-            attempts = 1 + (CRC_RETRIES if isinstance(self.port, RtuPort) else 0)
-            for attempt in range(attempts):
-                self.requests += 1
-                try:
-                    pdu = await self.port.transact(request, self.spec.timeout_s)
-                except ModbusTimeout:
-                    self.timeouts += 1
-                    self.health.error(f"timeout unit {request.unit_id}")
-                    await self._after_failure()
-                    raise
-                except ModbusCrcError:
-                    self.crc_errors += 1
-                    self.health.error(f"crc error unit {request.unit_id}")
-                    await self._after_failure()
-                    if attempt + 1 < attempts:
-                        continue
-                    raise
-                except ModbusGarbled as exc:
-                    self.garbled += 1
-                    self.health.error(f"garbled unit {request.unit_id}: {exc}")
-                    await self._after_failure()
-                    raise
-                except ConnectionLost as exc:
-                    self.health.error(str(exc))
-                    raise
-                break
-            self.responses += 1
-            self.health.ok()
-            code = frames.exception_code(pdu)
-            if code is not None:
-                self.exceptions[code] += 1
-                self.health.error(f"exception {code} unit {request.unit_id}")
-                raise ModbusExceptionResponse(code)
-            return pdu
+            if not self._per_request:
+                return await self._transact(request)
+            try:
+                await self.port.open()
+            except ConnectError as exc:
+                self.health.error(f"connect: {exc}")
+                raise ConnectionLost(str(exc)) from exc
+            try:
+                return await self._transact(request)
+            finally:
+                self.port.close()
+
+    async def _transact(self, request: frames.Request) -> bytes:
+        if log.isEnabledFor(logging.DEBUG):
+            address = int.from_bytes(request.pdu[1:3], "big")
+            log.debug(
+                "%s: unit %d fc %02X PDU address %d (0x%04X) count %d: %s",
+                self.spec.name,
+                request.unit_id,
+                request.function,
+                address,
+                address,
+                request.count,
+                request.pdu.hex(" "),
+            )
+        attempts = 1 + (CRC_RETRIES if isinstance(self.port, RtuPort) else 0)
+        for attempt in range(attempts):
+            self.requests += 1
+            try:
+                pdu = await self.port.transact(request, self.spec.timeout_s)
+            except ModbusTimeout:
+                self.timeouts += 1
+                self.health.error(f"timeout unit {request.unit_id}")
+                await self._after_failure()
+                raise
+            except ModbusCrcError:
+                self.crc_errors += 1
+                self.health.error(f"crc error unit {request.unit_id}")
+                await self._after_failure()
+                if attempt + 1 < attempts:
+                    continue
+                raise
+            except ModbusGarbled as exc:
+                self.garbled += 1
+                self.health.error(f"garbled unit {request.unit_id}: {exc}")
+                await self._after_failure()
+                raise
+            except ConnectionLost as exc:
+                self.health.error(str(exc))
+                raise
+            break
+        self.responses += 1
+        self.health.ok()
+        code = frames.exception_code(pdu)
+        if code is not None:
+            self.exceptions[code] += 1
+            self.health.error(f"exception {code} unit {request.unit_id}")
+            raise ModbusExceptionResponse(code)
+        return pdu
 
     async def _after_failure(self) -> None:
         if isinstance(self.port, RtuPort) and self.port.is_open:

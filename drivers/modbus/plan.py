@@ -191,7 +191,8 @@ class ModbusReadPlan(ReadPlan):
     """A Modbus :class:`~drivers.base.ReadPlan`: the points and their coalesced requests.
 
     Attributes:
-        points: the planned points, in reading order.
+        points: the planned points, in reading order; write-only points
+            (:attr:`~drivers.specs.ModbusPoint.write_only`) are left out: they are never read.
         limits: the request limits per unit id the plan was made with (the driver re-plans with
             them when it learns to avoid addresses).
         requests: the coalesced requests.
@@ -206,7 +207,7 @@ class ModbusReadPlan(ReadPlan):
         names = [p.name for p in points]
         if len(set(names)) != len(names):
             raise ValueError("duplicate point names in one plan")
-        self.points: tuple[ModbusPoint, ...] = tuple(points)
+        self.points: tuple[ModbusPoint, ...] = tuple(p for p in points if not p.write_only)
         self.limits: dict[int, ModbusLimits] = dict(limits or {})
         self.requests: tuple[ReadRequest, ...] = plan_requests(self.points, self.limits)
 

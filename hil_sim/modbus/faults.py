@@ -4,8 +4,9 @@ One :class:`Faults` object is shared by the servers and the simulator's control 
 change it at run time; servers read it afresh for every request. Faults model what real field
 devices and RS-485 adapters do: a device off the bus, a slow device, exception responses on some
 addresses, local echo of USB/RS-485 adapters, CRC errors from line noise, a frame split by a slow
-UART, line noise before the frame, replies that arrive after the master gave up, and Modbus TCP
-devices that answer with a wrong transaction id or accept only one TCP client.
+UART, line noise before the frame, replies that arrive after the master gave up, Modbus TCP
+devices that answer with a wrong transaction id, accept only one TCP client or answer once per
+connection, and TCP/RTU gateways whose serial slave is dead (exception 0x0A/0x0B).
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ class UnitFaults:
         wrong_tid: TCP only: answer with the transaction id plus one (mod 65536).
         reset: TCP only: probability 0..1 that a request is answered by resetting the TCP
             connection (RST) instead (a device or gateway that restarts or drops its socket).
+        gateway_error: TCP only: 0 (off), 0x0A or 0x0B: the server plays a Modbus TCP/RTU
+            gateway whose serial slave with this unit id is dead, answering every request for
+            the unit with exception 0x0A GATEWAY PATH UNAVAILABLE or 0x0B GATEWAY TARGET DEVICE
+            FAILED TO RESPOND (Modbus Application Protocol V1.1b3 §7). Combine with ``delay_s``
+            for a gateway that answers 0x0B only after its own serial response timeout.
     """
 
     silent: bool = False
@@ -48,6 +54,7 @@ class UnitFaults:
     late_reply_s: float = 0.0
     wrong_tid: bool = False
     reset: float = 0.0
+    gateway_error: int = 0
 
     def exception_for(self, table: str, address: int, count: int) -> int | None:
         """The injected exception code for a request on ``table`` covering
@@ -66,12 +73,15 @@ class Faults:
     Attributes:
         single_client: TCP servers accept only one connection at a time; a second connection
             is closed at once (as many small embedded Modbus TCP devices do).
+        once_per_connection: TCP servers answer only the first request of each connection and
+            then close it (devices whose Modbus TCP stack serves one request per connection).
         rng: random source for probabilistic faults (seed it for reproducible runs).
     """
 
     def __init__(self, seed: int | None = None) -> None:
         self._units: dict[int, UnitFaults] = {}
         self.single_client = False
+        self.once_per_connection = False
         self.rng = random.Random(seed)
 
     def unit(self, unit_id: int) -> UnitFaults:
@@ -89,3 +99,4 @@ class Faults:
         """Remove every fault (all units healthy, multiple TCP clients allowed)."""
         self._units.clear()
         self.single_client = False
+        self.once_per_connection = False

@@ -39,7 +39,7 @@ class ModbusTcpServer:
         port: TCP port; 0 picks a free one, read it from :attr:`port` after :meth:`start`.
         slaves: unit id -> :class:`Slave`; looked up per request, so it may change at run time.
         faults: shared fault settings (silent, delay_s, exceptions, late_reply_s, wrong_tid,
-            ``Faults.single_client``).
+            reset, gateway_error, ``Faults.single_client``, ``Faults.once_per_connection``).
         counters: counts every complete request as ``("tcp", unit_id, function_code)``.
         idle_timeout_s: close a connection that sent nothing for this long (s).
         write_timeout_s: give up on a client that does not take our response within this (s).
@@ -132,6 +132,9 @@ class ModbusTcpServer:
                         self.counters.count_error("tcp", "bad_mbap")
                         continue
                     await self._answer(writer, tid, unit_id, pdu)
+                    if self.faults.once_per_connection:
+                        self.counters.count_error("tcp", "closed_after_one")
+                        return
         except (TimeoutError, ConnectionError):
             pass
         finally:
@@ -153,7 +156,9 @@ class ModbusTcpServer:
             writer.transport.abort()
             return
         slave = self.slaves.get(unit_id)
-        if slave is None:
+        if uf is not None and uf.gateway_error:
+            response = exception_response(fc, uf.gateway_error)
+        elif slave is None:
             response = exception_response(fc, GATEWAY_TARGET_FAILED)
         else:
             response = handle_request(slave, pdu, uf)
