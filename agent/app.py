@@ -402,6 +402,8 @@ def _point_meta(p: Any) -> dict[str, Any]:
         "writable": p.writable,
         "source": p.source,
     }
+    if getattr(p, "write_only", False):
+        out["write_only"] = True
     if p.valid_min is not None or p.valid_max is not None:
         out["range"] = [p.valid_min, p.valid_max]
     if p.description:

@@ -135,19 +135,19 @@ class ConnectionPoller:
             await self._try_connect()
         if not self._connected:
             self.counters.polls_failed += 1
-            self.sink(_failed(group.points, "disconnected"), ts_ms)
+            self.sink(_failed(group.plan.points, "disconnected"), ts_ms)
             return
         try:
             readings = await self.driver.read(group.plan)
         except ConnectionLost as exc:
             await self._lost(str(exc))
             self.counters.polls_failed += 1
-            self.sink(_failed(group.points, "disconnected"), ts_ms)
+            self.sink(_failed(group.plan.points, "disconnected"), ts_ms)
             return
         except DriverError as exc:  # a driver bug must not stop the agent
             log.exception("%s: read failed", self.label)
             self.counters.health.error(str(exc))
-            self.sink(_failed(group.points, "driver_error"), ts_ms)
+            self.sink(_failed(group.plan.points, "driver_error"), ts_ms)
             return
         self.counters.health.ok()
         self.sink(readings, ts_ms)

@@ -70,7 +70,7 @@ class OpcUaReadPlan(ReadPlan):
     """The points of one OPC UA Read call (one request per read).
 
     Attributes:
-        points: the planned points, in reading order.
+        points: the planned points, in reading order (write-only points left out: never read).
     """
 
     def __init__(self, points: Sequence[OpcUaPoint]) -> None:
@@ -78,7 +78,7 @@ class OpcUaReadPlan(ReadPlan):
             if not isinstance(p, OpcUaPoint):
                 raise ValueError(f"not an OPC UA point: {p!r}")
             ua.NodeId.from_string(p.node_id)  # raises ValueError-like on a malformed id
-        self.points: tuple[OpcUaPoint, ...] = tuple(points)
+        self.points: tuple[OpcUaPoint, ...] = tuple(p for p in points if not p.write_only)
 
     @property
     def request_count(self) -> int:

@@ -151,9 +151,16 @@ def _modbus_point_rules(
     elif p.bit is None and dtype is DataType.BOOL and not is_bit_table:
         yield ctx.at((*base, "type"), f"type bool in a {p.register} register needs bit: 0..15")
     if p.writable and p.register in _READ_ONLY:
+        key = "write_only" if p.write_only else "writable"
         yield ctx.at(
-            (*base, "writable"),
+            (*base, key),
             f"{_READ_ONLY[p.register]} are read-only in Modbus; use a coil or holding register",
+        )
+    if p.write_only and p.bit is not None:
+        yield ctx.at(
+            (*base, "write_only"),
+            "a register bit is written by read-modify-write, which needs a read: it cannot be "
+            "write-only (declare the whole register instead)",
         )
     try:
         address = pdu_address(p.register, p.address, addressing)
@@ -315,6 +322,16 @@ def check_control(
             problems.append(
                 ctx.at(path, f"the control loop writes '{name}', but that point is not writable")
             )
+        elif point.write_only and not (written and path[1] == "pumps"):
+            why = "reads" if not written else "writes and reads back"
+            problems.append(
+                ctx.at(
+                    path,
+                    f"the control loop {why} '{name}', but that point is write-only (never "
+                    "polled); only a pump's cmd and freq_ref may be write-only",
+                )
+            )
+    problems += _write_only_feedback(control, points, ctx)
     problems += _check_pv_staleness(control, devices, ctx)
     problems += _check_pressures(control, ctx)
     problems += _check_direct_pv_poll(control, devices, ctx)
@@ -497,3 +514,29 @@ def _check_pv_staleness(
 
 _CONTROL_WRITES = {"setpoint", "run_enable", "cabinet_mode"}
 """``control.points`` keys the loop writes (the others it reads)."""
+
+_PUMP_COMMANDS = ("cmd", "freq_ref")
+"""``control.pumps`` keys of the drive commands, which may be write-only (their feedback is
+``freq``)."""
+
+
+def _write_only_feedback(
+    control: dict[str, Any], points: dict[str, PointCommon], ctx: _Ctx
+) -> list[Problem]:
+    """A pump whose ``cmd`` or ``freq_ref`` is write-only must have ``freq`` (the drive's
+    output frequency): it is the only way the loop sees that its writes took effect."""
+    out = []
+    pumps = control.get("pumps")
+    for i, pump in enumerate(pumps if isinstance(pumps, list) else []):
+        if not isinstance(pump, dict) or isinstance(pump.get("freq"), str):
+            continue
+        for key in _PUMP_COMMANDS:
+            name = pump.get(key)
+            point = points.get(name) if isinstance(name, str) else None
+            if point is not None and point.write_only:
+                msg = (
+                    f"'{point.name}' is write-only, so it cannot be read back: give the pump's "
+                    "freq (output frequency) too, the feedback that shows the write took effect"
+                )
+                out.append(ctx.at(("control", "pumps", i, key), msg))
+    return out

@@ -107,6 +107,7 @@ def modbus_point(
         writable=point.writable,
         valid_min=point.valid_min,
         valid_max=point.valid_max,
+        write_only=point.write_only,
     )
 
 
@@ -126,6 +127,7 @@ def point_specs(device: DeviceConfig) -> list[tuple[float, PointSpec]]:
                 valid_min=p.valid_min,
                 valid_max=p.valid_max,
                 mode=p.mode,
+                write_only=p.write_only,
             )
             out.append((p.poll_interval_s or device.poll_interval_s, spec))
     else:
@@ -157,6 +159,7 @@ class PointInfo:
         device: device name.
         unit: engineering unit (``MPa``, ``m³/h``, ``Hz``…) or ``None``.
         writable: whether the agent may write it.
+        write_only: never polled, only written (the device cannot read it back).
         valid_min: lowest valid engineering value or ``None``.
         valid_max: highest valid engineering value or ``None``.
         description: free text or ``None``.
@@ -177,6 +180,7 @@ class PointInfo:
     deadband: float | None = None
     deadband_pct: float | None = None
     heartbeat_s: float | None = None
+    write_only: bool = False
 
 
 def connections(devices: Sequence[DeviceConfig]) -> list[ConnectionPlan]:
@@ -255,11 +259,19 @@ def _spec(group: list[DeviceConfig]) -> ConnectionSpec:
         timeout_s=timeout,
         connect_timeout_s=max(d.connect_timeout_s for d in tcp),
         limits=tuple(limits.items()),
-        connection_mode="per-poll"
-        if any(d.connection_mode == "per-poll" for d in tcp)
-        else "persistent",
+        connection_mode=_tcp_mode(tcp),
         lenient_tid=any(d.lenient_tid for d in tcp),
     )
+
+
+def _tcp_mode(tcp: list[ModbusTcpDevice]) -> str:
+    """The connection mode of devices sharing one host:port: the most cautious one asked for
+    (per-request, then per-poll, then persistent)."""
+    modes = {d.connection_mode for d in tcp}
+    for mode in ("per-request", "per-poll"):
+        if mode in modes:
+            return mode
+    return "persistent"
 
 
 def catalogue(devices: Sequence[DeviceConfig]) -> list[PointInfo]:
@@ -293,4 +305,5 @@ def _info(p: PointCommon, device: str, source: str) -> PointInfo:
         deadband=p.deadband,
         deadband_pct=p.deadband_pct,
         heartbeat_s=p.heartbeat_s,
+        write_only=p.write_only,
     )

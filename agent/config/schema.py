@@ -120,6 +120,23 @@ class PointCommon(Strict):
     enum: dict[Annotated[int, Field(strict=False)], str] | None = None
     """Words for coded values (``{1: forward running, 3: stopped, 4: fault}``), shown by the
     status page and the CLI instead of the bare number; the value itself is sent unchanged."""
+    write_only: bool = False
+    """The device cannot read the point back (a drive's command word or frequency reference on
+    some drives): it is never polled and only written. Implies ``writable``; whether a write
+    took effect shows in the device's status/feedback points (README, "Write-only points")."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _write_only_is_writable(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("write_only") is True and "writable" not in data:
+            return {**data, "writable": True}
+        return data
+
+    @model_validator(mode="after")
+    def _write_only_not_read_only(self) -> PointCommon:
+        if self.write_only and not self.writable:
+            raise ValueError("write_only: true is a point the agent writes; remove writable: false")
+        return self
 
     @field_validator("scale")
     @classmethod
@@ -210,8 +227,9 @@ class ModbusTcpDevice(_ModbusDevice):
     host: Annotated[str, Field(pattern=HOST_PATTERN)]
     port: Annotated[int, Field(ge=1, le=65535)] = 502
     connect_timeout_s: Seconds = 3.0
-    # per-poll: hold the socket only for each poll, for devices that accept one TCP client
-    connection_mode: Literal["persistent", "per-poll"] = "persistent"
+    # per-poll: hold the socket only for each poll, for devices that accept one TCP client;
+    # per-request: one connection per request, for devices that answer once per connection
+    connection_mode: Literal["persistent", "per-poll", "per-request"] = "persistent"
     # accept replies with any transaction id (gateways that never echo it), checked by unit id,
     # function code and byte count
     lenient_tid: bool = False
