@@ -320,7 +320,8 @@ class ModbusDriver(Driver):
         if cached is not None and cached[0] == learned.version and cached[1] is plan:
             return cached[2]
         skip = {i for i, p in enumerate(plan.points) if p.name in learned.bad}
-        reqs = plan_requests(plan.points, plan.limits, skip=skip, breaks=learned.breaks)
+        breaks = learned.breaks | plan.breaks
+        reqs = plan_requests(plan.points, plan.limits, skip=skip, breaks=breaks)
         self._cache[id(plan)] = (learned.version, plan, reqs)
         return reqs
 

@@ -195,6 +195,8 @@ class ModbusReadPlan(ReadPlan):
             (:attr:`~drivers.specs.ModbusPoint.write_only`) are left out: they are never read.
         limits: the request limits per unit id the plan was made with (the driver re-plans with
             them when it learns to avoid addresses).
+        breaks: boundaries around every write-only point, so no request bridges a register
+            the device cannot read (it would answer the whole request with an exception).
         requests: the coalesced requests.
     """
 
@@ -209,7 +211,15 @@ class ModbusReadPlan(ReadPlan):
             raise ValueError("duplicate point names in one plan")
         self.points: tuple[ModbusPoint, ...] = tuple(p for p in points if not p.write_only)
         self.limits: dict[int, ModbusLimits] = dict(limits or {})
-        self.requests: tuple[ReadRequest, ...] = plan_requests(self.points, self.limits)
+        self.breaks: frozenset[Break] = frozenset(
+            (p.unit_id, p.table, b)
+            for p in points
+            if p.write_only
+            for b in range(p.address, p.address + p.width + 1)
+        )
+        self.requests: tuple[ReadRequest, ...] = plan_requests(
+            self.points, self.limits, breaks=self.breaks
+        )
 
     @property
     def request_count(self) -> int:

@@ -103,6 +103,7 @@ class RegisterBank:
         self.on_write: Callable[[str, int, list], None] | None = None
         self._values: dict[str, dict[int, int | bool]] = {t: {} for t in TABLES}
         self._writable: dict[str, set[int]] = {COIL: set(), HOLDING_REGISTER: set()}
+        self._write_only: dict[str, set[int]] = {COIL: set(), HOLDING_REGISTER: set()}
 
     def define(
         self,
@@ -110,8 +111,12 @@ class RegisterBank:
         address: int,
         values: Sequence[int] | Sequence[bool],
         writable: bool = False,
+        write_only: bool = False,
     ) -> None:
         """Map ``len(values)`` consecutive addresses starting at ``address`` with initial values.
+        ``write_only`` addresses (implies ``writable``) answer a master's read with exception 2,
+        as a drive's command word does on drives that cannot read it back; the plant side
+        still sees them (:meth:`get`).
 
         Raises:
             ValueError: unknown table, address range outside 0..65535, a value of the wrong kind,
@@ -119,6 +124,7 @@ class RegisterBank:
                 address already defined.
         """
         self._check_range(table, address, len(values))
+        writable = writable or write_only
         if writable and table not in self._writable:
             raise ValueError(f"{table} is read-only by definition; cannot be writable")
         checked = [_check_value(table, v) for v in values]
@@ -129,6 +135,8 @@ class RegisterBank:
             self._values[table][address + offset] = value
             if writable:
                 self._writable[table].add(address + offset)
+            if write_only:
+                self._write_only[table].add(address + offset)
 
     def set(self, table: str, address: int, values: Sequence[int | bool] | int | bool) -> None:
         """Plant side: overwrite defined values (no writability check). A scalar sets one address.
@@ -191,9 +199,10 @@ class RegisterBank:
 
     def _read(self, table: str, address: int, count: int) -> list[int | bool]:
         data = self._values[table]
+        hidden = self._write_only.get(table, ())
         out = []
         for a in range(address, address + count):
-            if a not in data:
+            if a not in data or a in hidden:
                 raise ModbusError(ILLEGAL_DATA_ADDRESS)
             out.append(data[a])
         return out
