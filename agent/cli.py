@@ -3,7 +3,8 @@
 Commands:
     ``pumproom-agent check -c FILE [--set KEY=VALUE ...]``
         Validate the configuration without touching any device. Exit 0 with
-        ``ok: N devices, M points, K connections`` on stdout, or exit 2 with one
+        ``ok: N devices, M points, K connections`` on stdout (and a
+        ``FILE:LINE:COLUMN: warning: message`` line on stderr per warning), or exit 2 with one
         ``FILE:LINE:COLUMN: message`` line per problem on stderr.
     ``pumproom-agent scan | read | write | status | buffer export``
         The technician's tools, one module each in :mod:`agent.tools`.
@@ -25,7 +26,7 @@ import sys
 import click
 
 from agent import __version__
-from agent.config import EXIT_CONFIG, ConfigError, SiteConfig, load_config
+from agent.config import EXIT_CONFIG, ConfigError, Problem, SiteConfig, load_config
 from agent.logs import configure as configure_logging
 
 _config_option = click.option(
@@ -46,12 +47,17 @@ _set_option = click.option(
 
 
 def _load(config_path: str, overrides: tuple[str, ...]) -> SiteConfig:
+    """Load the config; print problems (exit 2) or else warnings, one per line on stderr."""
+    warnings: list[Problem] = []
     try:
-        return load_config(config_path, overrides)
+        config = load_config(config_path, overrides, warnings)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(EXIT_CONFIG)
+    for warning in warnings:
+        click.echo(str(warning), err=True)
+    return config
 
 
 _BUFFER_EPILOG = """\b

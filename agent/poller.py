@@ -5,6 +5,16 @@ previous work overran is skipped (never queued up) and counted as an overrun. Wh
 connection is down, every due tick still yields one reading per point, of quality COMM_FAIL with
 reason ``disconnected``, so the buffer shows exactly when data was missing; reconnects are tried
 with :class:`agent.core.model.Backoff` between ticks.
+
+Sample time: the wall-clock time of the poll's start, unless the driver's reading carries the
+device's own source time (``Reading.source_ts_ms``, e.g. an OPC UA data change's
+SourceTimestamp). That is preferred only when it is sane against our clock: not more than
+:data:`SOURCE_AHEAD_S` ahead of now (a device clock running ahead would date samples in the
+future: flagged with a warning once per connection and counted), not older than
+:data:`SOURCE_MAX_AGE_S` (a value that has not changed for long, or a device clock far behind:
+the value still holds at the poll, so the poll time stamps it), and newer than the last source
+time used for that point (samples of a point never go back in time). Otherwise the poll time is
+used and the reading counted in ``source_time_rejected``.
 """
 
 from __future__ import annotations
@@ -41,11 +51,22 @@ must not block."""
 LATENESS_WINDOW = 512
 """How many recent tick latenesses a poller keeps (a fixed ring: memory never grows)."""
 
+SOURCE_AHEAD_S = 2.0
+"""How far a device's source time may be ahead of our clock, s (two NTP-synced clocks agree to
+well under a second; beyond this one of them is wrong and the sample would be dated ahead)."""
+
+SOURCE_MAX_AGE_S = 60.0
+"""How old a device's source time may be, s: a data change is published within a publishing
+interval of being sampled; one older than a minute is a value unchanged for long (the initial
+notification of a subscription) or a device clock far behind."""
+
 
 @dataclass(slots=True)
 class PollerCounters:
     """Per-connection counters since start; ``health``: the last failure (connect, lost, driver
-    error) and the last successful read, with their times (:class:`~agent.core.health.Health`)."""
+    error) and the last successful read, with their times (:class:`~agent.core.health.Health`);
+    ``source_time_used`` / ``source_time_rejected``: readings stamped with the device's source
+    time, and readings whose source time failed the sanity bounds (stamped with the poll time)."""
 
     polls: int = 0
     polls_failed: int = 0
@@ -54,6 +75,8 @@ class PollerCounters:
     connect_failures: int = 0
     health: Health = field(default_factory=Health)
     connected: bool = False
+    source_time_used: int = 0
+    source_time_rejected: int = 0
     lateness_ms: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=LATENESS_WINDOW)
     )
@@ -97,6 +120,8 @@ class ConnectionPoller:
         """The connection and the devices on it, for log lines."""
         self._connect_failures = Repeated(log, f"{self.label}: cannot connect")
         self._losses = Repeated(log, f"{self.label}: connection lost")
+        self._last_source: dict[str, int] = {}
+        self._warned_ahead = False
 
     @property
     def name(self) -> str:
@@ -150,7 +175,43 @@ class ConnectionPoller:
             self.sink(_failed(group.plan.points, "driver_error"), ts_ms)
             return
         self.counters.health.ok()
-        self.sink(readings, ts_ms)
+        self._deliver(readings, ts_ms)
+
+    def _deliver(self, readings: Sequence[Reading], ts_ms: int) -> None:
+        """Hand ``readings`` to the sink, stamped ``ts_ms`` or, where sane, with their source
+        time (one sink call per distinct time)."""
+        if all(r.source_ts_ms is None for r in readings):
+            self.sink(readings, ts_ms)
+            return
+        now_ms = self.wall.now_ms()
+        by_time: dict[int, list[Reading]] = {}
+        for r in readings:
+            t = self._source_time(r, now_ms) if r.source_ts_ms is not None else None
+            by_time.setdefault(ts_ms if t is None else t, []).append(r)
+        for t, batch in by_time.items():
+            self.sink(batch, t)
+
+    def _source_time(self, r: Reading, now_ms: int) -> int | None:
+        """``r.source_ts_ms`` if it passes the bounds of the module docstring, else None."""
+        src = r.source_ts_ms
+        assert src is not None
+        last = self._last_source.get(r.point)
+        if src > now_ms + SOURCE_AHEAD_S * 1000:
+            if not self._warned_ahead:
+                self._warned_ahead = True
+                log.warning(
+                    "%s: %s has a source time %.1f s ahead of our clock: the device's or this "
+                    "gateway's clock is wrong; stamping with the poll time instead",
+                    self.label,
+                    r.point,
+                    (src - now_ms) / 1000,
+                )
+        elif src >= now_ms - SOURCE_MAX_AGE_S * 1000 and (last is None or src > last):
+            self._last_source[r.point] = src
+            self.counters.source_time_used += 1
+            return src
+        self.counters.source_time_rejected += 1
+        return None
 
     async def _try_connect(self) -> None:
         now = time.monotonic()

@@ -11,10 +11,12 @@
 * ``write`` writes the Value attribute as a Variant of the node's own data type (read once per node
   and session), so a Float variable receives a Float, not a Double.
 * Points with ``mode: subscribe`` are monitored items of one data-change subscription per session
-  (:mod:`drivers.opcua_session`); ``read`` reports the latest published value, and items the
-  server refused (``BadNodeIdUnknown`` while it loads) are retried on every read. Every read also
-  reads Server/ServerStatus/State, so a network that silently drops packets is detected by the
-  timeout even when every point is subscribed; a keep-alive task keeps the session alive within
+  (:mod:`drivers.opcua_session`); ``read`` reports the latest published value (a newly published
+  one with the server's SourceTimestamp as ``Reading.source_ts_ms``; the same value reported again
+  on later polls carries none, the poll time stamps it), and items the server refused
+  (``BadNodeIdUnknown`` while it loads) are retried on every read. Every read also reads
+  Server/ServerStatus/State, so a network that silently drops packets is detected by the timeout
+  even when every point is subscribed; a keep-alive task keeps the session alive within
   the server's *revised* session timeout between slow polls.
 * Security policy None or Basic256Sha256 (Sign / SignAndEncrypt), identity anonymous, user name or
   X.509 certificate: see :func:`drivers.opcua_session.make_client`. Each connect makes a fresh
@@ -29,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import Client, ua
@@ -299,7 +303,10 @@ class OpcUaDriver(Driver):
             dv = subs.latest(node_id)
             refused = subs.refused.get(node_id.to_string())
             if dv is not None:
-                out[i] = self._reading(p, dv)
+                r = self._reading(p, dv)
+                if subs.take_new(node_id) and dv.SourceTimestamp is not None:
+                    r = replace(r, source_ts_ms=_epoch_ms(dv.SourceTimestamp))
+                out[i] = r
             elif refused is not None or failed is not None:
                 reason = failed or f"opcua:{refused}"
                 out[i] = Reading(p.name, None, Quality.BAD_VALUE, reason)
@@ -374,6 +381,13 @@ _INT_VTYPES = frozenset(
         ua.VariantType.UInt64,
     }
 )
+
+
+def _epoch_ms(t: datetime) -> int:
+    """An OPC UA DateTime (UTC; naive means UTC) as ms since the Unix epoch."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return int(t.timestamp() * 1000)
 
 
 def _to_raw(point: OpcUaPoint, value: Value, vtype: ua.VariantType) -> Any:

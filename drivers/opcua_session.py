@@ -48,6 +48,10 @@ async def make_client(spec: OpcUaConnection, lib_timeout_s: float) -> Client:
     """
     client = Client(spec.endpoint, timeout=lib_timeout_s)
     client.session_timeout = int(spec.session_timeout_s * 1000)
+    if spec.application_uri is not None:  # before set_security, which checks it against the cert
+        client.application_uri = spec.application_uri
+        client.product_uri = "urn:pumproom-edge"
+        client.name = client.description = "pumproom-edge agent"
     if spec.security_policy != "None":
         if spec.security_policy != "Basic256Sha256":
             raise ValueError(f"unsupported security policy {spec.security_policy!r}")
@@ -147,6 +151,7 @@ class Subscriptions:
         self._handler = _Handler()
         self._sub: Any = None
         self._items: set[str] = set()
+        self._reported: dict[str, ua.DataValue] = {}
         self.refused: dict[str, str] = {}
 
     async def ensure(self, node_ids: list[ua.NodeId]) -> None:
@@ -177,6 +182,16 @@ class Subscriptions:
     def latest(self, node_id: ua.NodeId) -> ua.DataValue | None:
         """The last value published for ``node_id``, or None (none yet / refused)."""
         return self._handler.latest.get(node_id.to_string())
+
+    def take_new(self, node_id: ua.NodeId) -> bool:
+        """Whether the last value published for ``node_id`` is reported for the first time
+        (it is then marked reported): only a new notification carries its source time."""
+        key = node_id.to_string()
+        dv = self._handler.latest.get(key)
+        if dv is None or self._reported.get(key) is dv:
+            return False
+        self._reported[key] = dv
+        return True
 
     @property
     def status(self) -> str | None:

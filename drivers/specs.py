@@ -254,6 +254,10 @@ class OpcUaConnection:
         server_certificate: the server's certificate (path), trusted for the secure channel.
         username, password: user name identity token; ``user_certificate`` and
             ``user_private_key``: X.509 identity token instead.
+        application_uri: the client's ApplicationUri (OPC UA Part 4 §7.2, sent in
+            CreateSession); servers check that the client certificate's SubjectAltName URI
+            equals it (BadCertificateUriInvalid otherwise). The agent's config gives it a
+            project default; ``None`` leaves asyncua's own.
     """
 
     name: str
@@ -271,6 +275,7 @@ class OpcUaConnection:
     password: str | None = None
     user_certificate: str | None = None
     user_private_key: str | None = None
+    application_uri: str | None = None
 
 
 ConnectionSpec = ModbusTcpConnection | ModbusRtuConnection | OpcUaConnection

@@ -12,11 +12,12 @@ from pydantic import TypeAdapter, ValidationError
 from agent.config.checks import CheckedDevice, check_control, check_devices
 from agent.config.checks_alarms import check_alarms
 from agent.config.messages import path_text, problems_from
+from agent.config.opcua_checks import check_opcua
 from agent.config.overrides import apply_overrides
 from agent.config.problems import ConfigError, Path_, Positions, Problem
 from agent.config.profiles import expand_profiles
 from agent.config.schema import NAME_PATTERN, Device, ModbusPointConfig, OpcUaPointConfig
-from agent.config.site import SiteConfig
+from agent.config.site import SiteConfig, default_application_uri
 from agent.config.yaml_loader import load_yaml
 
 _SECRET_KEYS = {"password": "password", "username": "username"}
@@ -28,15 +29,20 @@ _POINT_MODELS: dict[Any, type[ModbusPointConfig] | type[OpcUaPointConfig]] = {
 }
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> SiteConfig:
+def load_config(
+    path: str | Path, overrides: Sequence[str] = (), warnings: list[Problem] | None = None
+) -> SiteConfig:
     """Read the YAML at ``path``, apply ``--set`` overrides, and validate it in two stages:
     each item against its schema, then the whole (duplicate names, overlapping registers, shared
-    serial ports…). Touches no device.
+    serial ports, OPC UA certificate files…). Touches no device.
 
     Args:
         path: the YAML file; problems name it as given.
         overrides: ``"dotted.key=value"`` strings, applied in order (see
             :mod:`agent.config.overrides`).
+        warnings: when given, receives what is allowed but probably wrong (e.g. an OPC UA
+            namespace index without ``namespace_uri``), each a :class:`Problem` whose message
+            starts with ``warning: ``.
 
     Returns:
         The validated :class:`SiteConfig`.
@@ -55,7 +61,13 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> SiteConfig:
     data, positions = load_yaml(text, file)
     found = expand_profiles(data, positions, file)  # before --set: it may name profile points
     data, problems = apply_overrides(data, positions, overrides)
-    return validate(data, positions, [*found, *problems], base_dir=Path(path).resolve().parent)
+    return validate(
+        data,
+        positions,
+        [*found, *problems],
+        base_dir=Path(path).resolve().parent,
+        warnings=warnings,
+    )
 
 
 def validate(
@@ -64,9 +76,11 @@ def validate(
     problems: Sequence[Problem] = (),
     *,
     base_dir: Path | None = None,
+    warnings: list[Problem] | None = None,
 ) -> SiteConfig:
     """Validate an already parsed tree (see :func:`load_config`). ``base_dir``: the file's
-    folder, where ``faultmaps/`` is looked up (not checked when ``None``).
+    folder, where ``faultmaps/`` is looked up (not checked when ``None``); ``warnings``: as in
+    :func:`load_config`.
 
     Raises:
         ConfigError: ``problems`` plus everything found here.
@@ -87,10 +101,23 @@ def validate(
     found += check_devices(checked, data, positions)
     found += check_control(checked, data, positions)
     found += check_alarms(checked, data, positions, base_dir)
+    opcua_problems, opcua_warnings = check_opcua(checked, data, positions, _default_uri(data))
+    found += opcua_problems
+    if warnings is not None:
+        warnings.extend(sorted(opcua_warnings, key=lambda w: (w.file, w.line, w.column)))
     if found or config is None:
         raise ConfigError(found)
     config._config_dir = base_dir
     return config
+
+
+def _default_uri(data: dict[str, Any]) -> str | None:
+    """The site's default OPC UA ApplicationUri from the raw tree, or None if ``site`` is bad."""
+    site = data.get("site")
+    if not isinstance(site, dict) or not isinstance(site.get("id"), str):
+        return None
+    gateway = site.get("gateway_id")
+    return default_application_uri(site["id"], gateway if isinstance(gateway, str) else None)
 
 
 def _checked_devices(data: dict[str, Any]) -> list[CheckedDevice]:

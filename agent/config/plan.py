@@ -183,8 +183,13 @@ class PointInfo:
     write_only: bool = False
 
 
-def connections(devices: Sequence[DeviceConfig]) -> list[ConnectionPlan]:
+def connections(
+    devices: Sequence[DeviceConfig], *, application_uri: str = "urn:pumproom-edge"
+) -> list[ConnectionPlan]:
     """Group devices into connections, in order of first appearance.
+
+    ``application_uri`` is the OPC UA ApplicationUri of devices that do not set their own
+    (:data:`agent.config.site.DEFAULT_APPLICATION_URI`).
 
     Modbus RTU devices on one serial port form ONE connection named ``rtu:<port>``; Modbus TCP
     devices on one host:port (a gateway with several unit ids) form one connection, named after
@@ -208,11 +213,11 @@ def connections(devices: Sequence[DeviceConfig]) -> list[ConnectionPlan]:
             for interval, spec in point_specs(d):
                 groups.setdefault(interval, []).append(spec)
         ordered = {k: groups[k] for k in sorted(groups)}
-        plans.append(ConnectionPlan(spec=_spec(group), groups=ordered))
+        plans.append(ConnectionPlan(spec=_spec(group, application_uri), groups=ordered))
     return plans
 
 
-def _spec(group: list[DeviceConfig]) -> ConnectionSpec:
+def _spec(group: list[DeviceConfig], application_uri: str) -> ConnectionSpec:
     first = group[0]
     timeout = max(d.timeout_s for d in group)
     if isinstance(first, OpcUaDevice):
@@ -232,6 +237,7 @@ def _spec(group: list[DeviceConfig]) -> ConnectionSpec:
             password=first.password,
             user_certificate=first.user_certificate,
             user_private_key=first.user_private_key,
+            application_uri=first.application_uri or application_uri,
         )
     limits: dict[int, ModbusLimits] = {}
     for d in group:

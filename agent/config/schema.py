@@ -24,6 +24,7 @@ NODE_ID_PATTERN = (
 ENDPOINT_PATTERN = r"^opc\.tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?(/.*)?$"
 BROKER_PATTERN = r"^mqtts?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?/?$"
 HOST_PATTERN = r"^(\[?[0-9A-Fa-f:.]+\]?|[A-Za-z0-9_.-]+)$"
+URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$"
 PORT_RANGE = (1, 65535)
 """TCP ports a host:port may name (RFC 793 16-bit port; 0 is "any free port", not a port to
 connect to or to publish a page on)."""
@@ -35,6 +36,7 @@ PATTERN_TEXT = {
     ENDPOINT_PATTERN: "an endpoint opc.tcp://host[:port][/path]",
     BROKER_PATTERN: "a broker URL mqtt://host[:port] or mqtts://host[:port]",
     HOST_PATTERN: "a host name or IP address (no scheme, no port)",
+    URI_PATTERN: "a URI such as urn:pumproom-edge:site-1 (scheme ':' then no spaces)",
 }
 """Human wording of each pattern, used in error messages."""
 
@@ -273,6 +275,9 @@ class OpcUaDevice(_DeviceCommon):
     certificate: str | None = None
     private_key: str | None = None
     server_certificate: str | None = None
+    # the client's ApplicationUri; must equal the certificate's SubjectAltName URI (default:
+    # DEFAULT_APPLICATION_URI, see agent/config/site.py)
+    application_uri: Annotated[str, Field(pattern=URI_PATTERN)] | None = None
     # identity: anonymous, user name + password, or an X.509 user certificate + key
     username: str | None = None
     password: str | None = None

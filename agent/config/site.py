@@ -12,6 +12,13 @@ from agent.config.alarms import AlarmsConfig
 from agent.config.control import ControlConfig
 from agent.config.schema import Buffer, Device, Site, StatusPage, Strict, Uplink
 
+DEFAULT_APPLICATION_URI = "urn:pumproom-edge:{site}"
+"""The OPC UA client's ApplicationUri when a device sets no ``application_uri``:
+``urn:pumproom-edge:<site.id>``, or ``urn:pumproom-edge:<site.id>:<site.gateway_id>`` when the
+gateway id is configured (unique per gateway, as OPC UA Part 4 §7.2 asks of ApplicationUri). The
+client certificate's SubjectAltName URI must be exactly this (README, "OPC UA client
+certificate")."""
+
 
 class SiteConfig(Strict):
     """A validated pump-room configuration (build it with :func:`agent.config.load_config`,
@@ -45,7 +52,12 @@ class SiteConfig(Strict):
     def connections(self) -> list[plan.ConnectionPlan]:
         """One :class:`~agent.config.plan.ConnectionPlan` per driver (see
         :func:`agent.config.plan.connections`): RTU devices on one serial port share one."""
-        return plan.connections(self.devices)
+        return plan.connections(self.devices, application_uri=self.application_uri)
+
+    @property
+    def application_uri(self) -> str:
+        """The default OPC UA ApplicationUri of this gateway (:data:`DEFAULT_APPLICATION_URI`)."""
+        return default_application_uri(self.site.id, self.site.gateway_id)
 
     def catalogue(self) -> list[plan.PointInfo]:
         """One :class:`~agent.config.plan.PointInfo` per point, in file order."""
@@ -55,3 +67,9 @@ class SiteConfig(Strict):
     def point_count(self) -> int:
         """Number of points over all devices."""
         return sum(len(d.points) for d in self.devices)
+
+
+def default_application_uri(site_id: str, gateway_id: str | None) -> str:
+    """:data:`DEFAULT_APPLICATION_URI` for a site id and optional gateway id."""
+    site = f"{site_id}:{gateway_id}" if gateway_id else site_id
+    return DEFAULT_APPLICATION_URI.format(site=site)

@@ -6,7 +6,8 @@ Boundaries). It holds no I/O.
 Shapes
 ------
 * A :class:`Reading` is what a driver returns for one point on one poll: the decoded value in
-  engineering units (already scaled) and its quality. It has no timestamp and no sequence number.
+  engineering units (already scaled) and its quality; no sequence number, and a timestamp only
+  when the device sent one (``source_ts_ms``, optional).
 * A :class:`Sample` is a reading stamped by the poller with the wall-clock time (UTC, ms), whether
   the clock was synchronised, and a sequence number assigned by the store (monotonic, gap-free,
   never reused; order comes from it, never from wall time).
@@ -67,12 +68,17 @@ class Reading:
             ``"modbus:exception:2"``, ``"timeout"``, ``"disconnected"``,
             ``"opcua:BadNodeIdUnknown"``,
             ``"range"``; ``None`` when good.
+        source_ts_ms: when the device itself sampled the value, UTC ms since the Unix epoch
+            (OPC UA SourceTimestamp, Part 4 §7.11, of a newly published data change), or
+            ``None`` (most protocols: the poller stamps the poll's start). The poller prefers
+            it within sanity bounds (:mod:`agent.poller`).
     """
 
     point: str
     value: Value
     quality: Quality = Quality.GOOD
     reason: str | None = None
+    source_ts_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from asyncua import Node, Server, ua
+from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 from asyncua.server.user_managers import User, UserManager, UserRole
 
 from hil_sim.devices.testbench import UA_INITIAL, UA_TYPES
@@ -86,6 +89,14 @@ class OpcUaFacade:
             token or an X.509 user certificate is required.
         test_types: also serve the raw-value test bench's variables ``Types.<name>``
             (:mod:`hil_sim.devices.testbench`; tests only), set through :attr:`test_values`.
+
+    With a certificate, the server checks each client's application instance certificate as
+    real servers do (OPC UA Part 4 §5.6.2 CreateSession): validity period, and the certificate's
+    SubjectAltName URI must equal the client's ApplicationUri (else BadCertificateUriInvalid).
+
+    Attributes:
+        clock_offset_s: fault: the server's clock runs this far ahead (negative: behind) of the
+            real time; every value it writes carries that SourceTimestamp.
     """
 
     def __init__(
@@ -115,6 +126,7 @@ class OpcUaFacade:
         self._nodes: dict[str, ua.NodeId] = {}
         self._idx = 2
         self._loader: asyncio.Task | None = None
+        self.clock_offset_s = 0.0
 
     async def start(self, load_delay_s: float = 0.0) -> None:
         """Start listening, then build the address space.
@@ -141,6 +153,12 @@ class OpcUaFacade:
                     ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
                 ]
             )
+            options = (
+                CertificateValidatorOptions.TIME_RANGE
+                | CertificateValidatorOptions.URI
+                | CertificateValidatorOptions.PEER_CLIENT
+            )
+            server.set_certificate_validator(CertificateValidator(options).validate)
         else:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         if self.users is not None:
@@ -176,6 +194,7 @@ class OpcUaFacade:
                 ua.Variant(values[p.name], p.vtype),
             )
             self._nodes[p.name] = node_id
+            await self._write(p.name, values[p.name], p.vtype)  # stamped by the server's clock
         self.served = values
         if self.test_types:
             await self._populate_bench(objects, idx)
@@ -218,9 +237,7 @@ class OpcUaFacade:
         vtypes = {p.name: p.vtype for p in UA_POINTS}
         for name, value in values.items():
             if self.served.get(name) != value:
-                await self._server.write_attribute_value(
-                    self._nodes[name], ua.DataValue(ua.Variant(value, vtypes[name]))
-                )
+                await self._write(name, value, vtypes[name])
         self.served = values
         if self._test_nodes:
             await self._update_bench()
@@ -239,6 +256,24 @@ class OpcUaFacade:
                     ua.DataValue(ua.Variant(wanted[name], UA_TYPES[name])),
                 )
         self._test_served = wanted
+
+    async def write_value(self, name: str, value: float | int | bool) -> None:
+        """Serve ``value`` for point ``name`` now (scripted change; the plant's next change
+        overwrites it), stamped with the server's clock (see :attr:`clock_offset_s`).
+
+        Raises:
+            KeyError: unknown point or the address space is not loaded.
+        """
+        vtype = next(p.vtype for p in UA_POINTS if p.name == name)
+        await self._write(name, value, vtype)
+        self.served[name] = value
+
+    async def _write(self, name: str, value: float | int | bool, vtype: ua.VariantType) -> None:
+        """Write with a SourceTimestamp, as a PLC or analyser stamps each value it samples."""
+        assert self._server is not None
+        now = cast(ua.DateTime, datetime.now(UTC) + timedelta(seconds=self.clock_offset_s))
+        dv = ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=now, ServerTimestamp=now)
+        await self._server.write_attribute_value(self._nodes[name], dv)
 
     async def stop(self) -> None:
         """Stop the server (idempotent)."""

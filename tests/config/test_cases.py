@@ -1,8 +1,9 @@
 """Config case folders run through ``pumproom-agent check`` as a subprocess.
 
 Each ``cases/<kind>/`` holds ``input.yaml`` and ``expected``: the exact lines the command prints.
-``expected`` starting with ``ok:`` means a valid config (exit 0, summary on stdout); anything else
-is one problem per line on stderr and exit status 2. A field bug becomes a new folder.
+``expected`` starting with ``ok:`` means a valid config (exit 0, summary on stdout; its warnings,
+if any, are the lines of ``expected_warnings`` on stderr); anything else is one problem per line
+on stderr and exit status 2. A field bug becomes a new folder.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def test_case(case: Path) -> None:
     expected = (case / "expected").read_text(encoding="utf-8")
     result = run_check(case, "-c", "input.yaml")
     if expected.startswith("ok:"):
-        assert (result.returncode, result.stdout, result.stderr) == (0, expected, "")
+        warnings = case / "expected_warnings"
+        stderr = warnings.read_text(encoding="utf-8") if warnings.exists() else ""
+        assert (result.returncode, result.stdout, result.stderr) == (0, expected, stderr)
     else:
         assert result.stdout == ""
         assert result.stderr.splitlines() == expected.splitlines()

@@ -184,6 +184,7 @@ def test_tcp_and_opcua_connections_and_catalogue(load: Callable[..., SiteConfig]
             endpoint="opc.tcp://127.0.0.1:4840/pumproom",
             timeout_s=2.5,
             connect_timeout_s=5.0,
+            application_uri="urn:pumproom-edge:demo",  # the site default
         ),
     ]
     assert plans[1].groups == {

@@ -6,6 +6,7 @@ import pytest
 
 from agent.config import ConfigError, load_config
 from drivers.specs import ModbusRtuConnection, ModbusTcpConnection, OpcUaConnection
+from tests.faults_field.pki import client_certificate
 
 BASE = """\
 site: {{id: demo}}
@@ -38,8 +39,8 @@ DEVICES = """\
     endpoint: opc.tcp://127.0.0.1:4840/
     security_policy: Basic256Sha256
     security_mode: SignAndEncrypt
-    certificate: /etc/pumproom/client.der
-    private_key: /etc/pumproom/client.pem
+    certificate: {cert}
+    private_key: {key}
     username: op
     password: secret
     session_timeout_s: 30
@@ -56,7 +57,8 @@ def load(tmp_path, devices):
 
 
 def test_fields_reach_the_specs(tmp_path):
-    cfg = load(tmp_path, DEVICES)
+    cert, key = client_certificate(tmp_path, "urn:pumproom-edge:demo")
+    cfg = load(tmp_path, DEVICES.replace("{cert}", cert).replace("{key}", key))
     specs = {type(c.spec): c for c in cfg.connections()}
     tcp = specs[ModbusTcpConnection]
     assert (tcp.spec.connection_mode, tcp.spec.lenient_tid) == ("per-poll", True)
@@ -67,6 +69,7 @@ def test_fields_reach_the_specs(tmp_path):
     ua = specs[OpcUaConnection]
     assert (ua.spec.security_policy, ua.spec.security_mode) == ("Basic256Sha256", "SignAndEncrypt")
     assert (ua.spec.username, ua.spec.session_timeout_s) == ("op", 30)
+    assert ua.spec.application_uri == "urn:pumproom-edge:demo"  # the site default
     modes = {p.name: p.mode for ps in ua.groups.values() for p in ps}
     assert modes == {"wq.turbidity": "subscribe", "wq.ph": "poll"}
 

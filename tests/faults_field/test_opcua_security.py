@@ -4,17 +4,20 @@ against the simulator's server offering no unsecured endpoint."""
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from agent.config import load_config
 from agent.core.model import ConnectError, Quality
 from drivers import create
 from drivers.specs import OpcUaConnection, OpcUaPoint
 from hil_sim.devices.opcua_server import NAMESPACE_URI, UA_POINTS, OpcUaFacade
 from hil_sim.plant import Plant
+from tests.faults_field.pki import client_certificate
 
 POINTS = [
     OpcUaPoint(p.name, "analyser", f"ns=2;s={p.node}", namespace_uri=NAMESPACE_URI)
@@ -64,6 +67,7 @@ def spec(server, certs, **kw) -> OpcUaConnection:
     kw.setdefault("certificate", cert)
     kw.setdefault("private_key", key)
     kw.setdefault("server_certificate", server_cert)
+    kw.setdefault("application_uri", "urn:pumproom-edge:client")  # the certificate's SAN URI
     return OpcUaConnection("analyser", server.endpoint, 2.0, 4.0, **kw)
 
 
@@ -98,6 +102,56 @@ async def test_secure_session_reads(secure_server, certs, mode, identity):
 )
 async def test_refused_sessions_are_connect_errors(secure_server, certs, kw):
     drv = create(spec(secure_server, certs, **kw))
+    with pytest.raises(ConnectError):
+        await drv.connect()
+    await drv.close()
+
+
+SITE = """\
+site: {{id: pr-7, gateway_id: gw-1}}
+devices:
+  - name: analyser
+    transport: opcua
+    endpoint: {endpoint}
+    security_policy: Basic256Sha256
+    security_mode: SignAndEncrypt
+    certificate: {cert}
+    private_key: {key}
+    server_certificate: {server_cert}
+    username: op
+    password: secret
+    points:
+      - {{name: wq.ph, node_id: "ns=2;s=Analyser.pH", namespace_uri: "{ns}"}}
+uplink: {{broker: "mqtt://127.0.0.1:1883"}}
+buffer: {{path: {buf}}}
+"""
+
+
+async def test_project_default_application_uri_with_the_readme_certificate(
+    secure_server, certs, tmp_path
+):
+    """No application_uri in the config: the client presents urn:pumproom-edge:<site>:<gateway>,
+    and a certificate made with the README's openssl command for that URI is accepted by a
+    server that checks the URI against the certificate (as real servers do)."""
+    (server_cert, _), _ = certs
+    cert, key = client_certificate(tmp_path, "urn:pumproom-edge:pr-7:gw-1")
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        SITE.format(endpoint=secure_server.endpoint, cert=cert, key=key, server_cert=server_cert,
+                    ns=NAMESPACE_URI, buf=tmp_path / "b.sqlite")
+    )  # fmt: skip
+    (conn,) = load_config(path).connections()
+    assert conn.spec.application_uri == "urn:pumproom-edge:pr-7:gw-1"
+    drv = create(conn.spec)
+    await drv.connect()
+    try:
+        got = await drv.read(drv.plan([p for g in conn.groups.values() for p in g]))
+        assert [r.quality for r in got] == [Quality.GOOD]
+    finally:
+        await drv.close()
+    # a certificate for another URI (asyncua's example one) is refused by the server
+    other, other_key = client_certificate(tmp_path, "urn:freeopcua:client", "other")
+    drv = create(replace(conn.spec, certificate=other, private_key=other_key))
     with pytest.raises(ConnectError):
         await drv.connect()
     await drv.close()
