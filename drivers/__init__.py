@@ -6,7 +6,9 @@ Field hardening (what real RS-485 buses, Modbus devices and OPC UA servers do) l
 :mod:`drivers.modbus.rtu_port` (echo, fragments, CRC, noise, late replies, t3.5, unplug),
 :mod:`drivers.modbus.tcp_port` (transaction ids, lenient gateways, one socket per device),
 :mod:`drivers.modbus.health` (offline units on a shared bus, per-device counters, log once),
-:mod:`drivers.modbus.client` (exception splitting and learning, per-poll sockets) and
+:mod:`drivers.modbus.client` (per-poll and per-request sockets), :mod:`drivers.modbus.reader`
+and :mod:`drivers.modbus.learned` (exception splitting, learning and re-probing, gateway
+exceptions) and
 :mod:`drivers.opcua_session` (security, identity, keep-alive, subscriptions). Every fault has a
 simulator counterpart in :mod:`hil_sim.modbus.faults` / :mod:`hil_sim.devices.opcua_server` and a
 test in ``tests/faults_field``.
