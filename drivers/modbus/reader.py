@@ -57,7 +57,6 @@ class PlanReader:
         self.spec = spec
         self.name = spec.name
         self.probe_interval_s = probe_interval_s
-        self.learned = learned
         self._link = link
         self._unit = unit
         self._learned = learned
@@ -70,7 +69,8 @@ class PlanReader:
         self._consecutive_timeouts = 0
 
     async def read(self, plan: ModbusReadPlan) -> list[Reading]:
-        """Read every point of ``plan`` (see the module docstring); one reading per point.
+        """Read every point of ``plan`` (outcomes: :mod:`drivers.modbus.client`); one reading
+        per point, in plan order.
 
         Raises:
             ConnectionLost: the transport is gone, or (TCP) too many consecutive timeouts.
