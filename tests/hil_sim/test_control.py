@@ -85,6 +85,39 @@ async def test_stats_and_faults_seen_by_a_modbus_client(sim: Simulator, control:
         client.close()
 
 
+async def test_gateway_and_once_per_connection_faults_seen_by_a_modbus_client(
+    sim: Simulator, control: Control
+) -> None:
+    """The control port scripts a TCP/RTU gateway whose unit 2 is dead (exception 0x0B, then
+    0x0A, Modbus Application Protocol V1.1b3 §7) and a device that answers one request per
+    connection; an independent master (pymodbus) sees both."""
+    assert sim.tcp_server is not None
+    port = sim.tcp_server.port
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=0.5, retries=0)
+    assert await client.connect()
+    try:
+        for code in (0x0B, 0x0A):
+            assert (await control({"cmd": "fault", "unit": 2, "gateway_error": code}))["ok"]
+            rr = await client.read_input_registers(0x1010, count=2, device_id=2)
+            assert rr.isError() and rr.exception_code == code
+            assert not (await client.read_holding_registers(25, count=1, device_id=1)).isError()
+        assert (await control({"cmd": "fault", "unit": 2, "gateway_error": 3}))["ok"] is False
+        assert (await control({"cmd": "fault", "unit": 2, "gateway_error": 0}))["ok"]
+        assert not (await client.read_input_registers(0x1010, count=2, device_id=2)).isError()
+        answer = await control({"cmd": "fault", "transport": "tcp", "once_per_connection": True})
+        assert answer["ok"]
+        client.close()
+        once = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=0.5, retries=0)
+        assert await once.connect()
+        assert not (await once.read_holding_registers(25, count=1, device_id=1)).isError()
+        with pytest.raises(ModbusIOException):  # the device closed the connection
+            await once.read_holding_registers(25, count=1, device_id=1)
+        once.close()
+    finally:
+        client.close()
+        await control({"cmd": "clear_faults"})
+
+
 async def test_freeze_and_set(sim: Simulator, control: Control) -> None:
     assert (await control({"cmd": "freeze", "on": True}))["frozen"] is True
     before = sim.truth()
