@@ -27,8 +27,9 @@ connection, see :mod:`drivers.modbus.link`). Outcomes:
 
 Per unit id a :class:`~drivers.modbus.health.UnitHealth` counts polls, successes, timeouts, CRC
 errors and exceptions, and marks a unit offline after repeated reads without an answer (timeout,
-or 0x0A/0x0B from its gateway): it is then probed slowly (one request every
-:data:`~drivers.modbus.health.PROBE_INTERVAL_S` at most, reason ``offline`` meanwhile), and a
+or 0x0A/0x0B from its gateway): it is then probed slowly (one request every second read, and on
+Modbus TCP every :data:`~drivers.modbus.health.PROBE_INTERVAL_S` at most; reason ``offline``
+meanwhile), and a
 probe is sent after every other unit's requests of the read, so a dead unit never delays the
 readings of the live ones (see :mod:`drivers.modbus.health`). A frame with a bad CRC or a garbled
 one is COMM_FAIL with reason ``crc`` / ``garbled`` (RTU resends a bad-CRC request once first).
@@ -72,7 +73,10 @@ class ModbusDriver(Driver):
     Args:
         spec: the connection.
         reprobe_s: how long a learned-unreadable item is skipped before being tried again, s.
-        probe_interval_s: least time between two probes of an offline unit, s.
+        probe_interval_s: least time between two probes of an offline unit, s; default
+            :data:`~drivers.modbus.health.PROBE_INTERVAL_S` on Modbus TCP (a dead unit behind a
+            gateway), 0 on RTU (probed every ``PROBE_EVERY`` reads, as before: the control loop
+            wants a drive back quickly, and a bus's timeouts are short).
     """
 
     def __init__(
@@ -80,7 +84,7 @@ class ModbusDriver(Driver):
         spec: ModbusTcpConnection | ModbusRtuConnection,
         *,
         reprobe_s: float = REPROBE_S,
-        probe_interval_s: float = PROBE_INTERVAL_S,
+        probe_interval_s: float | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -88,6 +92,9 @@ class ModbusDriver(Driver):
         self._limits = dict(spec.limits)
         self._learned = LearnedMap(reprobe_s)
         self._units: dict[int, UnitHealth] = {}
+        if probe_interval_s is None:
+            tcp = isinstance(spec, ModbusTcpConnection)
+            probe_interval_s = PROBE_INTERVAL_S if tcp else 0.0
         self._reader = PlanReader(spec, self._link, self._unit, self._learned, probe_interval_s)
         self._users = 0  # per-poll: reads/writes currently holding the socket
         self._open_lock = asyncio.Lock()

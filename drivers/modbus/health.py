@@ -4,7 +4,8 @@ A unit that fails to answer in :data:`OFFLINE_AFTER` consecutive reads is *offli
 are no longer sent on every read (on a shared RS-485 bus, or behind a Modbus TCP gateway, each
 would cost a full timeout and delay every other unit). Instead one probe request is sent at most
 every :attr:`UnitHealth.probe_every` reads and every ``probe_interval_s`` seconds ("slow
-probing"); when it is answered the unit is online again and read in full in that same read.
+probing": the driver uses :data:`PROBE_INTERVAL_S` on Modbus TCP, 0 on RTU); when it is answered
+the unit is online again and read in full in that same read.
 
 Failing to answer is a timeout, or, behind a Modbus TCP/RTU gateway, exception 0x0A GATEWAY PATH
 UNAVAILABLE or 0x0B GATEWAY TARGET DEVICE FAILED TO RESPOND (Modbus Application Protocol V1.1b3
@@ -33,9 +34,9 @@ PROBE_EVERY = 2
 """While offline, one probe request at most every this many reads (the others skip the unit)."""
 
 PROBE_INTERVAL_S = 5.0
-"""While offline, one probe request at most every this many seconds: a dead unit costs its
-neighbours one timeout (or one late 0x0B) per 5 s at most, and is back within 5 s plus one poll
-interval after it answers again."""
+"""While offline, one probe request at most every this many seconds (Modbus TCP): a dead unit
+behind a gateway costs its neighbours one timeout (or one late 0x0B) per 5 s at most, and is back
+within 5 s plus one poll interval after it answers again."""
 
 GATEWAY_EXCEPTIONS = frozenset({0x0A, 0x0B})
 """0x0A GATEWAY PATH UNAVAILABLE, 0x0B GATEWAY TARGET DEVICE FAILED TO RESPOND (Modbus Application

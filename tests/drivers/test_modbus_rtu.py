@@ -54,7 +54,6 @@ async def test_two_units_on_one_link(rtu):
 
 async def test_silent_unit_does_not_stop_the_bus(rtu):
     server, drv = rtu
-    drv.probe_interval_s = 0.0  # probing by read count only (the time floor is tested apart)
     plan = drv.plan(typed_points(1) + typed_points(2))
     server.faults.unit(1).silent = True
     reasons = []

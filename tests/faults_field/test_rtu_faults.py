@@ -161,7 +161,6 @@ async def test_late_reply_never_answers_the_next_request(rtu_server, rtu_driver_
 
 async def test_dead_slave_does_not_stop_the_others(rtu_server, rtu_driver_for):
     drv = await rtu_driver_for()
-    drv.probe_interval_s = 0.0  # probing by read count only (the time floor is tested apart)
     plan = drv.plan(typed_points(1) + typed_points(2))
     rtu_server.faults.unit(1).silent = True
     for _ in range(6):
