@@ -92,3 +92,14 @@ def test_inconsistent_security_is_refused(tmp_path, bad):
         )
     with pytest.raises(ConfigError):
         load(tmp_path, devices)
+
+
+def test_devices_sharing_a_gateway_get_the_most_cautious_connection_mode(tmp_path):
+    devices = "".join(
+        f"  - name: d{u}\n    transport: modbus-tcp\n    host: 127.0.0.1\n    unit_id: {u}\n"
+        f"    connection_mode: {mode}\n"
+        f"    points:\n      - {{name: p{u}, register: holding, address: 0, type: uint16}}\n"
+        for u, mode in ((1, "persistent"), (2, "per-request"), (3, "per-poll"))
+    )
+    (conn,) = load(tmp_path, devices).connections()
+    assert conn.spec.connection_mode == "per-request"
