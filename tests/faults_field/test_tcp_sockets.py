@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from dataclasses import replace
 
 import pytest
 
@@ -91,7 +92,7 @@ async def test_write_cancelled_while_the_socket_opens_does_not_pin_it(tcp_server
     tcp_server.faults.single_client = True
     gate = SlowOpen(tcp_server.port)
     spec = tcp_spec(tcp_server, connection_mode="per-poll")
-    drv = create(type(spec)(**{**_fields(spec), "port": gate.port, "connect_timeout_s": 5.0}))
+    drv = create(replace(spec, port=gate.port, connect_timeout_s=5.0))
     point = next(p for p in typed_points(1) if p.name == "u1.i16")
     plan = drv.plan(typed_points(1)[:4])
     try:
@@ -114,10 +115,6 @@ async def test_write_cancelled_while_the_socket_opens_does_not_pin_it(tcp_server
     finally:
         await drv.close()
         await gate.close()
-
-
-def _fields(spec):
-    return {f: getattr(spec, f) for f in spec.__dataclass_fields__}
 
 
 async def test_per_request_mode_reads_a_device_that_answers_once_per_connection(tcp_server):
