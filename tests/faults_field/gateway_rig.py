@@ -70,6 +70,7 @@ def run(workdir: Path, fault: dict[str, Any], fault_s: float) -> dict[str, Any]:
         sim.command({"cmd": "fault", "unit": 2, "transport": "tcp", **fault})
         t_start = time.time()
         agent.start()
+
         def first_sample() -> bool:
             if agent.proc is not None and agent.proc.poll() is not None:
                 raise AssertionError(f"the agent exited: {agent.log.read_text()[-2000:]}")
