@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 import warnings
 from typing import Annotated, Literal
 
@@ -74,6 +75,35 @@ def check_topic_prefix(v: str) -> str:
         if v.startswith("/") or v.endswith("/"):
             where = "a leading '/'" if v.startswith("/") else "a trailing '/'"
         return _bad_topic(v, f"{where} makes an empty topic level (the agent adds '/' itself)")
+    return v
+
+
+def check_visible_text(v: str) -> str:
+    """Refuse characters a broker rejects or a person cannot see in a topic or client id.
+
+    MQTT 5.0 §1.5.4 (UTF-8 strings): U+0000 MUST NOT appear; control characters U+0001–U+001F
+    and U+007F–U+009F and Unicode non-characters (U+FDD0–U+FDEF, U+xxFFFE/U+xxFFFF) SHOULD NOT
+    (a broker may close the connection, §1.5.4). Format characters (Unicode category Cf: zero-width
+    space U+200B, zero-width joiner, bidi marks, BOM …) are invisible in a config file and make
+    a topic that differs from the one the platform subscribes to.
+
+    Raises:
+        ValueError: names the first such character and where it is.
+    """
+    for i, c in enumerate(v):
+        cp = ord(c)
+        why = None
+        if cp == 0:
+            why = "NUL (U+0000) is not allowed in an MQTT string"
+        elif cp < 0x20 or 0x7F <= cp <= 0x9F:
+            why = f"control character U+{cp:04X} is not allowed"
+        elif 0xFDD0 <= cp <= 0xFDEF or (cp & 0xFFFE) == 0xFFFE:
+            why = f"Unicode non-character U+{cp:04X} is not allowed"
+        elif cp == 0x200B or unicodedata.category(c) == "Cf":
+            name = unicodedata.name(c, "format character")
+            why = f"invisible character U+{cp:04X} ({name.lower()}) is not allowed"
+        if why is not None:
+            raise ValueError(f"{why} (at character {i + 1} of {v!r})")
     return v
 
 
@@ -335,7 +365,7 @@ class Uplink(Strict):
 
     broker: Annotated[str, Field(pattern=BROKER_PATTERN)]
     topic_prefix: TopicPrefix = "pumproom/v1"
-    client_id: str | None = None
+    client_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     keepalive_s: Annotated[int, Field(ge=5, le=1200)] = 30
     protocol: Literal["5", "3.1.1"] = "5"
     tls: Tls | None = None
@@ -347,6 +377,9 @@ class Uplink(Strict):
     compression: Literal["none", "zlib"] = "none"
     """Telemetry payload compression (RFC 1950 zlib); announced per message by the MQTT 5
     content type ``application/json+zlib`` and in ``meta``."""
+    reconnect_spread_s: Annotated[float, Field(ge=0, le=600)] = 1.2
+    """Full-jitter window of a reconnect once the broker answers again, s (agent.reconnect):
+    a fleet of N gateways reconnects at about N / this per second after a broker restart."""
 
     @field_validator("broker")
     @classmethod
@@ -357,7 +390,12 @@ class Uplink(Strict):
     @field_validator("topic_prefix")
     @classmethod
     def _topic_prefix(cls, v: str) -> str:
-        return check_topic_prefix(v)
+        return check_topic_prefix(check_visible_text(v))
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, v: str | None) -> str | None:
+        return v if v is None else check_visible_text(v)
 
     @property
     def broker_tls(self) -> bool:

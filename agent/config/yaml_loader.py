@@ -141,7 +141,9 @@ def load_yaml(text: str, file: str, line: int = 0, column: int = 0) -> tuple[Any
         node = _compose(_Loader, text)
     except yaml.MarkedYAMLError as exc:
         raise ConfigError([builder.syntax_problem(exc)]) from None
-    except yaml.YAMLError as exc:  # reader errors (e.g. control characters)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, at its place
+        raise ConfigError([_reader_problem(exc, text, file, line, column)]) from None
+    except yaml.YAMLError as exc:
         raise ConfigError([Problem(file, line + 1, column + 1, f"YAML error: {exc}")]) from None
     return _built(builder, node, file, line, column)
 
@@ -163,6 +165,23 @@ def _built(
     if builder.problems:
         raise ConfigError(builder.problems)
     return data, builder.positions
+
+
+def _reader_problem(
+    exc: yaml.reader.ReaderError, text: str, file: str, line: int, column: int
+) -> Problem:
+    """A character YAML does not allow in a file (YAML 1.1 §5.1: C0/C1 controls but tab and
+    newlines, U+FFFE/U+FFFF), at its line and column."""
+    before = text[: exc.position]
+    row = before.count("\n")
+    col = exc.position - (before.rfind("\n") + 1)
+    char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+    return Problem(
+        file,
+        line + row + 1,
+        (column if row == 0 else 0) + col + 1,
+        f"character U+{char:04X} is not allowed in a YAML file (a control character?)",
+    )
 
 
 class _Builder:
