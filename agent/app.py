@@ -336,6 +336,7 @@ class Agent:
                 backlog_rate_per_s=up.backlog_rate_per_s,
                 inflight_window=up.inflight_window,
                 compression=up.compression,
+                reconnect_spread_s=up.reconnect_spread_s,
             ),
             clock=clock,
             status_extra=lambda: {

@@ -5,6 +5,7 @@ shared/reference/uplink-protocol.md §6.2)::
 
     {prefix}/{site}/{gw}/status               up, QoS 1, retained: birth, last will, clean shutdown
     {prefix}/{site}/{gw}/meta                 up, QoS 1, retained: point catalogue, versions
+    {prefix}/{site}/{gw}/meta/{i}             up, QoS 1, retained: part i of a split meta
     {prefix}/{site}/{gw}/telemetry            up, QoS 1: live sample batches
     {prefix}/{site}/{gw}/telemetry/backfill   up, QoS 1: buffered sample batches (``hist: true``)
     {prefix}/{site}/{gw}/event                up, QoS 1: data-loss and other events
@@ -75,6 +76,11 @@ class Topics:
     @property
     def meta(self) -> str:
         return f"{self.base}/meta"
+
+    def meta_part(self, i: int) -> str:
+        """Up, retained: part ``i`` (1..parts-1) of a meta split to fit the broker's Maximum
+        Packet Size (part 0 is :attr:`meta`)."""
+        return f"{self.base}/meta/{i}"
 
     @property
     def telemetry(self) -> str:

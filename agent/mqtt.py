@@ -16,6 +16,7 @@ pending publish fails with :class:`PublishFailed`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
@@ -29,21 +30,33 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.core.aio import wait_event, within
+from agent.mqtt_codes import (
+    PACKET_TOO_LARGE,
+    RECEIVE_MAXIMUM_DEFAULT,
+    RECEIVE_MAXIMUM_EXCEEDED,
+    SESSION_TAKEN_OVER,
+    ConnectFailed,
+    PacketTooLarge,
+    PublishFailed,
+    PublishRefused,
+    publish_packet_size,
+)
+
+__all__ = [
+    "PACKET_TOO_LARGE",
+    "RECEIVE_MAXIMUM_DEFAULT",
+    "RECEIVE_MAXIMUM_EXCEEDED",
+    "SESSION_TAKEN_OVER",
+    "BrokerSettings",
+    "ConnectFailed",
+    "MqttConnection",
+    "PacketTooLarge",
+    "PublishFailed",
+    "PublishRefused",
+    "Will",
+]
 
 log = logging.getLogger(__name__)
-
-
-class PublishFailed(Exception):
-    """A QoS 1 publish was not acknowledged with success (failure reason code, or the connection
-    ended first). The message must be sent again later."""
-
-
-SESSION_TAKEN_OVER = 0x8E
-"""MQTT 5 §3.14.2.1 DISCONNECT reason: another connection with the same client id."""
-
-
-class ConnectFailed(Exception):
-    """The broker could not be reached, refused the connection, or did not answer in time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +81,11 @@ class BrokerSettings:
         username: user name or ``None``.
         password: password or ``None``.
         connect_timeout_s: bound on TCP connect plus CONNACK, seconds.
+        max_inflight: most QoS 1 publishes awaiting PUBACK on this connection, all topics
+            together; the broker's Receive Maximum lowers it
+            (:attr:`MqttConnection.inflight_limit`).
+        max_packet_size: our own bound on a packet, bytes, or ``None``; the broker's Maximum
+            Packet Size lowers it (:attr:`MqttConnection.max_packet_size`).
     """
 
     host: str
@@ -79,6 +97,19 @@ class BrokerSettings:
     username: str | None = None
     password: str | None = None
     connect_timeout_s: float = 10.0
+    max_inflight: int = 10
+    max_packet_size: int | None = None
+
+
+@dataclass(slots=True)
+class _Queued:
+    """A publish waiting for a free in-flight place."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    props: Properties | None
+    fut: asyncio.Future[None]
 
 
 class MqttConnection:
@@ -94,6 +125,15 @@ class MqttConnection:
         self._sock: Any = None
         self.disconnect_reason = 0
         """MQTT 5 reason code of the broker's DISCONNECT (0 when none came)."""
+        self.disconnect_name = ""
+        """Its name (MQTT 5 §2.4), e.g. ``Receive maximum exceeded``; empty when none came."""
+        self.receive_maximum = RECEIVE_MAXIMUM_DEFAULT
+        """The broker's Receive Maximum from CONNACK (MQTT 5 §3.2.2.3.3; 65,535 if absent)."""
+        self.max_packet_size: int | None = settings.max_packet_size
+        """Largest packet we may send, bytes: the smaller of our own bound and the CONNACK's
+        Maximum Packet Size (MQTT 5 §3.2.2.3.6); ``None`` when neither limits it."""
+        self.largest_sent = 0
+        """Largest PUBLISH packet handed to the socket on this connection, bytes."""
         self.on_message: Callable[[str, bytes, Any, bool], None] | None = None
         """Called with (topic, payload, MQTT 5 properties or None, retained flag: under MQTT 5
         the publisher's flag, under 3.1.1 only set on delivery at subscription time)."""
@@ -105,7 +145,10 @@ class MqttConnection:
             clean_session=None if settings.mqtt5 else True,
         )
         self._client.connect_timeout = settings.connect_timeout_s
-        self._client.max_inflight_messages_set(1000)
+        # The in-flight limit is ours (paho's cannot change once connected, and the broker's
+        # Receive Maximum is known only then): paho sends everything it is given.
+        self._client.max_inflight_messages_set(0)
+        self._queued: collections.deque[_Queued] = collections.deque()
         if settings.tls is not None:
             self._client.tls_set_context(settings.tls)
         if settings.username is not None:
@@ -130,15 +173,25 @@ class MqttConnection:
         try:
             await within(conn._open(), settings.connect_timeout_s)
         except TimeoutError as exc:  # str(TimeoutError()) is empty: say what did not happen
-            stage = "no CONNACK" if conn._sock is not None else "TCP connect not done"
+            unreachable = conn._sock is None
+            stage = "TCP connect not done" if unreachable else "no CONNACK"
             conn._teardown()
             raise ConnectFailed(
-                f"{settings.host}:{settings.port}: {stage} within {settings.connect_timeout_s:g} s"
+                f"{settings.host}:{settings.port}: {stage} within {settings.connect_timeout_s:g} s",
+                unreachable=unreachable,
             ) from exc
         except (OSError, ssl.SSLError, ConnectFailed) as exc:
+            # a refused/unroutable TCP connect, not TLS, DNS (gaierror) or the MQTT handshake
+            if isinstance(exc, ConnectFailed):
+                unreachable = exc.unreachable
+            else:
+                unreachable = conn._sock is None and not isinstance(
+                    exc, ssl.SSLError | socket.gaierror
+                )
             conn._teardown()
             raise ConnectFailed(
-                f"{settings.host}:{settings.port}: {str(exc) or type(exc).__name__}"
+                f"{settings.host}:{settings.port}: {str(exc) or type(exc).__name__}",
+                unreachable=unreachable,
             ) from exc
         except BaseException:
             conn._teardown()
@@ -155,7 +208,7 @@ class MqttConnection:
         # The socket connect blocks: do it in a thread, before the socket callbacks exist.
         rc = await asyncio.to_thread(self._client.connect, s.host, s.port, s.keepalive_s, **kwargs)
         if rc != paho.MQTT_ERR_SUCCESS:
-            raise ConnectFailed(paho.error_string(rc))
+            raise ConnectFailed(paho.error_string(rc), unreachable=True)
         self._sock = self._client.socket()
         # Small PUBLISH/PUBACK packets must not wait for Nagle's algorithm and the peer's delayed
         # ACK (40 ms on Linux): that alone made a command round trip 43 ms instead of 3 ms.
@@ -183,27 +236,76 @@ class MqttConnection:
     ) -> asyncio.Future[None]:
         """Publish at QoS 1. The returned future resolves on a successful PUBACK.
 
+        At most :attr:`inflight_limit` publishes are on the wire at once; more wait, in order,
+        for a PUBACK to free a place (so the wait counts in the caller's timeout).
+
         Raises (through the future):
-            PublishFailed: failure reason code in the PUBACK, or the connection ended first.
+            PacketTooLarge: the packet exceeds :attr:`max_packet_size` (nothing was sent).
+            PublishRefused: a failure reason code in the PUBACK.
+            PublishFailed: the connection ended first.
         """
         fut: asyncio.Future[None] = self._loop.create_future()
         if self.closed.is_set():
             fut.set_exception(PublishFailed("not connected"))
             return fut
-        props = None
-        if self.settings.mqtt5:
-            props = Properties(PacketTypes.PUBLISH)
-            props.ContentType = content_type
-            props.PayloadFormatIndicator = 1 if content_type == "application/json" else 0
-            if correlation is not None:
-                props.CorrelationData = correlation
-        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=props)
-        if info.rc != paho.MQTT_ERR_SUCCESS:
-            fut.set_exception(PublishFailed(paho.error_string(info.rc)))
+        props = self._properties(content_type, correlation)
+        size = publish_packet_size(topic, len(payload), props)
+        if self.max_packet_size is not None and size > self.max_packet_size:
+            fut.set_exception(PacketTooLarge(size, self.max_packet_size))
             return fut
-        # on_publish can only run from _do_read, later on this same loop: no race.
-        self._pending[info.mid] = fut
+        self.largest_sent = max(self.largest_sent, size)
+        item = _Queued(topic, payload, retain, props, fut)
+        if len(self._pending) < self.inflight_limit and not self._queued:
+            self._send(item)
+        else:
+            self._queued.append(item)
         return fut
+
+    def _send(self, q: _Queued) -> None:
+        info = self._client.publish(q.topic, q.payload, qos=1, retain=q.retain, properties=q.props)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            q.fut.set_exception(PublishFailed(paho.error_string(info.rc)))
+            return
+        # on_publish can only run from _do_read, later on this same loop: no race.
+        self._pending[info.mid] = q.fut
+
+    def _send_queued(self) -> None:
+        """Send waiting publishes while places are free (a caller that gave up is skipped)."""
+        while self._queued and len(self._pending) < self.inflight_limit:
+            q = self._queued.popleft()
+            if not q.fut.done():
+                self._send(q)
+
+    def _properties(self, content_type: str, correlation: bytes | None) -> Properties | None:
+        if not self.settings.mqtt5:
+            return None
+        props = Properties(PacketTypes.PUBLISH)
+        props.ContentType = content_type
+        props.PayloadFormatIndicator = 1 if content_type == "application/json" else 0
+        if correlation is not None:
+            props.CorrelationData = correlation
+        return props
+
+    def fits(
+        self,
+        topic: str,
+        payload_len: int,
+        *,
+        correlation: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> bool:
+        """Whether a PUBLISH of ``payload_len`` bytes on ``topic`` (with the properties
+        :meth:`publish` would add) is within :attr:`max_packet_size`."""
+        if self.max_packet_size is None:
+            return True
+        size = publish_packet_size(topic, payload_len, self._properties(content_type, correlation))
+        return size <= self.max_packet_size
+
+    @property
+    def inflight_limit(self) -> int:
+        """Most QoS 1 publishes awaiting PUBACK at once: ``settings.max_inflight``, lowered to
+        the broker's Receive Maximum (MQTT 5 §3.3.4: the client MUST NOT exceed it)."""
+        return max(1, min(self.settings.max_inflight, self.receive_maximum))
 
     def subscribe(self, topic: str) -> None:
         """Subscribe at QoS 1.
@@ -225,7 +327,7 @@ class MqttConnection:
 
     @property
     def inflight(self) -> int:
-        """Publishes sent and not yet acknowledged."""
+        """Publishes sent and not yet acknowledged (those waiting for a place not counted)."""
         return len(self._pending)
 
     async def close(self, timeout_s: float = 2.0) -> None:
@@ -270,21 +372,31 @@ class MqttConnection:
         self._mark_closed("socket closed")
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if self.settings.mqtt5 and props is not None:
+            self.receive_maximum = int(getattr(props, "ReceiveMaximum", RECEIVE_MAXIMUM_DEFAULT))
+            announced = getattr(props, "MaximumPacketSize", None)
+            if announced is not None:
+                mine = self.max_packet_size
+                self.max_packet_size = int(announced) if mine is None else min(mine, announced)
         if not self._connack.done():
             self._connack.set_result(int(reason.value) if hasattr(reason, "value") else int(reason))
 
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
-        self.disconnect_reason = int(getattr(reason, "value", 0) or 0)
+        # paho reports a lost socket as reason 0x80 too: only a DISCONNECT packet counts.
+        if getattr(flags, "is_disconnect_packet_from_server", False):
+            self.disconnect_reason = int(getattr(reason, "value", 0) or 0)
+            self.disconnect_name = str(reason)
         self._mark_closed(f"disconnected: {reason}")
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         fut = self._pending.pop(mid, None)
+        self._send_queued()
         if fut is None or fut.done():
             return
         if getattr(reason, "is_failure", False):
-            fut.set_exception(PublishFailed(f"PUBACK reason {reason} ({int(reason.value):#04x})"))
+            fut.set_exception(PublishRefused(int(reason.value), str(reason)))
         else:
             fut.set_result(None)
 
@@ -302,7 +414,8 @@ class MqttConnection:
             self._connack.set_exception(ConnectFailed(why))
             self._connack.exception()  # mark retrieved: nobody may be waiting any more
         pending, self._pending = self._pending, {}
-        for fut in pending.values():
+        queued, self._queued = [q.fut for q in self._queued], collections.deque()
+        for fut in [*pending.values(), *queued]:
             if not fut.done():
                 fut.set_exception(PublishFailed(why))
 

@@ -45,6 +45,11 @@ def snapshot(agent: Agent, *, points: bool = True, alarms: bool = True) -> dict[
     "limit", "unit", "raised_at", "acked_at", "cleared_at", "shelved_until", "detail"}]``
     (times UTC ms; :func:`agent.alarms.runtime.status_entry`).
 
+    ``uplink`` also holds what the broker imposes: ``refusals`` (``{"counts": {"PUBACK 0x87 Not
+    authorized (telemetry)": n, …}, "last", "last_age_s"}``, :mod:`agent.refusals`),
+    ``set_aside`` (messages that can never fit the broker's packet limit) and ``limits``
+    (``{"receive_maximum", "inflight_limit", "max_packet_size"}`` of the current connection).
+
     A connection's ``last_error`` is the newest failure of the connection, its driver or one of
     its devices (a device's prefixed with the device name), ``last_error_at`` its UTC time
     (ISO 8601, ms, the agent's clock when it happened) and ``last_error_age_s`` its age in
@@ -74,6 +79,9 @@ def snapshot(agent: Agent, *, points: bool = True, alarms: bool = True) -> dict[
             "publish_failures": c.publish_failures,
             "last_error": c.last_error,
             "watermark": dict(agent.uplink.watermark),
+            "set_aside": c.set_aside,
+            "refusals": agent.uplink.refusals.snapshot(),
+            "limits": agent.uplink.limits(),
         }
     if agent.store is not None:
         s = agent.store.counters

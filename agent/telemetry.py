@@ -10,9 +10,15 @@ One :class:`TelemetryFlow` lives exactly as long as one connection, so nothing o
   not deliver (a failed publish, a live-queue overflow), is read oldest first by seq and published
   on ``telemetry/backfill`` (``hist: true``, original seqs), at most ``backlog_rate_per_s``
   samples a second. The backlog is bounded above, so it never chases the live data.
-* At most ``inflight_window`` messages await their PUBACK. On success their samples are acked in
-  the buffer; on a failure reason code or a lost connection they stay buffered, and the backlog
-  cursor moves back so they go again.
+* At most min(``inflight_window``, the broker's Receive Maximum) messages await their PUBACK.
+  On success their samples are acked in the buffer; on a failure reason code or a lost
+  connection they stay buffered, and the backlog cursor moves back so they go again.
+* Every message fits the broker's Maximum Packet Size: a batch too large is halved until it
+  fits (:mod:`agent.uplink_size`); a single sample that cannot fit is set aside (out of the
+  buffer, WARNING, ``data_loss`` event with reason ``too_large``), never retried forever.
+* A refusal (PUBACK reason code 0x80 and up) holds the stream (:class:`agent.refusals.RefusalGate`):
+  the next publish waits for the shared backoff, then one message at a time until the broker
+  takes one again.
 
 A sample is *claimed* while it is queued live or in flight; the backlog skips claimed samples, so
 nothing is sent twice by this gateway within one connection (the broker may still duplicate).
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -30,11 +37,14 @@ from typing import TYPE_CHECKING
 from agent import contract
 from agent.core.aio import wait_event
 from agent.core.model import Sample, WallClock
-from agent.mqtt import MqttConnection
+from agent.mqtt import MqttConnection, PublishRefused
+from agent.refusals import RefusalGate
 from agent.store import Store
 
 if TYPE_CHECKING:
     from agent.uplink import UplinkCounters, UplinkSettings
+
+log = logging.getLogger(__name__)
 
 COMPRESS_OVER = 256
 """Payloads up to this many bytes are sent uncompressed even with compression on."""
@@ -55,10 +65,12 @@ class TelemetryFlow:
         settings: UplinkSettings,
         clock: WallClock,
         counters: UplinkCounters,
+        refusal: RefusalGate,
         backlog_gate: asyncio.Event | None = None,
     ) -> None:
         self.conn, self.ident, self.topics, self.store = conn, ident, topics, store
         self.units, self.settings, self.clock, self.counters = units, settings, clock, counters
+        self.refusal = refusal
         self._live: collections.deque[Sample] = collections.deque()
         self._live_ready = asyncio.Event()
         self._claimed: set[int] = set()
@@ -69,7 +81,7 @@ class TelemetryFlow:
         """The backlog's upper bound: every seq above it was offered live on this connection,
         except those whose publish failed or overflowed, which raise it again."""
         self._wake = asyncio.Event()
-        self._window = asyncio.Semaphore(settings.inflight_window)
+        self._window = asyncio.Semaphore(min(settings.inflight_window, conn.inflight_limit))
         self._settling: set[asyncio.Future[None]] = set()
         """Publishes awaiting their PUBACK."""
         self._gate = backlog_gate
@@ -163,20 +175,57 @@ class TelemetryFlow:
                     await asyncio.sleep(pace - now)
 
     async def _publish(self, batch: list[Sample], *, hist: bool) -> None:
-        await self._window.acquire()
+        await self._hold()
+        topic = self.topics.backfill if hist else self.topics.telemetry
         payload = contract.telemetry(
             self.ident, batch, self.units, hist=hist, sent_ms=self.clock.now_ms()
         )
         content_type = "application/json"
         if self.settings.compression == "zlib" and len(payload) > COMPRESS_OVER:
             payload, content_type = zlib.compress(payload, 6), "application/json+zlib"
-        topic = self.topics.backfill if hist else self.topics.telemetry
+        if not self.conn.fits(topic, len(payload), content_type=content_type):
+            if len(batch) > 1:  # halve it: each half is sized again
+                half = len(batch) // 2
+                await self._publish(batch[:half], hist=hist)
+                await self._publish(batch[half:], hist=hist)
+            else:
+                await self._set_aside(batch[0], len(payload))
+            return
+        await self._window.acquire()
         fut = self.conn.publish(topic, payload, content_type=content_type)
         self.counters.bytes_published += len(payload)
         self.counters.messages_published += 1
         seqs = [b.seq for b in batch]
         self._settling.add(fut)
         fut.add_done_callback(lambda f: self._settle(f, seqs))
+
+    async def _hold(self) -> None:
+        """Wait while the broker's refusals hold the stream; while probing, send one message
+        at a time (the first PUBACK that succeeds opens the window again)."""
+        while True:
+            await self.refusal.wait()
+            if not self.refusal.probing or not self._settling:
+                return
+            await asyncio.wait(set(self._settling))
+
+    async def _set_aside(self, sample: Sample, payload_len: int) -> None:
+        """A sample whose message cannot fit the broker's packet limit even alone: named,
+        reported as data loss (reason ``too_large``) and taken out of the buffer."""
+        log.warning(
+            "uplink: sample seq %d (%s) set aside: its message of %d bytes exceeds the broker's"
+            " maximum packet of %s bytes",
+            sample.seq,
+            sample.point,
+            payload_len,
+            self.conn.max_packet_size,
+        )
+        self.counters.set_aside += 1
+        await self.store.add_event(
+            {"type": "data_loss", "t": self.clock.now_ms(), "stream": "telemetry",
+             "reason": "too_large", "seq_range": [sample.seq, sample.seq], "count": 1}
+        )  # fmt: skip
+        self._claimed.discard(sample.seq)
+        self.store.ack([sample.seq])
 
     def _settle(self, fut: asyncio.Future[None], seqs: list[int]) -> None:
         """The publish's PUBACK came (ack its samples) or it failed (leave them buffered and
@@ -186,8 +235,11 @@ class TelemetryFlow:
         self._claimed.difference_update(seqs)
         failure = "publish cancelled" if fut.cancelled() else fut.exception()
         if failure is None:
+            self.refusal.accepted()
             self.store.ack(seqs)
             return
+        if isinstance(failure, PublishRefused):
+            self.refusal.refused("PUBACK", failure.code, failure.name)
         self.counters.publish_failures += 1
         self.counters.last_error = str(failure)
         self.store.reject(seqs)

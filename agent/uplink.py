@@ -8,8 +8,10 @@ oldest first and rate-limited, a bounded in-flight window); this module owns the
 it: connect and reconnect, birth and last will, retained metadata and status, events, and the
 downlink (command requests and the platform's ingest watermark).
 
-Reconnects use :class:`agent.core.model.Backoff`. ``session`` grows on every connect and is
-persisted in the buffer.
+Reconnects follow :mod:`agent.reconnect`; broker refusals :mod:`agent.refusals`; every packet
+fits the broker's Maximum Packet Size (:mod:`agent.uplink_size`) and at most min(configured
+``inflight_window``, the broker's Receive Maximum) QoS 1 publishes of any kind are in flight.
+``session`` grows on every connect and is persisted in the buffer.
 """
 
 from __future__ import annotations
@@ -17,28 +19,32 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from agent import contract
 from agent.core.aio import cancel_all, wait_event, within
-from agent.core.model import Backoff, Sample, WallClock
+from agent.core.model import Sample, WallClock
 from agent.mqtt import (
     SESSION_TAKEN_OVER,
     BrokerSettings,
     ConnectFailed,
     MqttConnection,
+    PacketTooLarge,
     PublishFailed,
+    PublishRefused,
     Will,
 )
+from agent.reconnect import HEALTHY_AFTER_S, SPREAD_S, ReconnectPolicy
+from agent.refusals import RefusalGate, Refusals
 from agent.store import Store
 from agent.telemetry import TelemetryFlow
+from agent.uplink_events import EventSender
+from agent.uplink_size import LearnedLimits, meta_parts
 
 log = logging.getLogger(__name__)
-
-EVENTS_IDLE_CHECK_S = 30.0
-"""Longest the event sender sleeps without being woken before it looks at the buffer again, s."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,8 @@ class UplinkSettings:
         compression: ``none`` or ``zlib`` (telemetry payloads over 256 bytes are deflated and
             sent with content type ``application/json+zlib``).
         status_interval_s: how often the retained ``online`` status is refreshed with health.
+        reconnect_spread_s: full-jitter window of a reconnect once the broker answers again, s
+            (:mod:`agent.reconnect`).
     """
 
     batch_max_samples: int = 500
@@ -64,6 +72,7 @@ class UplinkSettings:
     live_queue_max: int = 50_000
     compression: str = "none"
     status_interval_s: float = 60.0
+    reconnect_spread_s: float = SPREAD_S
 
 
 @dataclass(slots=True)
@@ -78,6 +87,8 @@ class UplinkCounters:
     publish_failures: int = 0
     live_overflow: int = 0
     bytes_published: int = 0
+    set_aside: int = 0
+    """Messages that can never fit the broker's packet limit, reported and dropped."""
     last_error: str | None = None
 
 
@@ -121,15 +132,26 @@ class Uplink:
         self.status_extra = status_extra or (lambda: {})
         self.meta_extra = dict(meta_extra or {})
         self.counters = UplinkCounters()
-        self.backoff = Backoff(initial_s=0.5, cap_s=30.0)
+        self.reconnect = ReconnectPolicy(spread_s=settings.reconnect_spread_s)
+        self.refusals = Refusals()
+        self._status_wake = asyncio.Event()
+        self.refusals.on_new = self._status_wake.set
+        self.gates = {k: RefusalGate(k, self.refusals) for k in ("telemetry", "event")}
+        """Hold a refused stream (telemetry, events) with backoff: :mod:`agent.refusals`."""
+        self.learned = LearnedLimits()
+        self._meta_sent = False
+        self._health_dropped = False
         self.connected = asyncio.Event()
         self._conn: MqttConnection | None = None
         self._telemetry: TelemetryFlow | None = None
         self._events_wake = asyncio.Event()
-        self._status_wake = asyncio.Event()
         self._events_drained = asyncio.Event()
         """Set once the event sender found the buffered events all sent on this connection:
         until then the telemetry backlog waits (events go first; live telemetry does not)."""
+        self.events = EventSender(
+            store, topics, clock, self.counters, self.gates["event"], self._events_wake,
+            drained=self._events_drained,
+        )  # fmt: skip
         self._session = 0
         self._failing = False
         self._stopping = False
@@ -158,12 +180,36 @@ class Uplink:
         once a second."""
         self._status_wake.set()
 
+    def limits(self) -> dict[str, int | None]:
+        """What the current connection's broker imposes (all ``None`` while disconnected):
+        ``receive_maximum``, ``inflight_limit`` (min of ours and it), ``max_packet_size``."""
+        conn = self._conn
+        if conn is None:
+            return {"receive_maximum": None, "inflight_limit": None, "max_packet_size": None}
+        return {
+            "receive_maximum": conn.receive_maximum,
+            "inflight_limit": conn.inflight_limit,
+            "max_packet_size": conn.max_packet_size,
+        }
+
     # ---- session life cycle --------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, serve, reconnect with backoff: forever, until cancelled or :meth:`stop`."""
+        """Connect, serve, reconnect: forever, until cancelled or :meth:`stop`.
+
+        Pacing (:mod:`agent.reconnect`): after a healthy session is lost, or while the broker
+        cannot be reached by TCP, cheap TCP probes and a jittered connect; after a refused
+        connect or a session the broker dropped before it proved healthy (while still
+        answering TCP), the shared Backoff, which resets only after a session of
+        :data:`~agent.reconnect.HEALTHY_AFTER_S` or more.
+        """
         session = 0
+        probe = False
+        policy = self.reconnect
         while not self._stopping:
+            if probe:
+                await policy.until_reachable(self.broker.host, self.broker.port)
+                probe = False
             if session == 0:  # failed attempts reuse the number; a connection uses one up
                 session = await self.store.next_session()
             ident = contract.Identity(self.ident.site, self.ident.gateway, session)
@@ -172,7 +218,9 @@ class Uplink:
                 contract.status(ident, "offline", ts_ms=self.clock.now_ms(), reason="lwt"),
             )
             try:
-                conn = await MqttConnection.connect(self.broker, will)
+                conn = await MqttConnection.connect(
+                    self.learned.settings(self.broker, self.settings.inflight_window), will
+                )
             except ConnectFailed as exc:
                 self.counters.connect_failures += 1
                 self.counters.last_error = str(exc)
@@ -181,18 +229,25 @@ class Uplink:
                         "uplink: cannot connect to %s (%s); retrying", self.broker.host, exc
                     )
                     self._failing = True
-                await asyncio.sleep(self.backoff.next())
+                if exc.unreachable:
+                    probe = True  # paced by the probes: cheap, and fast once it is back
+                else:
+                    await asyncio.sleep(policy.backoff.next())
                 continue
-            self.backoff.reset()
             self._failing = False
             self.counters.connects += 1
             log.info(
-                "uplink: connected to %s:%d, session %d",
+                "uplink: connected to %s:%d, session %d (receive maximum %d, in flight %d,"
+                " maximum packet %s)",
                 self.broker.host,
                 self.broker.port,
                 session,
+                conn.receive_maximum,
+                conn.inflight_limit,
+                conn.max_packet_size or "unlimited",
             )
             session = 0  # the next connection takes a new number
+            began = time.monotonic()
             try:
                 await self._serve(conn, ident)
             except (PublishFailed, TimeoutError) as exc:
@@ -206,18 +261,41 @@ class Uplink:
                 conn.abort()
             if self._stopping:
                 continue
+            healthy = time.monotonic() - began >= HEALTHY_AFTER_S
+            if healthy:
+                policy.backoff.reset()
             if conn.disconnect_reason == SESSION_TAKEN_OVER:
                 # Another client uses our client id (a cloned gateway?): do not fight over it.
                 log.error(
                     "uplink: the broker gave our client id %r to another connection; retrying"
                     " in %.0f s (is a cloned gateway using the same id?)",
                     self.broker.client_id,
-                    self.backoff.cap_s,
+                    policy.backoff.cap_s,
                 )
-                await asyncio.sleep(self.backoff.cap_s)
-            else:
+                await asyncio.sleep(policy.backoff.cap_s)
+            elif conn.disconnect_reason >= 0x80:
+                self._broker_disconnected(conn)
+                await asyncio.sleep(policy.backoff.next())
+            elif healthy or not await policy.reachable(self.broker.host, self.broker.port):
                 log.warning("uplink: connection lost; buffering until it is back")
-                await asyncio.sleep(self.backoff.next())
+                probe = True  # the broker is gone (a restart?): fast once it answers again
+            else:  # the broker is there and dropped us before the session proved healthy
+                if not self.broker.mqtt5:
+                    self.learned.lost_early(conn)
+                delay = policy.backoff.next()
+                log.warning(
+                    "uplink: connection lost %.1f s after connect; buffering, retrying in %.1f s",
+                    time.monotonic() - began,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    def _broker_disconnected(self, conn: MqttConnection) -> None:
+        """The broker ended the session with a reason code: name it, count it, learn from it."""
+        code, name = conn.disconnect_reason, conn.disconnect_name
+        action = "reconnecting with backoff" + self.learned.disconnected(conn)
+        self.refusals.note("DISCONNECT", code, name, "session", action)
+        self.counters.last_error = f"broker disconnected: {name} ({code:#04x})"
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Clean shutdown: flush what is queued live (bounded), publish ``offline``
@@ -247,21 +325,19 @@ class Uplink:
         conn.on_message = self._on_message
         conn.subscribe(self.topics.cmd_req)
         conn.subscribe(self.topics.ingest)
-        now = self.clock.now_ms()
-        birth = contract.status(ident, "online", ts_ms=now, **self.status_extra())
-        meta = contract.meta(ident, self.catalogue, ts_ms=now, **self.meta_extra)
-        await within(conn.publish(self.topics.status, birth, retain=True), 10.0)
-        await within(conn.publish(self.topics.meta, meta, retain=True), 10.0)
+        self._meta_sent = False
+        await self._publish_status(conn, ident)
+        await self._publish_meta(conn, ident)
         self._events_drained.clear()
         flow = TelemetryFlow(
             conn, ident, self.topics, self.store, self.units, self.settings, self.clock,
-            self.counters, backlog_gate=self._events_drained,
+            self.counters, self.gates["telemetry"], backlog_gate=self._events_drained,
         )  # fmt: skip
         self._telemetry = flow
         self.connected.set()
         tasks = [
             asyncio.create_task(flow.run(), name="uplink-telemetry"),
-            asyncio.create_task(self._send_events(conn, ident), name="uplink-events"),
+            asyncio.create_task(self.events.run(conn, ident), name="uplink-events"),
             asyncio.create_task(self._refresh_status(conn, ident), name="uplink-status"),
         ]
         closed = asyncio.create_task(conn.closed.wait(), name="uplink-watch")
@@ -274,41 +350,66 @@ class Uplink:
             await cancel_all([closed, *tasks])
 
     async def _refresh_status(self, conn: MqttConnection, ident: contract.Identity) -> None:
-        """Republish the retained ``online`` status with fresh health, periodically."""
+        """Republish the retained ``online`` status with fresh health, periodically and soon
+        after :meth:`refresh_status` or a new kind of broker refusal, at most once a second
+        (and the meta, while the broker has not taken it)."""
         while True:
             await wait_event(self._status_wake, self.settings.status_interval_s)
             self._status_wake.clear()
-            payload = contract.status(
-                ident, "online", ts_ms=self.clock.now_ms(), **self.status_extra()
-            )
             try:
-                await within(conn.publish(self.topics.status, payload, retain=True), 10.0)
-            except (TimeoutError, PublishFailed) as exc:
+                await self._publish_status(conn, ident)
+                if not self._meta_sent:
+                    await self._publish_meta(conn, ident)
+            except (TimeoutError, PublishFailed) as exc:  # the session's end is seen elsewhere
                 log.debug("uplink: status refresh not acknowledged: %s", exc)
+            self.refusals.summarise()
             await asyncio.sleep(1.0)  # a burst of changes: one refresh a second
 
-    # ---- events --------------------------------------------------------------------------------
+    async def _publish_status(self, conn: MqttConnection, ident: contract.Identity) -> None:
+        """Publish the retained ``online`` status (birth or refresh). Too large for the broker
+        with its health: without it. Refused: named and counted, the session goes on."""
+        now = self.clock.now_ms()
+        extra = self.status_extra()
+        payload = contract.status(ident, "online", ts_ms=now, **extra)
+        if not conn.fits(self.topics.status, len(payload)) and "health" in extra:
+            extra.pop("health")
+            payload = contract.status(ident, "online", ts_ms=now, **extra)
+            if not self._health_dropped:
+                log.warning(
+                    "uplink: status health left out: it does not fit the broker's maximum"
+                    " packet of %s bytes",
+                    conn.max_packet_size,
+                )
+                self._health_dropped = True
+        await self._publish_once(conn, "status", self.topics.status, payload, retain=True)
 
-    async def _send_events(self, conn: MqttConnection, ident: contract.Identity) -> None:
-        while True:
-            self._events_wake.clear()
-            items = await self.store.begin_events(100)
-            if not items:
-                self._events_drained.set()
-                # Every add_event is followed by wake(); the timeout is only a safety net, so an
-                # idle gateway does not hand a read to the writer thread every second.
-                await wait_event(self._events_wake, EVENTS_IDLE_CHECK_S)
-                continue
-            payload = contract.events(
-                ident, [(e.seq, e.body) for e in items], sent_ms=self.clock.now_ms()
-            )
-            try:
-                await within(conn.publish(self.topics.event, payload), 30.0)
-            except (TimeoutError, PublishFailed) as exc:
-                self.counters.last_error = f"event publish: {exc}"
-                await asyncio.sleep(1.0)
-                continue
-            await self.store.ack_events(e.seq for e in items)
+    async def _publish_meta(self, conn: MqttConnection, ident: contract.Identity) -> None:
+        """Publish the retained ``meta``, in parts when one packet cannot hold it
+        (:func:`agent.uplink_size.meta_parts`)."""
+        parts = meta_parts(
+            conn, self.topics, ident, self.catalogue, self.clock.now_ms(), self.meta_extra
+        )
+        ok = True
+        for topic, payload in parts:
+            ok = await self._publish_once(conn, "meta", topic, payload, retain=True) and ok
+        self._meta_sent = ok
+
+    async def _publish_once(
+        self, conn: MqttConnection, kind: str, topic: str, payload: bytes, *, retain: bool
+    ) -> bool:
+        """One retained publish of the session (status, meta): True once PUBACKed. A refusal
+        is named and counted (the caller goes on); a lost connection raises PublishFailed."""
+        try:
+            await within(conn.publish(topic, payload, retain=retain), 10.0)
+        except PublishRefused as exc:
+            self.refusals.note("PUBACK", exc.code, exc.name, kind, "retrying with the status")
+            self.counters.last_error = f"{kind} publish: {exc}"
+            return False
+        except PacketTooLarge as exc:
+            log.warning("uplink: %s not published: %s", kind, exc)
+            self.counters.last_error = f"{kind} publish: {exc}"
+            return False
+        return True
 
     # ---- downlink --------------------------------------------------------------------------------
 
@@ -347,6 +448,9 @@ class Uplink:
         payload = contract.command_response(ident, seq, body)
         try:
             await within(conn.publish(target, payload, correlation=correlation), 10.0)
+        except PublishRefused as exc:
+            self.refusals.note("PUBACK", exc.code, exc.name, "cmd", "the answer is not repeated")
+            return False
         except (TimeoutError, PublishFailed) as exc:
             log.warning("uplink: command response %s not delivered: %s", body.get("id"), exc)
             return False

@@ -6,6 +6,8 @@ Message types (``v1/<type>.schema.json``) and the topic each one travels on, bel
 
     status             status                 up, retained: birth, last will, clean shutdown
     meta               meta                   up, retained: point catalogue, command bounds
+    meta               meta/{i}               up, retained: part i of a meta split to fit the
+                                              broker's Maximum Packet Size
     telemetry          telemetry              up: live batches (hist false)
     telemetry          telemetry/backfill     up: buffered batches (hist true)
     event              event                  up: alarm, audit, data_loss, info
@@ -108,6 +110,8 @@ def message_type(topic_or_type: str) -> str:
     if "/cmd/res/" in topic_or_type:
         return "command-response"
     parts = topic_or_type.split("/")
+    if len(parts) >= 2 and parts[-2] == "meta" and parts[-1].isdigit():
+        return "meta"  # meta/{i}: part i of a split meta
     for n in (2, 1):  # "telemetry/backfill" and "cmd/req" before "telemetry"
         suffix = "/".join(parts[-n:])
         if len(parts) >= n and suffix in TOPIC_SUFFIXES:

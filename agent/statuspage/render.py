@@ -146,8 +146,14 @@ def _uplink(snap: dict[str, Any]) -> str:
          str(buf.get("not_buffered", 0) + buf.get("dropped_overflow", 0))),
         ("up", f"{snap.get('uptime_s', 0)} s"),
     ]  # fmt: skip
-    cls = "" if up.get("connected") else ' class="bad"'
-    body = "".join(f"<tr{cls if k == 'uplink' else ''}><th>{e(k)}</th><td>{e(v)}</td></tr>"
+    ref = up.get("refusals") or {}
+    if ref.get("last"):  # the broker refuses something (agent.refusals)
+        counts = ", ".join(f"{k} ×{n}" for k, n in sorted(ref.get("counts", {}).items()))
+        rows.insert(1, ("broker refuses", f"{ref['last']} ({ref.get('last_age_s')} s ago); "
+                                          f"since start: {counts}"))  # fmt: skip
+    bad = {"broker refuses"} | (set() if up.get("connected") else {"uplink"})
+    cls = ' class="bad"'
+    body = "".join(f"<tr{cls if k in bad else ''}><th>{e(k)}</th><td>{e(v)}</td></tr>"
                    for k, v in rows)  # fmt: skip
     return f'<table class="kv">{body}</table>'
 

@@ -117,6 +117,7 @@ async def test_a_broker_that_never_answers_is_named_in_the_error() -> None:
         assert listener.accepted, "the TCP connection was made: it is the CONNACK that is missing"
         text = str(info.value)
         assert text == f"127.0.0.1:{listener.port}: no CONNACK within 1 s", text
+        assert not info.value.unreachable, "TCP answered: back off, do not probe"
     finally:
         listener.close()
 
@@ -129,3 +130,4 @@ async def test_a_refused_tcp_connect_keeps_its_os_error_text() -> None:
             await MqttConnection.connect(BrokerSettings("127.0.0.1", port, "gw-refused"))
     text: Any = str(info.value)
     assert text.startswith(f"127.0.0.1:{port}: ") and "refused" in text.lower(), text
+    assert info.value.unreachable, "no TCP connection: probe until the broker is back"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.benchmarks import alarms as alarms_bench
-from tests.benchmarks import config_load, latency, loads, rtu_bus
+from tests.benchmarks import broker_limits, config_load, latency, loads, rtu_bus
 
 try:  # the buffer benchmarks of the other helper, when present
     from tests.benchmarks import buffer as buffer_bench  # type: ignore[attr-defined]
@@ -52,6 +52,12 @@ TARGETS: list[tuple[str, str, Callable[[float], bool]]] = [
     ("config_load_10k_points_s", "<= 1 s (issue 17)", lambda v: v <= 1),
     ("alarm_cpu_pct_of_core", "< 2 % (typical room budget)", lambda v: v < 2),
     ("alarm_cause_to_subscriber_p99_ms", "(report; 1 s poll)", lambda v: True),
+    ("reconnect_p50_s", "<= 1 s (issue 12)", lambda v: v <= 1),
+    ("reconnect_p99_s", "<= 3 s (issue 12)", lambda v: v <= 3),
+    ("refusing_cpu_pct_of_core", "< 5 % (issue 12)", lambda v: v < 5),
+    ("packet_limit_reconnects_per_min", "0 (issue 12)", lambda v: v == 0),
+    ("refusing_then_allowed_lost", "0 (issue 12)", lambda v: v == 0),
+    ("packet_limit_lost", "0 (issue 12)", lambda v: v == 0),
 ]
 
 
@@ -60,6 +66,7 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     t = 5.0 if q else 30.0
     plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("config", lambda: config_load.run(work / "config", 3 if q else 5)),
+        ("broker", lambda: broker_limits.run(work / "broker", q)),
         ("pipeline", lambda: loads.pipeline(work / "pipeline", t)),
         ("typical", lambda: loads.typical(work / "typical", t)),
         ("many", lambda: loads.many_devices(work / "many", t)),
@@ -125,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short runs, under 3 minutes in all")
     ap.add_argument("--json", default="benchmarks.json", help="where to write the figures")
     ap.add_argument(
-        "--only", nargs="*", help="pipeline typical many rtu buffer latency alarms soak"
+        "--only",
+        nargs="*",
+        help="config broker pipeline typical many rtu buffer latency alarms soak",
     )
     ap.add_argument("--soak-s", type=float, default=None, help="soak duration, s (600)")
     args = ap.parse_args(argv)

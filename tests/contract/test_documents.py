@@ -170,6 +170,7 @@ def test_channels_match_the_topics_the_agent_uses(doc: dict[str, Any]) -> None:
     used = {
         topics.status,
         topics.meta,
+        topics.meta_part("{part}"),  # type: ignore[arg-type]
         topics.telemetry,
         topics.backfill,
         topics.event,
@@ -180,15 +181,16 @@ def test_channels_match_the_topics_the_agent_uses(doc: dict[str, Any]) -> None:
     documented = {c["address"] for c in doc["channels"].values()}
     assert documented == used
     for channel in doc["channels"].values():
-        assert set(channel["parameters"]) == {"site", "gw"}
-        suffix = channel["address"].removeprefix(topics.base + "/")
+        extra = {"part"} if channel["address"] == topics.meta_part("{part}") else set()  # type: ignore[arg-type]
+        assert set(channel["parameters"]) == {"site", "gw"} | extra
+        address = channel["address"].replace("{part}", "1")
         for message in channel["messages"].values():
-            assert _payload_type(_resolve(doc, message["$ref"])) == schemas.TOPIC_SUFFIXES[suffix]
+            assert _payload_type(_resolve(doc, message["$ref"])) == schemas.message_type(address)
 
 
 def test_operations_direction_qos_and_retain(doc: dict[str, Any]) -> None:
     down = {"commandRequest", "ingest"}
-    retained = {"status", "meta", "ingest"}
+    retained = {"status", "meta", "metaPart", "ingest"}
     seen = set()
     for name, op in doc["operations"].items():
         channel = op["channel"]["$ref"].removeprefix("#/channels/")
@@ -207,7 +209,7 @@ def test_operations_direction_qos_and_retain(doc: dict[str, Any]) -> None:
 def test_every_asyncapi_message_example_validates_on_its_topic(doc: dict[str, Any]) -> None:
     count = 0
     for channel in doc["channels"].values():
-        topic = channel["address"].format(site="demo-site", gw="gw-demo-01")
+        topic = channel["address"].format(site="demo-site", gw="gw-demo-01", part=1)
         for message in channel["messages"].values():
             for example in _resolve(doc, message["$ref"]).get("examples", []):
                 schemas.validate(topic, example["payload"])
