@@ -307,8 +307,8 @@ def _mutated(msg: dict[str, Any], changes: list[tuple[str, Any]]) -> dict[str, A
             continue
         if value is KeyError:
             node.pop(last, None)
-        else:
-            node[last] = value
+        else:  # a copy: the same drawn dict set at "params" and "params.value" is a cycle
+            node[last] = copy.deepcopy(value)
     return msg
 
 
