@@ -1,10 +1,14 @@
-"""``hil-sim demo``: the whole chain on one machine, for a person to watch.
+"""``hil-sim demo``: the pump room's story on one machine, for a person to watch.
 
 Starts a private Mosquitto on a free loopback port (installing the Debian package first when the
-binary is missing and we are root), the simulator, and the agent on ``config/example.yaml`` pointed
-at both, then shows what the platform receives: the latest uplinked value of every point, grouped
-by device and transport, refreshed every second. Ctrl-C (or SIGTERM, or closing the terminal:
-SIGHUP) stops everything and removes the work folder.
+binary is missing and we are root), the simulator (evening, 17:00), and the agent with local
+control (``config/example.yaml`` plus a supervisory ``control:`` section, written to the work
+folder) pointed at both. It shows, on one 80×24 screen redrawn in place, the pump room in words as
+the platform receives it over MQTT, and the top-floor pressure the resident feels (simulator
+truth). Then the story (:mod:`hil_sim.demo_story`): an evening peak drops the top floor below the
+service level, the demo plays the platform operator and sends ``setpoint.set`` over MQTT, shows
+its ack and result, and the time from the complaint until the top floor has recovered. Ctrl-C
+(or SIGTERM, or closing the terminal: SIGHUP) stops everything and removes the work folder.
 
 It talks to the agent only as a process and over MQTT (``hil_sim`` never imports ``agent``).
 """
@@ -21,10 +25,17 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from hil_sim.demo_story import Story, StoryParams
+from hil_sim.demo_view import Room, render
 
 ROOT = Path(__file__).resolve().parent.parent
 RTU_DEVICES = ("vfd1", "vfd2", "vfd3", "pt_suction", "pt_outlet")
@@ -57,15 +68,21 @@ def mosquitto_binary() -> str:
 
 
 class LiveView:
-    """Subscribes to the gateway's topics and keeps the latest sample per point."""
+    """The platform's side: subscribes to the gateway's topics over MQTT 5, keeps the latest
+    sample per point, the alarms and the command answers, and sends commands (the operator)."""
 
     def __init__(self, port: int, prefix: str) -> None:
+        self.prefix = prefix
         self.meta: dict[str, Any] = {}
         self.status: dict[str, Any] = {}
         self.latest: dict[str, tuple[int, Any, str]] = {}
+        self.alarms: dict[str, str] = {}
+        self.answers: list[dict[str, Any]] = []
         self.messages = 0
         self._lock = threading.Lock()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="demo-live-view")
+        self.client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2, client_id="demo-platform", protocol=paho.MQTTv5
+        )
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{prefix}/#", qos=1)
         self.client.on_message = self._on_message
         self.client.connect_async("127.0.0.1", port, keepalive=10)
@@ -76,12 +93,20 @@ class LiveView:
             body = json.loads(msg.payload)
         except ValueError:
             return
+        if not isinstance(body, dict):
+            return
         with self._lock:
             self.messages += 1
             if msg.topic.endswith("/meta"):
                 self.meta = body
             elif msg.topic.endswith("/status"):
                 self.status = body
+            elif "/cmd/res" in msg.topic:
+                self.answers.append(body)
+            elif msg.topic.endswith("/event"):
+                for e in body.get("events", []):
+                    if e.get("type") == "alarm" and "code" in e:
+                        self.alarms[str(e["code"])] = str(e.get("state"))
             elif "/telemetry" in msg.topic:
                 for point, series in body.get("series", {}).items():
                     for s in series["s"]:
@@ -89,38 +114,53 @@ class LiveView:
                         if point not in self.latest or s[0] > self.latest[point][0]:
                             self.latest[point] = (s[0], s[2], q)
 
-    def render(self) -> str:
-        """The screen: one block per device, points with their latest value and quality."""
+    def room(self) -> Room:
+        """What the platform knows now, for :func:`hil_sim.demo_view.render`."""
         with self._lock:
-            points = self.meta.get("points", [])
-            latest = dict(self.latest)
-            status = dict(self.status)
-            n = self.messages
-        lines = [
-            f"pumproom-edge demo — gateway {status.get('gw', '?')}"
-            f" {status.get('state', 'connecting')} (session {status.get('session', '-')});"
-            f" {n} MQTT messages received; Ctrl-C stops",
-            "",
-        ]
-        by_device: dict[str, list[dict[str, Any]]] = {}
-        for p in points:
-            by_device.setdefault(p["device"], []).append(p)
-        for device, pts in by_device.items():
-            transport = pts[0]["source"].split()[0]
-            got = sum(1 for p in pts if p["name"] in latest)
-            lines.append(f"[{transport}] {device}: {got}/{len(pts)} points uplinked")
-            cells = []
-            for p in pts:
-                seq_value = latest.get(p["name"])
-                if seq_value is None:
-                    continue
-                _, value, q = seq_value
-                text = f"{value:.4g}" if isinstance(value, float) else str(value)
-                mark = "" if q == "g" else f"({q})"
-                cells.append(f"{p['name']}={text}{p.get('unit') or ''}{mark}")
-            for i in range(0, len(cells), 4):
-                lines.append("    " + "  ".join(f"{c:<30}" for c in cells[i : i + 4]))
-        return "\n".join(lines)
+            latest = {k: v for k, (_, v, q) in self.latest.items() if q == "g"}
+            devices: dict[str, list[int]] = {}
+            by_device: dict[str, list[str]] = {}
+            for p in self.meta.get("points", []):
+                by_device.setdefault(p["device"], []).append(p["name"])
+                transport = p["source"].split()[0]
+                devices.setdefault(transport, [0, 0])
+            for names in by_device.values():
+                transport = next(
+                    p["source"].split()[0] for p in self.meta["points"] if p["name"] == names[0]
+                )
+                devices[transport][1] += 1
+                devices[transport][0] += all(n in self.latest for n in names)
+            return Room(
+                latest=latest,
+                status=dict(self.status),
+                alarms=dict(self.alarms),
+                devices={t: (d, n) for t, (d, n) in devices.items()},
+                messages=self.messages,
+            )
+
+    def send_setpoint(self, value_mpa: float, reason: str) -> str:
+        """Publish ``setpoint.set`` on ``cmd/req`` (QoS 1, MQTT 5 response topic, correlation
+        data and 60 s message expiry, README "Commands"); returns the command id."""
+        base = f"{self.prefix}/{self.status.get('site', 'demo-site')}/{self.status.get('gw')}"
+        cid = f"c-demo-{uuid.uuid4().hex[:8]}"
+        now_ms = int(time.time() * 1000)
+        body = {
+            "v": 1, "id": cid, "method": "setpoint.set", "issued_at": now_ms,
+            "expires_at": now_ms + 60_000,
+            "issuer": {"principal": "ops:demo", "reason": reason},
+            "params": {"value": value_mpa, "unit": "MPa"},
+        }  # fmt: skip
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = f"{base}/cmd/res"
+        props.CorrelationData = cid.encode()
+        props.MessageExpiryInterval = 60
+        self.client.publish(f"{base}/cmd/req", json.dumps(body), qos=1, properties=props)
+        return cid
+
+    def answers_for(self, cid: str) -> list[dict[str, Any]]:
+        """The ``cmd/res`` answers received for command ``cid`` so far."""
+        with self._lock:
+            return [a for a in self.answers if a.get("id") == cid]
 
     def stop(self) -> None:
         self.client.loop_stop()
@@ -171,6 +211,75 @@ def run_demo(duration_s: float | None = None) -> int:
     return code
 
 
+CONTROL_SECTION = """
+# added by hil-sim demo: local control, supervisory (agent/config/control.py)
+control:
+  mode: supervisory
+  setpoint_mpa: {setpoint}
+  points: {{pv: p_out, flow: flow, suction: p_in, suction_switch: di.suction_low,
+           setpoint: setpoint, run_enable: cabinet.drives_on, cabinet_mode: cabinet.mode}}
+  pumps:
+    - {{freq: pump1.freq, fault: pump1.fault_code, mode: pump1.mode, hours: pump1.run_hours}}
+    - {{freq: pump2.freq, fault: pump2.fault_code, mode: pump2.mode, hours: pump2.run_hours}}
+    - {{freq: pump3.freq, fault: pump3.fault_code, mode: pump3.mode, hours: pump3.run_hours}}
+  remote: {{min_mpa: 0.20, max_mpa: 0.60, max_step_mpa: 0.10, min_interval_s: 10,
+           ramp_mpa_per_s: 0.01}}
+"""
+"""The demo's ``control:`` section, appended to config/example.yaml: supervisory (the cabinet's
+PI runs the pumps, the agent writes the setpoint) with the README's remote bounds."""
+
+START_TIME = "17:00"
+"""Plant time of day at the start: the evening, before the peak (demo_story's numbers)."""
+
+
+def write_config(work: Path, setpoint_mpa: float) -> Path:
+    """config/example.yaml plus :data:`CONTROL_SECTION`, written to ``work``/agent.yaml."""
+    text = (ROOT / "config" / "example.yaml").read_text(encoding="utf-8")
+    path = work / "agent.yaml"
+    path.write_text(text + CONTROL_SECTION.format(setpoint=setpoint_mpa), encoding="utf-8")
+    return path
+
+
+class SimControl:
+    """One connection to the simulator's control port (JSON lines, :mod:`hil_sim.commands`)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5.0)
+        self.file = self.sock.makefile("rwb")
+
+    def command(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Send ``cmd``; return the answer. Raises OSError/ValueError when the port fails."""
+        self.file.write(json.dumps(cmd).encode() + b"\n")
+        self.file.flush()
+        answer = json.loads(self.file.readline())
+        if not isinstance(answer, dict):
+            raise ValueError(f"bad answer {answer!r}")
+        return answer
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def _local_status(port: int) -> dict[str, Any]:
+    """The agent's /status.json (uplink and buffer), or {} when it does not answer in 1 s."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=1.0) as r:
+            body = json.loads(r.read())
+    except (OSError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _draw(lines: list[str]) -> None:
+    """Redraw in place on a terminal (cursor home, each line cleared to its end, the rest of the
+    screen cleared); elsewhere (a pipe, a file) print the frame after a blank line."""
+    if sys.stdout.isatty():
+        _say("\x1b[H" + "".join(f"{line}\x1b[K\n" for line in lines[:-1]) + lines[-1] + "\x1b[J")
+    else:
+        _say("\n" + "\n".join(lines))
+
+
 def _run(
     work: Path,
     logs: dict[str, Any],
@@ -191,10 +300,12 @@ def _run(
     )
     procs.append(subprocess.Popen(
         [sys.executable, "-m", "hil_sim.cli", "run", "--modbus-tcp-port", str(tcp_port),
-         "--opcua-port", str(ua_port), "--rtu-link", rtu_link, "--control-port", str(ctl_port)],
+         "--opcua-port", str(ua_port), "--rtu-link", rtu_link, "--control-port", str(ctl_port),
+         "--start-time", START_TIME],
         stdout=logs["sim"], stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
     ))  # fmt: skip
     _wait_file(work / "sim.log", "control ready", 30)
+    params = StoryParams()
     sets = [f"devices.{d}.port={tcp_port}" for d in ("cabinet", "flowmeter")]
     sets += [f"devices.{d}.port={rtu_link}" for d in RTU_DEVICES]
     sets += [
@@ -203,7 +314,14 @@ def _run(
         f"buffer.path={work / 'buffer.sqlite'}",
         f"status.listen=127.0.0.1:{status_port}",
     ]
-    cmd = [sys.executable, "-m", "agent.cli", "run", "-c", str(ROOT / "config" / "example.yaml")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "agent.cli",
+        "run",
+        "-c",
+        str(write_config(work, params.day_setpoint_mpa)),
+    ]
     for s in sets:
         cmd += ["--set", s]
     procs.append(
@@ -212,6 +330,16 @@ def _run(
         )
     )
     view = LiveView(broker_port, "pumproom/v1")
+    sim = SimControl(ctl_port)
+    story = Story(
+        set_demand=lambda f: _checked(
+            sim.command({"cmd": "set", "name": "demand_factor", "value": f})
+        ),
+        send_setpoint=view.send_setpoint,
+        answers_for=view.answers_for,
+        params=params,
+    )
+    footer = f"Ctrl-C stops | status http://127.0.0.1:{status_port}/ | logs: {work}"
     started = time.monotonic()
     try:
         while duration_s is None or time.monotonic() - started < duration_s:
@@ -220,19 +348,29 @@ def _run(
                     what = p.args[0] if isinstance(p.args, list) else p.args
                     _say(f"\n{what!s} … exited with {p.returncode}")
                     return 1
-            screen = view.render()
-            if sys.stdout.isatty():
-                sys.stdout.write("\x1b[H\x1b[2J")
-            page = f"http://127.0.0.1:{status_port}/"
-            _say(
-                f"{screen}\n\nagent status page: {page}   logs: {work}\n"
-                f"broker: mqtt://127.0.0.1:{broker_port} (topics pumproom/v1/#; the demo config"
-                " has no control: section, so setpoint commands are refused NOT_PERMITTED)"
+            truth = sim.command({"cmd": "truth"}).get("values", {})
+            room = view.room()
+            room.truth, room.local = truth, _local_status(status_port)
+            room.service_mpa = params.service_mpa
+            setpoint = truth.get("setpoint")
+            ready = (
+                room.status.get("state") == "online"
+                and isinstance(setpoint, int | float)
+                and (abs(setpoint - params.day_setpoint_mpa) < 0.006)
             )
-            time.sleep(1.0)
+            top = truth.get("plant.p_index")
+            story.step(time.monotonic(), top if isinstance(top, int | float) else None, ready)
+            _draw(render(room, story.lines, footer))
+            time.sleep(0.5)
     finally:
         view.stop()
+        sim.close()
     return 0
+
+
+def _checked(answer: dict[str, Any]) -> None:
+    if not answer.get("ok"):
+        raise RuntimeError(f"simulator refused a demo command: {answer}")
 
 
 def _stop_all(procs: list[subprocess.Popen[bytes]]) -> bool:

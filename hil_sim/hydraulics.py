@@ -160,15 +160,70 @@ class PressureDrivenDemand:
         )
 
 
-# Hourly multipliers of the average-day flow (sum = 24). Morning peak 06–10 h and evening peak
-# 16–20 h, night near zero (domain.md §5.2, [S99]); the peak hour reaches Kh = 2.5, within
-# GB 50015's 2.8–2.3 for type II housing ([S98]).
+@dataclass(frozen=True, slots=True)
+class Riser:
+    """The building between the booster's outlet header and the top-floor tap (the index point).
+
+    ``p_index = p_out − height/M_PER_MPA − k·Q²`` with ``k = friction_mpa / design_flow²``: the
+    static lift to the highest fixture and the riser/branch friction at the flow drawn
+    (domain.md §5.2: "static lift to the zone plus riser/branch friction (∝ Q²)"). This is the
+    pressure the resident on the top floor feels; the agent never sees it (no transmitter there).
+
+    Defaults (derived, consistent with the plant's 0.40 MPa setpoint and
+    :class:`PressureDrivenDemand`'s ``pmin``/``preq`` for a ~6-storey zone, domain.md §1.6/§5.2):
+    the top fixture 15 m above the outlet transmitter (0.147 MPa ≈ ``pmin`` 0.15 MPa: no flow
+    reaches it below that); 0.05 MPa of riser friction at the design instantaneous flow of
+    200 households, 26 m³/h (§5.2 table), so that ``preq`` 0.30 MPa = lift + 0.10 MPa residual
+    (≥ 0.1 MPa at the draw-off, [S25]) + friction. (§5.2's 45 m worked example is a high zone
+    with a 0.62 MPa setpoint; its 6–8 m friction is for that longer riser.)
+
+    Attributes:
+        height_m: top-floor tap above the outlet pressure transmitter, m.
+        friction_mpa: riser/branch friction loss at ``design_flow_m3h``, MPa.
+        design_flow_m3h: flow at which ``friction_mpa`` is lost, m³/h.
+    """
+
+    height_m: float = 15.0
+    friction_mpa: float = 0.05
+    design_flow_m3h: float = 26.0
+
+    @property
+    def k_mpa_per_m3h2(self) -> float:
+        """Friction coefficient k, MPa/(m³/h)²."""
+        return self.friction_mpa / self.design_flow_m3h**2
+
+    def index_pressure_mpa(self, p_out_mpa: float, q_m3h: float) -> float:
+        """Gauge pressure at the top-floor tap, MPa, with ``p_out_mpa`` (MPa gauge) at the
+        header and ``q_m3h`` (m³/h) flowing up the riser. 0 when the water does not reach the
+        top floor (the riser's top is then at atmospheric pressure, not below)."""
+        p = p_out_mpa - self.height_m / M_PER_MPA - self.k_mpa_per_m3h2 * q_m3h * q_m3h
+        return max(p, 0.0)
+
+
 DIURNAL_PATTERN: tuple[float, ...] = (
-    0.25, 0.15, 0.10, 0.10, 0.15, 0.40,  # 00–05 h
-    1.20, 2.50, 2.10, 1.40, 1.00, 1.20,  # 06–11 h
-    1.30, 0.90, 0.70, 0.75, 1.00, 1.50,  # 12–17 h
-    2.20, 2.30, 1.60, 1.00, 0.65, 0.45,  # 18–23 h
+    0.30, 0.10, 0.04, 0.03, 0.05, 0.40,  # 00–05 h
+    1.16, 2.50, 2.03, 1.36, 0.97, 1.16,  # 06–11 h
+    1.26, 0.87, 0.68, 0.73, 0.97, 1.45,  # 12–17 h
+    2.13, 2.23, 1.55, 0.97, 0.62, 0.44,  # 18–23 h
 )  # fmt: skip
+"""Hourly multipliers of the average-day flow at the start of each hour (00 h … 23 h).
+
+Calibrated against domain.md §5.2:
+
+* the 24 factors sum to 24, so the day's volume is exactly households × persons × quota
+  (200 × 2.8 × 200 L = 112 m³, GB 50015 table 3.1.9 [S98]) — :func:`diurnal_factor`
+  interpolates linearly and the integral of a periodic piecewise-linear curve is the sum of its
+  nodes;
+* bulk use 06–10 h (largest) and 16–20 h, night near zero ([S99]); the peak hour (07 h) reaches
+  Kh = 2.5, the factor of §5.2's worked table (GB 50015 type II housing 2.8–2.3, [S98]):
+  11.7 m³/h for 200 households;
+* the night minimum (03 h, 0.03 × 4.67 = 0.14 m³/h; lowest hourly mean 02–03 h 0.16 m³/h) lies in
+  §5.2's estimate 0.05–0.2 m³/h ("leaking cisterns, occasional draws"), most of it the base leak
+  :attr:`hil_sim.plant.PlantParams.base_leak_m3h`.
+
+The instantaneous peaks on top of this hourly mean come from the pulse draws
+(:class:`hil_sim.environment.PulseDemand`).
+"""
 
 
 def diurnal_factor(time_of_day_s: float) -> float:

@@ -26,6 +26,7 @@ from hil_sim.hydraulics import (
     DiaphragmTank,
     PressureDrivenDemand,
     PumpCurve,
+    Riser,
     average_flow_m3h,
     diurnal_factor,
     mains_pressure_mpa,
@@ -48,7 +49,14 @@ class PlantParams:
         curve: pump curve at 50 Hz.
         tank: outlet diaphragm tank.
         pdd: pressure-driven demand model.
+        riser: the building up to the top-floor tap (index-point pressure ``Plant.p_index``).
         households, persons, quota_l_per_day: demand sizing (200 × 2.8 × 200 L, §5.2, [S98]).
+        base_leak_m3h: always-on draw (leaking cisterns), m³/h, part of the day's volume: the
+            draws carry the diurnal mean minus it (night minimum 0.05–0.2 m³/h, §5.2).
+        peak_surge: amplitude of the demand's surge factor at the peak hour (Kh 2.5), falling
+            linearly to 0 at the average hour (:class:`~hil_sim.environment.PulseDemand`;
+            calibrated so the peak hour's highest instant is §5.2's design flow, ≈ 26 m³/h).
+            Scaled by the draws' duration scale in a compressed day (``day_speed``).
         mains_mean_mpa, mains_swing_mpa: municipal suction pressure, MPa.
         bypass_m3h_per_sqrt_mpa: bypass check-valve conductance, m³/h per √MPa.
         dry_run_mpa, dry_run_delay_s: suction below this for this long stops all pumps
@@ -64,9 +72,12 @@ class PlantParams:
     curve: PumpCurve = field(default_factory=PumpCurve)
     tank: DiaphragmTank = field(default_factory=DiaphragmTank)
     pdd: PressureDrivenDemand = field(default_factory=PressureDrivenDemand)
+    riser: Riser = field(default_factory=Riser)
     households: int = 200
     persons: float = 2.8
     quota_l_per_day: float = 200.0
+    base_leak_m3h: float = 0.1
+    peak_surge: float = 0.8
     mains_mean_mpa: float = 0.20
     mains_swing_mpa: float = 0.04
     bypass_m3h_per_sqrt_mpa: float = 60.0
@@ -117,7 +128,8 @@ class Plant:
         seed: seed of the plant's random generator.
 
     Public state (read freely; change only through the methods): ``t_s`` plant time (s),
-    ``p_in`` / ``p_out`` true suction / outlet pressure (MPa), ``p_in_meas`` / ``p_out_meas``
+    ``p_in`` / ``p_out`` true suction / outlet pressure (MPa), ``p_index`` true pressure at the
+    top-floor tap (MPa, see :class:`~hil_sim.hydraulics.Riser`), ``p_in_meas`` / ``p_out_meas``
     transmitter readings (MPa), ``flow_m3h`` delivered demand, ``flow_meas_m3h`` meter reading,
     ``required_m3h``, ``total_m3`` totaliser (m³), ``pumps``, ``setpoint``, ``mode``,
     ``drives_on``, ``demand_factor``, ``suction_dip_mpa``, ``quality``, ``room``, ``alarms``.
@@ -140,13 +152,14 @@ class Plant:
         self._tod_s = p.start_time_of_day_s
         self.pumps = [PumpState() for _ in range(p.n_pumps)]
         self.controller = CabinetController(p.n_pumps, p.controller, p.curve)
-        self.demand = PulseDemand()
+        self.demand = PulseDemand(leak_m3h=p.base_leak_m3h)
         self.quality = WaterQuality()
         self.room = Room()
         self.p_in = mains_pressure_mpa(p.start_time_of_day_s, p.mains_mean_mpa, p.mains_swing_mpa)
         self.p_out = self.p_in
         self.p_in_meas = self.p_in
         self.p_out_meas = self.p_out
+        self.p_index = p.riser.index_pressure_mpa(self.p_out, 0.0)
         self.required_m3h = 0.0
         self.flow_m3h = 0.0
         self.flow_meas_m3h = 0.0
@@ -297,11 +310,17 @@ class Plant:
             mains_pressure_mpa(tod, p.mains_mean_mpa, p.mains_swing_mpa) - self.suction_dip_mpa,
             -0.05,
         )
-        mean = average_flow_m3h(p.households, p.persons, p.quota_l_per_day) * diurnal_factor(tod)
+        factor = diurnal_factor(tod)
+        mean = average_flow_m3h(p.households, p.persons, p.quota_l_per_day) * factor
+        surge = p.peak_surge * min(max((factor - 1.0) / 1.5, 0.0), 1.0)
         self.demand.duration_scale = draw_duration_scale(
             self.day_speed, self.demand.mean_duration_s
         )
-        self.required_m3h = self.demand.step(self.t_s, mean * self.demand_factor, self.rng)
+        draws = max(mean * self.demand_factor - p.base_leak_m3h, 0.0)  # the leak is in the day
+        # a compressed day shortens the draws and shows the profile, not the instants: the
+        # surge fades with the draws' duration scale (1 in real time)
+        surge *= self.demand.duration_scale
+        self.required_m3h = self.demand.step(self.t_s, draws, self.rng, surge)
 
         # Dry-run protection (device-side, §2): stop everything while suction is lost.
         self._dry_timer = self._dry_timer + dt_s if self.p_in < p.dry_run_mpa else 0.0
@@ -402,6 +421,7 @@ class Plant:
         )
         self.flow_m3h = prm.pdd.delivered_m3h(self.required_m3h, self.p_out)
         self.total_m3 += self.flow_m3h * dt_s / 3600.0
+        self.p_index = prm.riser.index_pressure_mpa(self.p_out, self.flow_m3h)
         rng = self.rng
         self.p_out_meas = self.p_out + rng.gauss(0.0, prm.p_noise_mpa)
         self.p_in_meas = self.p_in + rng.gauss(0.0, prm.p_noise_mpa)
@@ -426,7 +446,8 @@ class Plant:
         h, rem = divmod(int(self.time_of_day_s), 3600)
         return (
             f"t={self.t_s:8.1f}s {h:02d}:{rem // 60:02d} p_in={self.p_in:.3f} "
-            f"p_out={self.p_out:.3f}/{self.setpoint:.2f} MPa Q={self.flow_m3h:5.2f} m³/h "
+            f"p_out={self.p_out:.3f}/{self.setpoint:.2f} p_top={self.p_index:.3f} MPa "
+            f"Q={self.flow_m3h:5.2f} m³/h "
             f"pumps={self.running_count} f={freqs} Hz{' sleep' if self.sleeping else ''}"
             f"{' DRY-RUN' if self.dry_run else ''}"
         )

@@ -271,11 +271,14 @@ class Simulator:
 
     def truth(self) -> dict[str, Number]:
         """Every served value by point name, as a master decodes it (the example config's
-        points; the flow meter's holding-register mirror ``….hr`` is left out)."""
+        points; the flow meter's holding-register mirror ``….hr`` is left out), plus what no
+        device serves: ``plant.p_index``, the pressure at the top-floor tap, MPa gauge (what the
+        resident feels, :class:`~hil_sim.hydraulics.Riser`; 0.1 kPa resolution)."""
         out: dict[str, Number] = {}
         for m in self._maps():
             out.update({k: v for k, v in m.served().items() if not k.endswith(".hr")})
         out.update(self.opcua.served or {})
+        out["plant.p_index"] = round(self.plant.p_index, 4)
         return out
 
     def _open_truth(self, path: str) -> None:
