@@ -9,7 +9,15 @@ import pytest
 
 from hil_sim.devices.flowmeter import FlowMeter
 from hil_sim.drive import WatchdogAction
-from hil_sim.hydraulics import DiaphragmTank, PressureDrivenDemand, PumpCurve
+from hil_sim.hydraulics import (
+    DIURNAL_PATTERN,
+    P_ATM_MPA,
+    DiaphragmTank,
+    PressureDrivenDemand,
+    PumpCurve,
+    Riser,
+    average_flow_m3h,
+)
 from hil_sim.plant import MODE_BUS, Plant, PlantParams
 
 DT = 0.1
@@ -220,3 +228,123 @@ def test_hand_back_to_the_cabinet_is_bumpless() -> None:
     assert all(running == 2 for _, _, running in after), after
     assert [p.drive.run for p in plant.pumps] == [False, True, True]
     assert min(p for p, _, _ in after) >= plant.setpoint - 0.03, after
+
+
+# --- hand-computed operating points, index-point pressure, tank drawdown (domain.md §5) ------
+
+A_M = 1.33 * 35.0  # shut-off head of the default 10 m³/h @ 35 m pump, EPANET single-point rule
+B_M = A_M / 20.0**2  # zero head at 200 % of the design flow, m/(m³/h)²
+RHO_G = 1000.0 * 9.80665  # Pa per m of water column
+
+
+def _steady_bus(n: int, hz: float, q_m3h: float, seed: int = 11) -> Plant:
+    """``n`` pumps in bus mode at ``hz``, the rest off, drawing exactly ``q_m3h`` (the leak; the
+    mains fixed by stopping the time of day), stepped to steady state."""
+    plant = Plant(seed=seed)
+    plant.day_speed = 0.0
+    plant.demand_factor = 0.0
+    plant.demand.leak_m3h = q_m3h
+    plant.watchdog_timeout_s = 0.0
+    plant.set_mode(MODE_BUS)
+    for i in range(3):
+        if i < n:
+            plant.vfd_command(i, 1)
+            plant.vfd_frequency(i, hz)
+        else:
+            plant.set_pump_mode(i, 0)
+    trace(plant, 40.0)
+    return plant
+
+
+@pytest.mark.parametrize(("n", "hz", "q"), [(1, 50.0, 12.0), (2, 45.0, 20.0), (3, 40.0, 24.0)])
+def test_parallel_pumps_operating_point_by_hand(n: int, hz: float, q: float) -> None:
+    # parallel pumps share the head and split the flow: H = A·s² − B·(Q/n)²
+    s = hz / 50.0
+    head_m = A_M * s * s - B_M * (q / n) ** 2
+    plant = _steady_bus(n, hz, q)
+    expected_p_out = plant.p_in + head_m * RHO_G / 1e6
+    assert plant.p_out == pytest.approx(expected_p_out, rel=0.01)
+    for pump in plant.pumps[:n]:
+        assert pump.flow_m3h == pytest.approx(q / n, rel=0.01)
+    assert plant.flow_m3h == pytest.approx(q, rel=0.01)
+
+
+def test_index_point_pressure_by_hand() -> None:
+    # 15 m lift to the top-floor tap, 0.05 MPa riser friction at 26 m³/h (hydraulics.Riser)
+    riser = Riser()
+    assert riser.index_pressure_mpa(0.40, 26.0) == pytest.approx(
+        0.40 - 15.0 * RHO_G / 1e6 - 0.05, rel=0.01
+    )
+    plant = _steady_bus(2, 45.0, 20.0)
+    by_hand = plant.p_out - 15.0 * RHO_G / 1e6 - 0.05 * (20.0 / 26.0) ** 2
+    assert plant.p_index == pytest.approx(by_hand, rel=0.01)
+    assert 0.1 < plant.p_index < plant.p_out - 0.147  # lower than the header by lift + friction
+
+
+def test_tank_drawdown_matches_the_isothermal_formula() -> None:
+    # domain.md §5.3 example: 80 L, precharge 0.42 MPa(g), band 0.57-0.63 MPa(g): ≈ 5.1 L
+    tank = DiaphragmTank(volume_m3=0.080, precharge_mpa=0.42, c_pipe_m3_per_mpa=0.0)
+    p0, p_on, p_off = (0.42 + P_ATM_MPA, 0.57 + P_ATM_MPA, 0.63 + P_ATM_MPA)
+    formula = 0.080 * p0 * (1.0 / p_on - 1.0 / p_off)
+    assert tank.water_m3(0.63) - tank.water_m3(0.57) == pytest.approx(formula, rel=1e-9)
+    assert formula == pytest.approx(0.0051, rel=0.02)
+
+    # the plant's own tank, emptied through a known draw with the pumps and mains gone: the
+    # time from p_off to p_on is ΔV / Q (plus the header's small pipe compliance)
+    plant = Plant(seed=12)
+    plant.drives_on = False
+    plant.suction_dip_mpa = 0.5
+    plant.demand_factor = 0.0
+    plant.demand.leak_m3h = 0.36  # 0.1 L/s
+    plant.p_out = 0.44
+    tk = plant.params.tank
+    p0, p_on, p_off = (tk.precharge_mpa + P_ATM_MPA, 0.36 + P_ATM_MPA, 0.44 + P_ATM_MPA)
+    dv = tk.volume_m3 * p0 * (1.0 / p_on - 1.0 / p_off) + tk.c_pipe_m3_per_mpa * 0.08
+    t = 0.0
+    while plant.p_out > 0.36:
+        plant.step(0.05)
+        t += 0.05
+    assert t == pytest.approx(dv / (0.36 / 3600.0), rel=0.01)
+
+
+# --- demand against domain.md §5.2 ----------------------------------------------------------
+
+
+def test_diurnal_pattern_sums_to_24_and_keeps_the_reference_shape() -> None:
+    assert sum(DIURNAL_PATTERN) == pytest.approx(24.0, abs=1e-9)
+    assert max(DIURNAL_PATTERN) == pytest.approx(2.5)  # Kh of §5.2's worked table
+    avg = average_flow_m3h(200, 2.8, 200.0)
+    assert avg == pytest.approx(4.67, abs=0.01)
+    night = min((DIURNAL_PATTERN[h] + DIURNAL_PATTERN[h + 1]) / 2 * avg for h in range(23))
+    assert 0.05 <= night <= 0.2  # lowest hourly mean: §5.2's night minimum estimate
+
+
+def test_compressed_days_deliver_the_quota_and_a_night_of_leaks() -> None:
+    # 60 days at 2 min each: every draw lasts half a compressed hour, so one day holds only
+    # ~220 draws (±12 % volume); 60 of them average to ±1 % (measured over 8 seeds). The old
+    # pattern (sum 24.9) delivered +4 %.
+    days, speed, dt = 60, 720.0, 0.2
+    plant = Plant(PlantParams(start_time_of_day_s=0.0), seed=13)
+    plant.day_speed = speed
+    night: list[float] = []
+    for _ in range(round(days * 86400 / speed / dt)):
+        plant.step(dt)
+        if 1 * 3600 <= plant.time_of_day_s < 5 * 3600:
+            night.append(plant.flow_m3h)
+    per_day_m3 = plant.total_m3 * speed / days
+    assert per_day_m3 == pytest.approx(200 * 2.8 * 0.200, rel=0.03)  # 112 m³/d
+    assert 0.05 <= statistics.median(night) <= 0.2  # mostly the leaking cisterns
+
+
+def test_peak_hour_instants_reach_the_design_flow() -> None:
+    # real time 07:00-08:00 (Kh 2.5): the highest instant is §5.2's design instantaneous flow
+    # for 200 households, ≈ 26 m³/h (21-28 over 10 seeds; the old independent draws: 20.6
+    # here, ~0.65-0.8 of it), and the 3 pumps carry it
+    plant = Plant(PlantParams(start_time_of_day_s=7 * 3600.0), seed=14)
+    peak, at_peak = 0.0, 0.0
+    for i in range(round(3600 / 0.25)):
+        plant.step(0.25)
+        if i > 100 and plant.required_m3h > peak:
+            peak, at_peak = plant.required_m3h, plant.flow_m3h
+    assert 0.8 * 26.0 <= peak <= 1.25 * 26.0
+    assert at_peak == pytest.approx(peak, rel=0.05)  # delivered: the set kept the pressure
