@@ -201,6 +201,8 @@ def run_demo(duration_s: float | None = None) -> int:
         clean = _stop_all(procs)
         for f in logs.values():
             f.close()
+        if sys.stdout.isatty():
+            _say("")  # below the live view's last line
         if code == 0 and clean:
             shutil.rmtree(work, ignore_errors=True)
             _say("demo stopped: agent, simulator and broker are down; work folder removed")
@@ -273,9 +275,15 @@ def _local_status(port: int) -> dict[str, Any]:
 
 def _draw(lines: list[str]) -> None:
     """Redraw in place on a terminal (cursor home, each line cleared to its end, the rest of the
-    screen cleared); elsewhere (a pipe, a file) print the frame after a blank line."""
-    if sys.stdout.isatty():
-        _say("\x1b[H" + "".join(f"{line}\x1b[K\n" for line in lines[:-1]) + lines[-1] + "\x1b[J")
+    screen cleared, no newline after the last line); elsewhere (a pipe, a file) print the frame
+    after a blank line."""
+    if sys.stdout.isatty():  # no newline after the last line: on row 24 it would scroll
+        frame = "".join(f"{line}\x1b[K\n" for line in lines[:-1]) + lines[-1] + "\x1b[J"
+        try:
+            sys.stdout.write("\x1b[H" + frame)
+            sys.stdout.flush()
+        except OSError:  # the terminal is gone (closed window: EIO)
+            pass
     else:
         _say("\n" + "\n".join(lines))
 
@@ -339,7 +347,7 @@ def _run(
         answers_for=view.answers_for,
         params=params,
     )
-    footer = f"Ctrl-C stops | status http://127.0.0.1:{status_port}/ | logs: {work}"
+    footer = f"Ctrl-C stops | http://127.0.0.1:{status_port}/ | logs: {work}"
     started = time.monotonic()
     try:
         while duration_s is None or time.monotonic() - started < duration_s:

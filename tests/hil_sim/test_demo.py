@@ -8,11 +8,15 @@ children (mosquitto, ``hil_sim.cli run``, ``agent.cli run``) are found through /
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -90,3 +94,67 @@ def test_the_demo_stops_its_children_and_cleans_up(tmp_path: Path, sig: int) -> 
     closing = [line for line in text.splitlines() if line.startswith("demo stopped")]
     assert closing == ["demo stopped: agent, simulator and broker are down; work folder removed"]
     assert "Traceback" not in text, text[-3000:]
+
+
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_the_demo_tells_the_story_on_an_80x24_terminal() -> None:
+    """In a pseudo-terminal of 80×24 (the demo's controlling terminal): the complaint, the
+    operator's setpoint.set with its ack and result, the recovery with its time; no line over
+    80 columns, no frame over 24 lines; a real Ctrl-C (0x03 typed into the terminal) stops it."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+
+    def controlling_tty() -> None:  # the slave becomes the demo's terminal, as in a shell
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "hil_sim.cli", "demo", "--seconds", "110"],
+        stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, preexec_fn=controlling_tty,
+    )  # fmt: skip
+    os.close(slave)
+    out = b""
+
+    def read(until: bytes, timeout_s: float) -> bool:
+        nonlocal out
+        deadline = time.monotonic() + timeout_s
+        while until not in ANSI.sub(b"", out) and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    out += os.read(master, 65536)
+                except OSError:  # EIO: the demo closed the terminal
+                    return until in ANSI.sub(b"", out)
+        return until in ANSI.sub(b"", out)
+
+    try:
+        assert read(b"RECOVERED", 100), ANSI.sub(b"", out)[-3000:].decode(errors="replace")
+        assert read(b"result completed", 20), ANSI.sub(b"", out)[-3000:].decode(errors="replace")
+        os.write(master, b"\x03")  # Ctrl-C
+        assert read(b"demo stopped", 60)
+        code = demo.wait(30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        os.close(master)
+    assert code == 0
+    # as the terminal shows it: the cursor-home that starts each frame starts a new line
+    text = ANSI.sub(b"", out.replace(b"\x1b[H", b"\n")).decode(errors="replace")
+    lines = text.replace("\r\n", "\n").split("\n")
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    frames = out.split(b"\x1b[H")[1:]
+    assert frames and max(f.count(b"\n") + 1 for f in frames[:-1]) <= 24
+    for story in (
+        r"COMPLAINT: top floor 0\.\d+ MPa < 0\.10 MPa service level",
+        r"operator -> setpoint\.set 0\.36 MPa \(id c-demo-\w+\) sent",
+        r"<- ack accepted OK \(0\.26 -> 0\.36 MPa\)",
+        r"<- result completed OK",
+        r"RECOVERED: top floor 0\.\d+ MPa, \d+\.\d s after the complaint",
+    ):
+        assert re.search(story, text), f"missing {story!r}:\n{text[-3000:]}"
+    took = float(re.findall(r"(\d+\.\d) s after the complaint", text)[-1])
+    assert took < 60.0  # the story's goal: well under 2 minutes
+    assert "Traceback" not in text
