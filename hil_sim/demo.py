@@ -23,19 +23,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
+from hil_sim.demo_platform import LiveView
 from hil_sim.demo_story import Story, StoryParams
-from hil_sim.demo_view import Room, render
+from hil_sim.demo_view import render
 
 ROOT = Path(__file__).resolve().parent.parent
 RTU_DEVICES = ("vfd1", "vfd2", "vfd3", "pt_suction", "pt_outlet")
@@ -65,106 +60,6 @@ def mosquitto_binary() -> str:
         subprocess.run(["apt-get", "install", "-y", "-qq", "mosquitto"], check=True, env=env)
         return "/usr/sbin/mosquitto"
     raise SystemExit("mosquitto is not installed: apt-get install mosquitto (as root), then retry")
-
-
-class LiveView:
-    """The platform's side: subscribes to the gateway's topics over MQTT 5, keeps the latest
-    sample per point, the alarms and the command answers, and sends commands (the operator)."""
-
-    def __init__(self, port: int, prefix: str) -> None:
-        self.prefix = prefix
-        self.meta: dict[str, Any] = {}
-        self.status: dict[str, Any] = {}
-        self.latest: dict[str, tuple[int, Any, str]] = {}
-        self.alarms: dict[str, str] = {}
-        self.answers: list[dict[str, Any]] = []
-        self.messages = 0
-        self._lock = threading.Lock()
-        self.client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2, client_id="demo-platform", protocol=paho.MQTTv5
-        )
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{prefix}/#", qos=1)
-        self.client.on_message = self._on_message
-        self.client.connect_async("127.0.0.1", port, keepalive=10)
-        self.client.loop_start()
-
-    def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
-        try:
-            body = json.loads(msg.payload)
-        except ValueError:
-            return
-        if not isinstance(body, dict):
-            return
-        with self._lock:
-            self.messages += 1
-            if msg.topic.endswith("/meta"):
-                self.meta = body
-            elif msg.topic.endswith("/status"):
-                self.status = body
-            elif "/cmd/res" in msg.topic:
-                self.answers.append(body)
-            elif msg.topic.endswith("/event"):
-                for e in body.get("events", []):
-                    if e.get("type") == "alarm" and "code" in e:
-                        self.alarms[str(e["code"])] = str(e.get("state"))
-            elif "/telemetry" in msg.topic:
-                for point, series in body.get("series", {}).items():
-                    for s in series["s"]:
-                        q = s[3] if len(s) > 3 else "g"
-                        if point not in self.latest or s[0] > self.latest[point][0]:
-                            self.latest[point] = (s[0], s[2], q)
-
-    def room(self) -> Room:
-        """What the platform knows now, for :func:`hil_sim.demo_view.render`."""
-        with self._lock:
-            latest = {k: v for k, (_, v, q) in self.latest.items() if q == "g"}
-            devices: dict[str, list[int]] = {}
-            by_device: dict[str, list[str]] = {}
-            for p in self.meta.get("points", []):
-                by_device.setdefault(p["device"], []).append(p["name"])
-                transport = p["source"].split()[0]
-                devices.setdefault(transport, [0, 0])
-            for names in by_device.values():
-                transport = next(
-                    p["source"].split()[0] for p in self.meta["points"] if p["name"] == names[0]
-                )
-                devices[transport][1] += 1
-                devices[transport][0] += all(n in self.latest for n in names)
-            return Room(
-                latest=latest,
-                status=dict(self.status),
-                alarms=dict(self.alarms),
-                devices={t: (d, n) for t, (d, n) in devices.items()},
-                messages=self.messages,
-            )
-
-    def send_setpoint(self, value_mpa: float, reason: str) -> str:
-        """Publish ``setpoint.set`` on ``cmd/req`` (QoS 1, MQTT 5 response topic, correlation
-        data and 60 s message expiry, README "Commands"); returns the command id."""
-        base = f"{self.prefix}/{self.status.get('site', 'demo-site')}/{self.status.get('gw')}"
-        cid = f"c-demo-{uuid.uuid4().hex[:8]}"
-        now_ms = int(time.time() * 1000)
-        body = {
-            "v": 1, "id": cid, "method": "setpoint.set", "issued_at": now_ms,
-            "expires_at": now_ms + 60_000,
-            "issuer": {"principal": "ops:demo", "reason": reason},
-            "params": {"value": value_mpa, "unit": "MPa"},
-        }  # fmt: skip
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = f"{base}/cmd/res"
-        props.CorrelationData = cid.encode()
-        props.MessageExpiryInterval = 60
-        self.client.publish(f"{base}/cmd/req", json.dumps(body), qos=1, properties=props)
-        return cid
-
-    def answers_for(self, cid: str) -> list[dict[str, Any]]:
-        """The ``cmd/res`` answers received for command ``cid`` so far."""
-        with self._lock:
-            return [a for a in self.answers if a.get("id") == cid]
-
-    def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -356,7 +251,11 @@ def _run(
                     what = p.args[0] if isinstance(p.args, list) else p.args
                     _say(f"\n{what!s} … exited with {p.returncode}")
                     return 1
-            truth = sim.command({"cmd": "truth"}).get("values", {})
+            try:
+                truth = sim.command({"cmd": "truth"}).get("values", {})
+            except (OSError, ValueError) as exc:
+                _say(f"\nthe simulator's control port failed: {exc}")
+                return 1
             room = view.room()
             room.truth, room.local = truth, _local_status(status_port)
             room.service_mpa = params.service_mpa

@@ -114,6 +114,8 @@ async def test_cli_runs_serves_and_stops_on_sigterm(tmp_path) -> None:
     assert not (tmp_path / "ttyRTU0").is_symlink()  # link removed on a clean stop
     lines = [json.loads(line) for line in truth.read_text().splitlines()]
     assert len(lines) > 5
-    names = config_point_names()
+    # every served point, plus what no device serves: the top-floor pressure (plant.p_index)
+    names = config_point_names() | {"plant.p_index"}
     assert set(lines[0]["values"]) == names
     assert all(set(entry["values"]) <= names and entry["t"] > 0 for entry in lines)
+    assert any("plant.p_index" in entry["values"] for entry in lines[1:])  # it changes
