@@ -28,12 +28,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from hil_sim.demo_platform import LiveView
 from hil_sim.demo_story import Story, StoryParams
 from hil_sim.demo_view import render
 
 ROOT = Path(__file__).resolve().parent.parent
-RTU_DEVICES = ("vfd1", "vfd2", "vfd3", "pt_suction", "pt_outlet")
 
 
 def _free_port() -> int:
@@ -129,9 +130,29 @@ START_TIME = "17:00"
 """Plant time of day at the start: the evening, before the peak (demo_story's numbers)."""
 
 
+EXAMPLE = ROOT / "config" / "example.yaml"
+
+
+def device_overrides(config: Path, tcp_port: int, rtu_link: str, ua_port: int) -> list[str]:
+    """``--set`` overrides that point every device of ``config`` at this simulator, by its
+    transport (every Modbus TCP unit on one port, every RTU unit on one pty, the OPC UA server).
+    Raises OSError/yaml.YAMLError/KeyError on an unreadable config."""
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    sets = []
+    for dev in data["devices"]:
+        name, transport = dev["name"], dev.get("transport")
+        if transport == "modbus-tcp":
+            sets.append(f"devices.{name}.port={tcp_port}")
+        elif transport == "modbus-rtu":
+            sets.append(f"devices.{name}.port={rtu_link}")
+        elif transport == "opcua":
+            sets.append(f"devices.{name}.endpoint=opc.tcp://127.0.0.1:{ua_port}/pumproom/hil-sim/")
+    return sets
+
+
 def write_config(work: Path, setpoint_mpa: float) -> Path:
     """config/example.yaml plus :data:`CONTROL_SECTION`, written to ``work``/agent.yaml."""
-    text = (ROOT / "config" / "example.yaml").read_text(encoding="utf-8")
+    text = EXAMPLE.read_text(encoding="utf-8")
     path = work / "agent.yaml"
     path.write_text(text + CONTROL_SECTION.format(setpoint=setpoint_mpa), encoding="utf-8")
     return path
@@ -209,10 +230,8 @@ def _run(
     ))  # fmt: skip
     _wait_file(work / "sim.log", "control ready", 30)
     params = StoryParams()
-    sets = [f"devices.{d}.port={tcp_port}" for d in ("cabinet", "flowmeter")]
-    sets += [f"devices.{d}.port={rtu_link}" for d in RTU_DEVICES]
+    sets = device_overrides(EXAMPLE, tcp_port, rtu_link, ua_port)
     sets += [
-        f"devices.analyser.endpoint=opc.tcp://127.0.0.1:{ua_port}/pumproom/hil-sim/",
         f"uplink.broker=mqtt://127.0.0.1:{broker_port}",
         f"buffer.path={work / 'buffer.sqlite'}",
         f"status.listen=127.0.0.1:{status_port}",

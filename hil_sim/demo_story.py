@@ -7,11 +7,12 @@ event. Pressures MPa, times s (monotonic).
 
 Numbers (domain.md): the service level 0.10 MPa is the residential code's minimum at a household
 draw-off ([S25], §1.6). The day setpoint 0.26 MPa is an energy-saving value that serves this
-~6-storey zone at ordinary flow (top floor ≈ 0.11 MPa: 15 m lift, :class:`hil_sim.hydraulics.Riser`)
-but not at an evening peak of ≈ 3.5 × the diurnal mean (≈ 24 m³/h, near §5.2's design
-instantaneous flow of 26 m³/h for 200 households), when riser friction takes another
-≈ 0.04 MPa. The operator raises it by 0.10 MPa, the largest step ``control.remote`` allows in the
-demo config (within §1.6's 0.25–0.45 MPa for 6–15-storey zones).
+~6-storey zone at ordinary flow (top floor ≈ 0.11 MPa: 15 m lift,
+:class:`hil_sim.hydraulics.Riser`) but not at an evening peak of 4 × the diurnal mean at 17:00
+(≈ 27 m³/h required, about §5.2's design instantaneous flow of 26 m³/h for 200 households, which
+the three pumps carry), when riser friction takes another ≈ 0.04 MPa and the top floor falls to
+≈ 0.07 MPa. The operator raises the setpoint by 0.10 MPa, the largest step ``control.remote``
+allows in the demo config (within §1.6's 0.25–0.45 MPa for 6–15-storey zones).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class StoryParams:
     day_setpoint_mpa: float = 0.26
     operator_setpoint_mpa: float = 0.36
     service_mpa: float = 0.10
-    peak_demand_factor: float = 3.5
+    peak_demand_factor: float = 4.0
     calm_s: float = 6.0
     confirm_s: float = 3.0
     """The top floor must stay below (complaint) or at/above (recovered) the service level
