@@ -120,7 +120,7 @@ control:
     - {{freq: pump1.freq, fault: pump1.fault_code, mode: pump1.mode, hours: pump1.run_hours}}
     - {{freq: pump2.freq, fault: pump2.fault_code, mode: pump2.mode, hours: pump2.run_hours}}
     - {{freq: pump3.freq, fault: pump3.fault_code, mode: pump3.mode, hours: pump3.run_hours}}
-  remote: {{min_mpa: 0.20, max_mpa: 0.60, max_step_mpa: 0.10, min_interval_s: 10,
+  remote: {{min_mpa: 0.20, max_mpa: 0.55, max_step_mpa: 0.10, min_interval_s: 10,
            ramp_mpa_per_s: 0.01}}
 """
 """The demo's ``control:`` section, appended to config/example.yaml: supervisory (the cabinet's

@@ -158,3 +158,16 @@ def test_the_demo_tells_the_story_on_an_80x24_terminal() -> None:
     took = float(re.findall(r"(\d+\.\d) s after the complaint", text)[-1])
     assert took < 60.0  # the story's goal: well under 2 minutes
     assert "Traceback" not in text
+
+
+def test_the_demo_config_passes_the_agent_check(tmp_path: Path) -> None:
+    """The demo's config (example.yaml + its control: section) is valid for the agent as it is
+    now: a control check added later (e.g. remote bounds vs the interlocks) shows here first."""
+    from hil_sim.demo import write_config
+
+    config = write_config(tmp_path, 0.26)
+    out = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "check", "-c", str(config)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
