@@ -205,6 +205,7 @@ def _connection(poller: ConnectionPoller, now: float) -> dict[str, Any]:
     c = poller.counters
     own = c.health.snapshot(now)
     driver = _jsonable(poller.driver.counters())
+    driver["unmapped_errors"] = dict(vars(poller.driver).get("unmapped_errors", {}))
     marks: list[tuple[str, dict[str, Any]]] = [("", own)]
     if "ok" in driver:
         marks.append(("", driver))

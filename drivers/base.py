@@ -17,16 +17,39 @@ quality with a reason. It raises :class:`~agent.core.model.ConnectionLost` only 
 connection is gone, after which the caller closes and reconnects with
 :class:`~agent.core.model.Backoff`.
 Every network await inside a driver has a timeout.
+
+No library exception escapes a driver: :class:`Driver` wraps ``connect``, ``read``, ``write`` and
+``close`` of every subclass (:meth:`Driver.__init_subclass__`), so an exception a protocol library
+raises that the driver did not map itself (asyncua's bare ``AssertionError`` when a server refuses
+the secure channel, a ``TypeError`` from an EC client key, a pyserial or pymodbus surprise) comes
+out as the interface's error: :class:`~agent.core.model.ConnectError` from ``connect``,
+:class:`~agent.core.model.ConnectionLost` from ``read`` (the session's state is unknown: close and
+reconnect), :class:`~agent.core.model.WriteError` (reason ``driver:<ExceptionType>``) from
+``write``; ``close`` swallows it. The first such exception of each type is logged at ERROR with its
+traceback, by connection name (it is a bug in a library or a driver, worth a report); repeats are
+counted in ``counters()["unmapped_errors"]``. ``asyncio.CancelledError`` (a ``BaseException``) is
+never touched.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import functools
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from agent.core.model import Reading, Value
+from agent.core.model import (
+    ConnectError,
+    ConnectionLost,
+    DriverError,
+    Reading,
+    Value,
+    WriteError,
+)
 from drivers.specs import PointSpec
+
+log = logging.getLogger("drivers")
 
 
 class ReadPlan(abc.ABC):
@@ -49,6 +72,18 @@ class Driver(abc.ABC):
 
     name: str
     """Connection name used in logs and counters (e.g. ``"rtu:/dev/ttyUSB0"``)."""
+
+    unmapped_errors: dict[str, int]
+    """Exception type name → how many library exceptions the boundary mapped (see module doc)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wrap the subclass's own ``connect``/``read``/``write``/``close`` so that no library
+        exception leaves them (the module docstring says what each becomes)."""
+        super().__init_subclass__(**kwargs)
+        for method, mapper in _MAPPERS.items():
+            fn = cls.__dict__.get(method)
+            if fn is not None and not getattr(fn, "_mapped", False):
+                setattr(cls, method, _mapped(fn, mapper))
 
     @abc.abstractmethod
     def plan(self, points: Sequence[PointSpec]) -> ReadPlan:
@@ -90,3 +125,64 @@ class Driver(abc.ABC):
     def counters(self) -> dict[str, Any]:
         """Health counters (requests, timeouts, exceptions by code, reconnects, last error)."""
         return {}
+
+
+def _unmapped(driver: Driver, what: str, exc: Exception) -> str:
+    """Count an exception that escaped ``driver.<what>``; log its first of a type with the
+    traceback. Returns the text for the mapped error."""
+    kind = type(exc).__name__
+    seen = driver.__dict__.setdefault("unmapped_errors", {})
+    seen[kind] = seen.get(kind, 0) + 1
+    name = getattr(driver, "name", type(driver).__name__)
+    if seen[kind] == 1:
+        log.error(
+            "%s: %s raised %s, which the driver does not map (a library or driver bug);"
+            " handled as the driver error below, further ones only counted",
+            name,
+            what,
+            kind,
+            exc_info=exc,
+        )
+    return f"{name}: {what}: unexpected {kind}: {exc}"
+
+
+def _to_connect_error(driver: Driver, exc: Exception) -> BaseException:
+    return ConnectError(_unmapped(driver, "connect", exc))
+
+
+def _to_connection_lost(driver: Driver, exc: Exception) -> BaseException:
+    return ConnectionLost(_unmapped(driver, "read", exc))
+
+
+def _to_write_error(driver: Driver, exc: Exception) -> BaseException:
+    return WriteError(_unmapped(driver, "write", exc), f"driver:{type(exc).__name__}")
+
+
+def _swallow(driver: Driver, exc: Exception) -> None:
+    _unmapped(driver, "close", exc)
+    return None
+
+
+_MAPPERS: dict[str, Callable[[Driver, Exception], BaseException | None]] = {
+    "connect": _to_connect_error,
+    "read": _to_connection_lost,
+    "write": _to_write_error,
+    "close": _swallow,
+}
+
+
+def _mapped(fn: Any, mapper: Callable[[Driver, Exception], BaseException | None]) -> Any:
+    @functools.wraps(fn)
+    async def wrapper(self: Driver, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(self, *args, **kwargs)
+        except DriverError:
+            raise
+        except Exception as exc:
+            mapped = mapper(self, exc)
+            if mapped is None:
+                return None
+            raise mapped from exc
+
+    wrapper._mapped = True  # type: ignore[attr-defined]
+    return wrapper

@@ -1,0 +1,123 @@
+"""No library exception escapes ``drivers/`` (drivers/base.py maps them at the interface).
+
+The real case: a client certificate made with an elliptic-curve key (the default of many modern
+certificate tools), offered to the simulator's OPC UA server with Basic256Sha256, makes asyncua
+raise a bare ``TypeError`` from deep inside ``connect()``. Before the mapping it escaped the
+driver and ended the connection's poller for good: no samples, no retry, nothing in status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+
+import pytest
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from agent import status
+from agent.core.model import ConnectError, Quality
+from agent.poller import ConnectionPoller
+from drivers import create
+from drivers.specs import OpcUaConnection, OpcUaPoint
+from hil_sim.devices.opcua_server import NAMESPACE_URI, UA_POINTS, OpcUaFacade
+from hil_sim.plant import Plant
+from tests.procs import free_port
+
+POINTS = [
+    OpcUaPoint(p.name, "analyser", f"ns=2;s={p.node}", namespace_uri=NAMESPACE_URI)
+    for p in UA_POINTS[:2]
+]
+
+
+def ec_certificate(d: Path) -> tuple[str, str]:
+    """A self-signed client certificate with a P-256 key (DER) and its key (PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec-client")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier("urn:pumproom-edge:ec")]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (d / "ec.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    (d / "ec.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(d / "ec.der"), str(d / "ec.pem")
+
+
+@pytest.fixture
+async def secure_server(tmp_path):
+    key, cert = tmp_path / "server.pem", tmp_path / "server.der"
+    await setup_self_signed_certificate(
+        key, cert, "urn:pumproom-edge:server", "localhost",
+        [ExtendedKeyUsageOID.SERVER_AUTH], {"commonName": "server"},
+    )  # fmt: skip
+    server = OpcUaFacade(
+        Plant(), "127.0.0.1", free_port(), certificate=str(cert), private_key=str(key),
+        users={"op": "secret"},
+    )  # fmt: skip
+    await server.start()
+    yield server, str(cert)
+    await server.stop()
+
+
+async def test_ec_client_key_is_a_connect_error_retried_and_shown(secure_server, tmp_path, caplog):
+    server, server_cert = secure_server
+    cert, key = ec_certificate(tmp_path)
+    spec = OpcUaConnection(
+        "analyser", server.endpoint, 2.0, 4.0, security_policy="Basic256Sha256",
+        security_mode="SignAndEncrypt", certificate=cert, private_key=key,
+        server_certificate=server_cert, username="op", password="secret",
+    )  # fmt: skip
+    drv = create(spec)
+    with pytest.raises(ConnectError, match="TypeError"):
+        await drv.connect()
+    await drv.close()
+
+    got = []
+    poller = ConnectionPoller(create(spec), {0.2: POINTS}, lambda r, ts: got.extend(r))
+    poller.backoff.initial_s = 0.2  # the shared Backoff, quicker for the test
+    caplog.set_level(logging.WARNING)
+    caplog.clear()
+    task = asyncio.create_task(poller.run())
+    try:
+        deadline = time.monotonic() + 20
+        while poller.counters.connect_failures < 3 and time.monotonic() < deadline:
+            assert not task.done(), task.exception()
+            await asyncio.sleep(0.1)
+        assert not task.done(), "the poller ended"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    c = poller.counters
+    assert c.connect_failures >= 3 and poller.backoff.failures >= 3
+    assert got and {r.quality for r in got} == {Quality.COMM_FAIL}  # every tick says so
+    entry = status._connection(poller, time.monotonic())
+    assert entry["ok"] is False and "TypeError" in entry["last_error"]
+    assert entry["driver"]["unmapped_errors"] == {"TypeError": c.connect_failures}
+    # logged once by name: one ERROR with the traceback, one WARNING from the poller
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info and "analyser" in errors[0].getMessage()
+    warnings = [r for r in caplog.records if "cannot connect" in r.getMessage()]
+    assert len(warnings) == 1
