@@ -31,15 +31,17 @@ from agent.commands import CommandHandler, Request
 from agent.config import EXIT_CONFIG, SiteConfig
 from agent.control.state import catalogue_points
 from agent.control.wiring import for_agent
-from agent.core.aio import cancel_all
 from agent.core.cache import Cache
 from agent.core.model import clock
+from agent.core.progress import PROGRESS, stall_floor_s
 from agent.exception import Deadband, ReportByException
 from agent.logs import redact
 from agent.mqtt import BrokerSettings
 from agent.pipeline import Ingest
 from agent.poller import ConnectionPoller
+from agent.sdnotify import Notifier, watch
 from agent.store import Store, StoreCorrupt, StoreUnavailable
+from agent.supervisor import Supervisor
 from agent.uplink import Uplink, UplinkSettings
 
 log = logging.getLogger("agent")
@@ -219,6 +221,36 @@ class Agent:
         """The local control loop (``agent.control``), when ``control:`` is configured."""
         self.alarms: AlarmRuntime | None = None
         """The alarm stage (:mod:`agent.alarms`), when ``alarms:`` is configured."""
+        self.supervisor: Supervisor | None = None
+        """Runs every long-lived task (:mod:`agent.supervisor`), once :meth:`run` started."""
+        self.notifier = Notifier()
+        self.fatal: str | None = None
+        """Why the agent stopped on its own (a task failed too often): :func:`run` exits 1."""
+        self._stop: asyncio.Event | None = None
+
+    def _give_up(self, reason: str) -> None:
+        self.fatal = reason
+        if self._stop is not None:
+            self._stop.set()
+
+    def status_line(self) -> str:
+        """One line for systemd's ``STATUS=``: uplink state, backlog, failing connections,
+        stalled stages, task failures."""
+        up = self.uplink is not None and self.uplink.connected.is_set()
+        backlog = self.store.pending_rows if self.store is not None else 0
+        failing = [
+            p.name
+            for p in self.pollers
+            if not p.counters.connected or p.counters.health.ok_now is False
+        ]
+        line = f"uplink {'up' if up else 'down'}, backlog {backlog}"
+        line += f", failing: {' '.join(failing)}" if failing else ", all connections ok"
+        stalled = PROGRESS.stalled()
+        if stalled:
+            line += f", STALLED: {' '.join(stalled)}"
+        if self.supervisor is not None and self.supervisor.failures:
+            line += f", task failures {self.supervisor.failures}"
+        return line
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then stop cleanly."""
@@ -253,12 +285,26 @@ class Agent:
             alarms=self.alarms,
         )  # fmt: skip
         uplink.on_command = commands.handle
-        uplink_task = asyncio.create_task(uplink.run(), name="uplink")
-        ingest_task = asyncio.create_task(ingest.run(), name="ingest")
-        poll_tasks = [asyncio.create_task(p.run(), name=f"poll {p.name}") for p in self.pollers]
-        status_task = asyncio.create_task(self._log_status(), name="status-log")
-        ctl_task = [asyncio.create_task(self.control.run(), name="control")] if self.control else []
-        alarm_task = [asyncio.create_task(self.alarms.run(), name="alarms")] if self.alarms else []
+        self._stop = stop
+        sup = self.supervisor = Supervisor(self._give_up)
+        floor = stall_floor_s()
+        PROGRESS.clear()
+        # Each stage's stall limit: the floor plus its own longest legitimate wait (the uplink:
+        # reconnect backoff, MQTT connect, birth and meta publish; see agent.core.progress).
+        PROGRESS.register("uplink", floor + uplink.reconnect.backoff.cap_s + 30.0)
+        sup.start("uplink", uplink.run)
+        PROGRESS.register("ingest", floor + 1.0)
+        sup.start("ingest", ingest.run)
+        for p in self.pollers:
+            PROGRESS.register(p.stage, p.stall_limit_s)
+            sup.start(p.stage, p.run)
+        sup.start("status-log", self._log_status)
+        if self.control:
+            PROGRESS.register("control", floor + 1.0)
+            sup.start("control", self.control.run)
+        sup.start("watchdog", lambda: watch(self.notifier, PROGRESS, self.status_line))
+        if self.alarms is not None:
+            sup.start("alarms", self.alarms.run)
         page = None
         if cfg.status is not None and cfg.status.enabled:
             page = await status_page.serve(self, cfg.status.host, cfg.status.port)
@@ -275,23 +321,27 @@ class Agent:
             len(catalogue),
             cfg.buffer.path,
         )
+        self.notifier.send(READY="1", STATUS=self.status_line())
         try:
             await stop.wait()
         finally:
             log.info("stopping: pollers, then buffer flush, then uplink")
+            self.notifier.send(STOPPING="1", STATUS="stopping")
             if page is not None:
                 await page.cleanup()
-            await _cancel(*ctl_task)  # the control loop first: it hands back to the cabinet
-            await _cancel(*poll_tasks, status_task)
+            await sup.stop("control")  # the control loop first: it hands back to the cabinet
+            await sup.stop(*(p.stage for p in self.pollers), "status-log", "watchdog")
             await ingest.flush()
-            await _cancel(ingest_task)
+            await sup.stop("ingest")
             if self.alarms is not None:
                 await self.alarms.flush()
-            await _cancel(*alarm_task)
+            await sup.stop("alarms")
             await commands.close()
+            sup.retire("uplink")
             await uplink.stop()
-            await _cancel(uplink_task)
+            await sup.stop("uplink")
             await store.close()
+            self.notifier.close()
             log.info("stopped; %d samples stay buffered", store.pending_rows)
 
     async def _alarms(self, store: Store, uplink: Uplink, catalogue: list[Any]) -> AlarmRuntime:
@@ -412,13 +462,6 @@ def _point_meta(p: Any) -> dict[str, Any]:
     return out
 
 
-async def _cancel(*tasks: asyncio.Task[Any]) -> None:
-    await cancel_all(tasks)
-    for t in tasks:
-        if not t.cancelled() and t.exception() is not None:
-            log.error("task %s ended with %r", t.get_name(), t.exception())
-
-
 STOP_DEADLINE_S = 20.0
 """A stop that takes longer is stuck: dump every thread's stack and exit 1 (below systemd's
 ``TimeoutStopSec=30`` in ``systemd/pumproom-agent.service``, so the log says why)."""
@@ -445,10 +488,13 @@ def run(config: SiteConfig) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         guard = asyncio.create_task(_stop_deadline(stop), name="stop-deadline")
+        agent = Agent(config)
         try:
-            await Agent(config).run(stop)
+            await agent.run(stop)
         finally:
             guard.cancel()
+        if agent.fatal is not None:
+            raise RuntimeError(f"{agent.fatal}: stopped, exit 1 (systemd restarts the agent)")
 
     try:
         asyncio.run(main())

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from agent import faultpoint
+from agent.core import progress
 from agent.core.aio import wait_event
 from agent.core.cache import Cache
 from agent.core.model import Reading, WallClock
@@ -128,9 +130,12 @@ class Ingest:
         self._ready.set()
 
     async def run(self) -> None:
-        """Commit queued polls to the buffer and offer them to the uplink, forever."""
+        """Commit queued polls to the buffer and offer them to the uplink, forever. Beats the
+        ``ingest`` heartbeat after every turn, and at least every second when idle."""
         while True:
-            await self._ready.wait()
+            await wait_event(self._ready, 1.0)
+            await faultpoint.checkpoint("ingest")
+            progress.beat("ingest")
             self._ready.clear()
             polls, self._queue, self._queued = self._queue, [], 0
             if polls:

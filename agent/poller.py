@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from agent import faultpoint
+from agent.core import progress
 from agent.core.health import Health
 from agent.core.model import (
     Backoff,
@@ -122,15 +124,26 @@ class ConnectionPoller:
         self._losses = Repeated(log, f"{self.label}: connection lost")
         self._last_source: dict[str, int] = {}
         self._warned_ahead = False
+        self.stage = f"poll {driver.name}"
+        """The poller's name in the supervisor and the heartbeats (:mod:`agent.core.progress`)."""
 
     @property
     def name(self) -> str:
         return self.driver.name
 
+    @property
+    def stall_limit_s(self) -> float:
+        """Seconds without a tick after which this poller counts as stuck: the longest poll
+        interval plus the stall floor (:func:`agent.core.progress.stall_floor_s`)."""
+        return max(g.interval_s for g in self.groups) + progress.stall_floor_s()
+
     async def run(self) -> None:
-        """Poll forever (until cancelled); closes the driver on the way out."""
+        """Poll forever (until cancelled); closes the driver on the way out. A new run (a
+        restart by the supervisor) connects afresh."""
+        self._connected = self.counters.connected = False
         try:
             while True:
+                await faultpoint.checkpoint(self.stage)
                 group = min(self.groups, key=lambda g: g.due)
                 delay = group.due - time.monotonic()
                 if delay > 0:
@@ -139,6 +152,7 @@ class ConnectionPoller:
                 self._record_lateness(lateness)
                 await self._tick(group)
                 self._advance(group)
+                progress.beat(self.stage)
         finally:
             await self.driver.close()
 

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.core.aio import within
@@ -76,15 +77,21 @@ class ReconnectPolicy:
         """Seconds between an answered probe and the connect."""
         return random.uniform(0.0, self.spread_s)
 
-    async def until_reachable(self, host: str, port: int) -> None:
+    async def until_reachable(
+        self, host: str, port: int, on_probe: Callable[[], None] | None = None
+    ) -> None:
         """Probe ``host:port`` by TCP until it accepts a connection, then wait the spread.
+        ``on_probe`` is called after each probe (the uplink's heartbeat: probing is progress).
 
         Never raises for a failed probe (that is the point); cancellable.
         """
         began = time.monotonic()
         while True:
             await asyncio.sleep(self.probe_delay(time.monotonic() - began))
-            if await self.reachable(host, port):
+            reachable = await self.reachable(host, port)
+            if on_probe is not None:
+                on_probe()
+            if reachable:
                 break
         await asyncio.sleep(self.spread_delay())
 

@@ -12,6 +12,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from agent.core.progress import PROGRESS
+
 if TYPE_CHECKING:
     from aiohttp import web
 
@@ -28,6 +30,8 @@ def snapshot(agent: Agent, *, points: bool = True, alarms: bool = True) -> dict[
     Shape: ``{"gateway", "site", "uptime_s", "uplink": {...}, "buffer": {...},
     "connections": [{"name", "connected", "polls", "polls_failed", "overruns", "ok",
     "last_error", "last_error_at", "last_error_age_s", "driver": {...}}],
+    "task_failures", "tasks": {name: {"running", "failures", "last_failure",
+    "last_failure_at"}}, "stages": {name: {"age_s", "limit_s", "stalled"}},
     "points": {name: {"value", "q", "reason", "age_s", "unit", "text", "device"}},
     "devices": [{"name", "description", "profile", "transport", "connection", "points": [...]}],
     "control": {...}}`` (``points``, ``devices`` and ``control`` only when asked, so the retained
@@ -49,6 +53,11 @@ def snapshot(agent: Agent, *, points: bool = True, alarms: bool = True) -> dict[
     authorized (telemetry)": n, …}, "last", "last_age_s"}``, :mod:`agent.refusals`),
     ``set_aside`` (messages that can never fit the broker's packet limit) and ``limits``
     (``{"receive_maximum", "inflight_limit", "max_packet_size"}`` of the current connection).
+
+    ``tasks`` is the supervisor's record of every long-lived task (:mod:`agent.supervisor`):
+    failures (an exception or an unexpected end) since start, the last one and when;
+    ``stages`` the heartbeats (:mod:`agent.core.progress`): seconds since each stage last made
+    progress, its limit, and whether it is stalled.
 
     A connection's ``last_error`` is the newest failure of the connection, its driver or one of
     its devices (a device's prefixed with the device name), ``last_error_at`` its UTC time
@@ -100,6 +109,10 @@ def snapshot(agent: Agent, *, points: bool = True, alarms: bool = True) -> dict[
                 unstorable=i.unstorable,
             )
     out["connections"] = [_connection(p, now) for p in agent.pollers]
+    sup = agent.supervisor
+    out["task_failures"] = sup.failures if sup is not None else 0
+    out["tasks"] = sup.snapshot() if sup is not None else {}
+    out["stages"] = PROGRESS.snapshot(now)
     control = control_state(agent.control) if points else None
     if control is not None:
         out["control"] = control

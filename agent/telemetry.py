@@ -34,7 +34,8 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from agent import contract
+from agent import contract, faultpoint
+from agent.core import progress
 from agent.core.aio import wait_event
 from agent.core.model import Sample, WallClock
 from agent.mqtt import MqttConnection, PublishRefused
@@ -147,6 +148,8 @@ class TelemetryFlow:
         s = self.settings
         pace = time.monotonic()  # when the backlog may send next (``backlog_rate_per_s``)
         while True:
+            progress.beat("uplink")  # turns at least every second while connected
+            await faultpoint.checkpoint("uplink")
             rows = []
             rewinds = self._rewinds
             if self._upto is not None and self._cursor < self._upto:

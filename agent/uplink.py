@@ -24,7 +24,8 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent import contract
+from agent import contract, faultpoint
+from agent.core import progress
 from agent.core.aio import cancel_all, wait_event, within
 from agent.core.model import Sample, WallClock
 from agent.mqtt import (
@@ -207,8 +208,12 @@ class Uplink:
         probe = False
         policy = self.reconnect
         while not self._stopping:
+            await faultpoint.checkpoint("uplink")
+            progress.beat("uplink")
             if probe:
-                await policy.until_reachable(self.broker.host, self.broker.port)
+                await policy.until_reachable(
+                    self.broker.host, self.broker.port, on_probe=lambda: progress.beat("uplink")
+                )  # a broker that is down is not a stuck uplink: each probe is progress
                 probe = False
             if session == 0:  # failed attempts reuse the number; a connection uses one up
                 session = await self.store.next_session()
@@ -253,8 +258,8 @@ class Uplink:
             except (PublishFailed, TimeoutError) as exc:
                 # The link died during the birth/meta publish: reconnect, never end the task.
                 self.counters.last_error = f"session start: {exc}"
-            except Exception:  # a bug must not end the uplink for good: log and reconnect
-                log.exception("uplink: session failed")
+            # Any other exception (a bug in a sub-task) ends run(): the supervisor
+            # (agent.supervisor) logs it with its traceback, counts it and restarts the uplink.
             finally:
                 self._conn = self._telemetry = None
                 self.connected.clear()

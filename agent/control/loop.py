@@ -63,6 +63,7 @@ from agent.control.requests import LoopRequests
 from agent.control.schedule import TickSchedule
 from agent.control.staging import StagingState
 from agent.control.state import LawParams, LoopState
+from agent.core import progress
 from agent.core.aio import within
 from agent.core.cache import Cache
 from agent.core.model import DriverError, Quality, Reading, WallClock, clock
@@ -194,6 +195,7 @@ class ControlLoop(DirectMode, LoopRequests):
                 await self.schedule.wait()
                 woke = time.monotonic()
                 self.tick(woke)
+                progress.beat("control")
                 self.schedule.tick_ms.append((time.monotonic() - woke) * 1000.0)
         finally:
             self._running = False
