@@ -132,6 +132,13 @@ def _secret(env: str | None, file: str | None, what: str) -> str | None:
             raise ConfigurationError(
                 f"uplink.credentials: cannot read {what} file {path}: {exc}"
             ) from exc
+        if directory and not secret.strip("\0 \t\r\n"):
+            # the unit's SetCredential= default (one NUL byte): the file systemd should have
+            # loaded is missing
+            raise ConfigurationError(
+                f"uplink.credentials: the {what} credential {path} is empty (is the file that"
+                " systemd's LoadCredential= names missing?)"
+            )
         if what == "password":
             redact(secret)
         return secret

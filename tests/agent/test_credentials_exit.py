@@ -43,3 +43,22 @@ def test_missing_credential_is_a_configuration_error(
     assert code == 2, f"a configuration error: systemd must not restart it\n{out}"
     _one_error_line(out, *needles)
     assert not buffer.exists(), "nothing is opened before the credentials are known"
+
+
+def test_the_units_default_credential_is_read_as_missing(tmp_path: Path) -> None:
+    """systemd/pumproom-agent.service gives ``mqtt-password`` a one-NUL-byte default
+    (``SetCredential=``) so that an anonymous-broker site starts without the file; a config
+    that asks for the password then gets a configuration error naming the credential."""
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "mqtt-password").write_bytes(b"\0")
+    env = {"PUMPROOM_TEST_USER": "pump", "CREDENTIALS_DIRECTORY": str(creds)}
+    buffer = tmp_path / "buffer.sqlite"
+    code, out = _agent(
+        buffer,
+        "uplink.credentials.username_env=PUMPROOM_TEST_USER",
+        "uplink.credentials.password_file=mqtt-password",
+        env=env,
+    )
+    assert code == 2, out
+    _one_error_line(out, "uplink.credentials", "mqtt-password", "is empty")
