@@ -18,17 +18,20 @@ import signal
 import ssl
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import drivers
 from agent import __version__, contract
+from agent import reload as config_reload
 from agent import status as status_page
 from agent.alarms.faults import FaultMapError
 from agent.alarms.rules import PointFacts
 from agent.alarms.runtime import AlarmRuntime
 from agent.commands import CommandHandler, Request
 from agent.config import EXIT_CONFIG, SiteConfig
+from agent.config.plan import ConnectionPlan
 from agent.control.state import catalogue_points
 from agent.control.wiring import for_agent
 from agent.core.cache import Cache
@@ -214,10 +217,19 @@ async def open_store(config: SiteConfig) -> Store:
 class Agent:
     """The running agent. ``await Agent(config).run(stop_event)``."""
 
-    def __init__(self, config: SiteConfig) -> None:
+    def __init__(self, config: SiteConfig, load: Callable[[], SiteConfig] | None = None) -> None:
         self.config = config
         self.config_dir = config.config_dir or Path.cwd()
         """The configuration file's folder (``faultmaps/`` is found there)."""
+        self.load = load
+        """Re-reads the configuration for a reload (SIGHUP); ``None``: reload is refused."""
+        self.reloaded: config_reload.Record | None = None
+        """The last reload (shown in status)."""
+        self._reload_wanted = asyncio.Event()
+        self._units: dict[str, str | None] = {}
+        """Point → unit for telemetry (the uplink holds this dict; a reload updates it)."""
+        self._meta: list[dict[str, Any]] = []
+        """Point descriptions for the retained ``meta`` (held by the uplink likewise)."""
         self.gateway = gateway_id(config)
         self.cache = Cache()
         self.pollers: list[ConnectionPoller] = []
@@ -240,47 +252,56 @@ class Agent:
         if self._stop is not None:
             self._stop.set()
 
+    def request_reload(self) -> None:
+        """Ask for a reload (the SIGHUP handler); done by the ``reload`` task."""
+        self._reload_wanted.set()
+
+    async def _reloader(self) -> None:
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            await config_reload.reload(self)
+
     def status_line(self) -> str:
-        """One line for systemd's ``STATUS=``: uplink state, backlog, failing connections,
-        stalled stages, task failures."""
-        up = self.uplink is not None and self.uplink.connected.is_set()
-        backlog = self.store.pending_rows if self.store is not None else 0
-        failing = [
-            p.name
-            for p in self.pollers
-            if not p.counters.connected or p.counters.health.ok_now is False
-        ]
-        line = f"uplink {'up' if up else 'down'}, backlog {backlog}"
-        line += f", failing: {' '.join(failing)}" if failing else ", all connections ok"
-        stalled = PROGRESS.stalled()
-        if stalled:
-            line += f", STALLED: {' '.join(stalled)}"
-        if self.supervisor is not None and self.supervisor.failures:
-            line += f", task failures {self.supervisor.failures}"
-        return line
+        """One line for systemd's ``STATUS=`` (:func:`agent.status.status_line`)."""
+        return status_page.status_line(self)
+
+    def _catalogue(self) -> list[Any]:
+        return self.config.catalogue() + catalogue_points(self.config.control)  # ctl.*
+
+    def set_catalogue(self) -> None:
+        """Units, ``meta`` descriptions and deadbands from :attr:`config` (at start, and after
+        a reload changed ``devices:``; the uplink and ingest hold these objects)."""
+        catalogue = self._catalogue()
+        self._units.clear()
+        self._units.update({p.name: p.unit for p in catalogue})
+        self._meta[:] = [_point_meta(p) for p in catalogue]
+        if self.ingest is not None:
+            self.ingest.rbe.bands = _bands(catalogue)
+
+    def new_poller(self, cp: ConnectionPlan) -> ConnectionPoller:
+        """A poller for connection ``cp``, feeding the ingest stage (not started)."""
+        assert self.ingest is not None
+        return ConnectionPoller(drivers.create(cp.spec), cp.groups, self.ingest.submit)
+
+    def start_poller(self, p: ConnectionPoller) -> None:
+        """Run ``p`` under the supervisor, with its heartbeat."""
+        assert self.supervisor is not None
+        PROGRESS.register(p.stage, p.stall_limit_s)
+        self.supervisor.start(p.stage, p.run)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then stop cleanly."""
         cfg = self.config
-        catalogue = cfg.catalogue() + catalogue_points(cfg.control)  # ctl.* with control:
         broker = broker_settings(cfg, self.gateway)  # before the buffer is opened
         store = self.store = await open_store(cfg)
-        uplink = self.uplink = self._uplink(store, catalogue, broker)
-        bands = {
-            p.name: Deadband(p.deadband, p.deadband_pct, p.heartbeat_s)
-            for p in catalogue
-            if p.deadband is not None or p.deadband_pct is not None
-        }
-        ingest = self.ingest = Ingest(
-            store, self.cache, uplink, clock, rbe=ReportByException(bands)
-        )
-        self.pollers = [
-            ConnectionPoller(drivers.create(cp.spec), cp.groups, ingest.submit)
-            for cp in cfg.connections()
-        ]
+        uplink = self.uplink = self._uplink(store, broker)
+        ingest = self.ingest = Ingest(store, self.cache, uplink, clock, rbe=ReportByException({}))
+        self.set_catalogue()
+        self.pollers = [self.new_poller(cp) for cp in cfg.connections()]
         self.control = for_agent(self, ingest, store, uplink)  # None without control:
         if cfg.alarms is not None:
-            self.alarms = await self._alarms(store, uplink, catalogue)
+            self.alarms = await self._alarms(store, uplink, self._catalogue())
             ingest.observers.append(self.alarms.observe)
 
         async def reply(body: dict[str, Any], req: Request | None) -> None:
@@ -303,9 +324,9 @@ class Agent:
         PROGRESS.register("ingest", floor + 1.0)
         sup.start("ingest", ingest.run)
         for p in self.pollers:
-            PROGRESS.register(p.stage, p.stall_limit_s)
-            sup.start(p.stage, p.run)
+            self.start_poller(p)
         sup.start("status-log", self._log_status)
+        sup.start("reload", self._reloader)
         if self.control:
             PROGRESS.register("control", floor + 1.0)
             sup.start("control", self.control.run)
@@ -325,7 +346,7 @@ class Agent:
             cfg.site.id,
             self.gateway,
             len(self.pollers),
-            len(catalogue),
+            len(self._units),
             cfg.buffer.path,
         )
         self.notifier.send(READY="1", STATUS=self.status_line())
@@ -337,6 +358,7 @@ class Agent:
             if page is not None:
                 await page.cleanup()
             await sup.stop("control")  # the control loop first: it hands back to the cabinet
+            await sup.stop("reload")  # a reload in progress ends before the pollers stop
             await sup.stop(*(p.stage for p in self.pollers), "status-log", "watchdog")
             await ingest.flush()
             await sup.stop("ingest")
@@ -377,7 +399,7 @@ class Agent:
         except FaultMapError as exc:
             raise ConfigurationError(f"alarms: {exc}") from exc
 
-    def _uplink(self, store: Store, catalogue: list[Any], broker: BrokerSettings) -> Uplink:
+    def _uplink(self, store: Store, broker: BrokerSettings) -> Uplink:
         """The uplink stage from ``uplink:``, with this agent's health in its status messages."""
         cfg, up = self.config, self.config.uplink
         return Uplink(
@@ -385,8 +407,8 @@ class Agent:
             topics=contract.Topics.for_gateway(up.topic_prefix, cfg.site.id, self.gateway),
             ident=contract.Identity(cfg.site.id, self.gateway),
             store=store,
-            units={p.name: p.unit for p in catalogue},
-            catalogue=[_point_meta(p) for p in catalogue],
+            units=self._units,  # updated in place by a reload
+            catalogue=self._meta,
             settings=UplinkSettings(
                 batch_max_samples=up.batch_max_samples,
                 batch_interval_s=up.batch_interval_s,
@@ -421,6 +443,15 @@ class Agent:
                 self.uplink.counters.samples_backfill,
                 "up" if self.uplink.connected.is_set() else "down",
             )
+
+
+def _bands(catalogue: list[Any]) -> dict[str, Deadband]:
+    """Report-by-exception deadbands of the points that have one."""
+    return {
+        p.name: Deadband(p.deadband, p.deadband_pct, p.heartbeat_s)
+        for p in catalogue
+        if p.deadband is not None or p.deadband_pct is not None
+    }
 
 
 def _command_meta(cfg: SiteConfig) -> dict[str, Any]:
@@ -482,7 +513,7 @@ async def _stop_deadline(stop: asyncio.Event) -> None:
     faulthandler.dump_traceback_later(STOP_DEADLINE_S, exit=True)
 
 
-def run(config: SiteConfig) -> int:
+def run(config: SiteConfig, load: Callable[[], SiteConfig] | None = None) -> int:
     """Run the agent in the foreground until SIGTERM or SIGINT; returns the exit code: 0 after
     a stop, :data:`EXIT_CONFIG` (2) when the configuration cannot work on this machine (a
     credential, a TLS file, a buffer path on a read-only file system or without permission:
@@ -494,8 +525,9 @@ def run(config: SiteConfig) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        agent = Agent(config, load)
+        loop.add_signal_handler(signal.SIGHUP, agent.request_reload)
         guard = asyncio.create_task(_stop_deadline(stop), name="stop-deadline")
-        agent = Agent(config)
         try:
             await agent.run(stop)
         finally:

@@ -155,7 +155,7 @@ def run(config_path: str, overrides: tuple[str, ...], log_level: str) -> None:
     configure_logging(log_level)
     from agent.app import run as run_agent  # lazy: `check` needs none of the runtime
 
-    sys.exit(run_agent(config))
+    sys.exit(run_agent(config, lambda: load_config(config_path, overrides)))
 
 
 @main.command(

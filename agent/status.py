@@ -32,6 +32,7 @@ def snapshot(agent: Agent, *, points: bool = True, alarms: bool = True) -> dict[
     "last_error", "last_error_at", "last_error_age_s", "driver": {...}}],
     "task_failures", "tasks": {name: {"running", "failures", "last_failure",
     "last_failure_at"}}, "stages": {name: {"age_s", "limit_s", "stalled"}},
+    "reload": {"outcome", "at", "detail", "restarted", "restart_needed"} | None,
     "points": {name: {"value", "q", "reason", "age_s", "unit", "text", "device"}},
     "devices": [{"name", "description", "profile", "transport", "connection", "points": [...]}],
     "control": {...}}`` (``points``, ``devices`` and ``control`` only when asked, so the retained
@@ -113,6 +114,7 @@ def snapshot(agent: Agent, *, points: bool = True, alarms: bool = True) -> dict[
     out["task_failures"] = sup.failures if sup is not None else 0
     out["tasks"] = sup.snapshot() if sup is not None else {}
     out["stages"] = PROGRESS.snapshot(now)
+    out["reload"] = agent.reloaded.snapshot() if agent.reloaded is not None else None
     control = control_state(agent.control) if points else None
     if control is not None:
         out["control"] = control
@@ -211,6 +213,27 @@ def control_state(loop: Any) -> dict[str, Any] | None:
         "drive_comm_loss": extra.get("drive_comm_loss"),
         "outputs": extra.get("outputs"),
     }
+
+
+def status_line(agent: Agent) -> str:
+    """One line for systemd's ``STATUS=`` (``systemctl status``): uplink state, backlog,
+    failing connections, stalled stages, task failures. Example:
+    ``uplink up, backlog 0, failing: analyser, task failures 1``."""
+    up = agent.uplink is not None and agent.uplink.connected.is_set()
+    backlog = agent.store.pending_rows if agent.store is not None else 0
+    failing = [
+        p.name
+        for p in agent.pollers
+        if not p.counters.connected or p.counters.health.ok_now is False
+    ]
+    line = f"uplink {'up' if up else 'down'}, backlog {backlog}"
+    line += f", failing: {' '.join(failing)}" if failing else ", all connections ok"
+    stalled = PROGRESS.stalled()
+    if stalled:
+        line += f", STALLED: {' '.join(stalled)}"
+    if agent.supervisor is not None and agent.supervisor.failures:
+        line += f", task failures {agent.supervisor.failures}"
+    return line
 
 
 def _connection(poller: ConnectionPoller, now: float) -> dict[str, Any]:
