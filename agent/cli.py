@@ -150,6 +150,9 @@ def run(config_path: str, overrides: tuple[str, ...], log_level: str) -> None:
     # Until the agent installs its own handler nothing is buffered yet: a SIGTERM that early
     # (systemd stopping a unit that is still starting) is a clean exit, not a kill.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # A reload (SIGHUP) that early finds nothing to reload yet: not a kill (the agent handles
+    # SIGHUP from its start on: agent.app.run).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     config = _load(config_path, overrides)
     # asyncua at WARNING (it logs every read at INFO), its expected disconnects as DEBUG lines
     configure_logging(log_level)

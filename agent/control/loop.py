@@ -195,7 +195,7 @@ class ControlLoop(DirectMode, LoopRequests):
                 await self.schedule.wait()
                 woke = time.monotonic()
                 self.tick(woke)
-                progress.beat("control")
+                progress.beat("control", self._tasks)  # raises if a writer/event task ended
                 self.schedule.tick_ms.append((time.monotonic() - woke) * 1000.0)
         finally:
             self._running = False

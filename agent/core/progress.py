@@ -15,8 +15,10 @@ did not register (a control loop in a test rig) are ignored.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 STALL_FLOOR_ENV = "PUMPROOM_STALL_S"
@@ -103,6 +105,20 @@ PROGRESS = Progress()
 """The process's stages (registered by :class:`agent.app.Agent`)."""
 
 
-def beat(name: str) -> None:
-    """Beat stage ``name`` of :data:`PROGRESS` (one line in a stage's loop)."""
+class SubTaskEnded(RuntimeError):
+    """A stage's sub-task ended (it should run as long as the stage): the stage must end too,
+    so that the supervisor restarts it whole (:mod:`agent.supervisor`)."""
+
+
+def beat(name: str, children: Iterable[asyncio.Task[Any]] = ()) -> None:
+    """Beat stage ``name`` of :data:`PROGRESS` (one line in a stage's loop). A stage is only
+    progressing when its sub-tasks (``children``, e.g. the control loop's writers) still run.
+
+    Raises:
+        SubTaskEnded: a child ended (chained to its exception, if it raised one).
+    """
+    for task in children:
+        if task.done():
+            exc = None if task.cancelled() else task.exception()
+            raise SubTaskEnded(f"{name}: sub-task {task.get_name()} ended: {exc!r}") from exc
     PROGRESS.beat(name)

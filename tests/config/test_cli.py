@@ -29,8 +29,9 @@ def test_run_hands_the_config_to_app_run_and_exits_with_its_code(
 ) -> None:
     seen: list[SiteConfig] = []
 
-    def fake_run(config: SiteConfig) -> int:
+    def fake_run(config: SiteConfig, load: Callable[[], SiteConfig]) -> int:
         seen.append(config)
+        seen.append(load())  # a reload (SIGHUP) re-reads the file with the same overrides
         return 3
 
     # agent/app.py is another part of the project; the CLI's job is only to call it.
@@ -46,7 +47,7 @@ def test_run_hands_the_config_to_app_run_and_exits_with_its_code(
         main, ["run", "-c", str(path), "--set", "devices.cabinet.port=1502", "--log-level", "debug"]
     )
     assert result.exit_code == 3, result.output
-    assert [c.devices[0].port for c in seen] == [1502]  # type: ignore[union-attr]
+    assert [c.devices[0].port for c in seen] == [1502, 1502]  # type: ignore[union-attr]
 
 
 def test_check_summary_counts_connections(write: Callable[[str], Path]) -> None:

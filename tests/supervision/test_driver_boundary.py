@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from agent import status
-from agent.core.model import ConnectError, Quality
+from agent.core.model import ConnectError, ConnectionLost, Quality, WriteError
 from agent.poller import ConnectionPoller
-from drivers import create
+from drivers import Driver, create
 from drivers.specs import OpcUaConnection, OpcUaPoint
 from hil_sim.devices.opcua_server import NAMESPACE_URI, UA_POINTS, OpcUaFacade
 from hil_sim.plant import Plant
@@ -121,3 +121,51 @@ async def test_ec_client_key_is_a_connect_error_retried_and_shown(secure_server,
     assert len(errors) == 1 and errors[0].exc_info and "analyser" in errors[0].getMessage()
     warnings = [r for r in caplog.records if "cannot connect" in r.getMessage()]
     assert len(warnings) == 1
+
+
+class _Leaky(Driver):
+    """A driver whose library lets everything through (what asyncua, pymodbus and pyserial
+    occasionally do), to pin each method's mapping at the interface."""
+
+    name = "leaky"
+
+    def plan(self, points):  # pragma: no cover - not used
+        raise NotImplementedError
+
+    async def connect(self) -> None:
+        raise AssertionError  # asyncua when the server answers OpenSecureChannel with a fault
+
+    async def read(self, plan):
+        raise KeyError("node")
+
+    async def write(self, point, value) -> None:
+        raise TypeError("bad variant")
+
+    async def close(self) -> None:
+        raise RuntimeError("socket already gone")
+
+
+class _Cancelled(_Leaky):
+    async def connect(self) -> None:
+        raise asyncio.CancelledError
+
+
+async def test_every_method_maps_what_its_library_lets_through(caplog):
+    drv = _Leaky()
+    with pytest.raises(ConnectError, match="leaky: connect: unexpected AssertionError"):
+        await drv.connect()
+    with pytest.raises(ConnectionLost, match="unexpected KeyError"):
+        await drv.read(None)
+    with pytest.raises(WriteError) as info:
+        await drv.write(None, 1.0)
+    assert info.value.reason == "driver:TypeError"
+    assert await drv.close() is None  # never raises
+    with pytest.raises(ConnectError):
+        await drv.connect()
+    assert drv.unmapped_errors == {
+        "AssertionError": 2, "KeyError": 1, "TypeError": 1, "RuntimeError": 1,
+    }  # fmt: skip
+    logged = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(logged) == 4 and all(r.exc_info for r in logged)  # the first of each type
+    with pytest.raises(asyncio.CancelledError):  # a cancellation is never mapped
+        await _Cancelled().connect()
