@@ -360,7 +360,8 @@ class Agent:
             await sup.stop("control")  # the control loop first: it hands back to the cabinet
             await sup.stop("reload")  # a reload in progress ends before the pollers stop
             await sup.stop(*(p.stage for p in self.pollers), "status-log", "watchdog")
-            await ingest.flush()
+            # a dead ingest stage (the supervisor gave up on it) cannot flush: say so at once
+            await ingest.flush(10.0 if sup.states["ingest"].running else 0.0)
             await sup.stop("ingest")
             if self.alarms is not None:
                 await self.alarms.flush()

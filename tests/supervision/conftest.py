@@ -20,7 +20,7 @@ from tests.procs import EXAMPLE, AgentProc, Mosquitto, Simulator, Subscriber
 POLL_S = 0.2
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     s = Simulator(tmp_path_factory.mktemp("sim")).start()
     yield s

@@ -107,3 +107,38 @@ async def test_a_task_that_keeps_failing_makes_the_supervisor_give_up(caplog):
     assert sup.snapshot()["forever"]["failures"] == 0  # a stop is not a failure
     with pytest.raises(KeyError):
         sup.tasks["forever"]
+
+
+def test_the_agent_exits_1_when_a_stage_keeps_dying(
+    cabinet_config, fault_file, tmp_path, monkeypatch, caplog
+):
+    """The agent's own choice, end to end (in this process, the simulator's real cabinet): the
+    ingest stage dies at every start; past the restart limit (here 1, backoff 50 ms, instead of
+    5 within 10 minutes) the agent stops cleanly and ``run`` returns 1, for systemd to restart
+    it."""
+    import functools
+
+    from agent import app, faultpoint
+    from agent.config import load_config
+    from agent.core.model import Backoff
+
+    fault_file.write_text("ingest raise\n")
+    monkeypatch.setattr(faultpoint, "_FILE", str(fault_file))
+    monkeypatch.setattr(
+        app,
+        "Supervisor",
+        functools.partial(Supervisor, limit=1, backoff=lambda: Backoff(0.05, 0.1)),
+    )
+    config = load_config(
+        str(cabinet_config),
+        (
+            f"buffer.path={tmp_path / 'buffer.sqlite'}",
+            "uplink.broker=mqtt://127.0.0.1:9",  # nothing listens: the uplink stays down
+            "status.enabled=false",
+        ),
+    )
+    caplog.set_level(logging.INFO)
+    assert app.run(config) == 1
+    text = caplog.text
+    assert "task ingest failed 2 times" in text and "giving up" in text
+    assert "stopped;" in text  # a clean stop: pollers, flush, uplink, buffer closed
