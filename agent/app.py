@@ -317,9 +317,18 @@ class Agent:
         sup = self.supervisor = Supervisor(self._give_up)
         floor = stall_floor_s()
         PROGRESS.clear()
-        # Each stage's stall limit: the floor plus its own longest legitimate wait (the uplink:
-        # reconnect backoff, MQTT connect, birth and meta publish; see agent.core.progress).
-        PROGRESS.register("uplink", floor + uplink.reconnect.backoff.cap_s + 30.0)
+        # Each stage's stall limit: the floor plus its own longest legitimate wait (see
+        # agent.core.progress). The uplink: reconnect backoff, MQTT connect, birth and meta
+        # (10 s each), and a drainer waiting for PUBACKs from a broker that went silent until
+        # the keep-alive declares it lost (1.5 x keepalive_s, MQTT 3.1.1 §3.1.2.10).
+        PROGRESS.register(
+            "uplink",
+            floor
+            + uplink.reconnect.backoff.cap_s
+            + broker.connect_timeout_s
+            + 20.0
+            + 1.5 * broker.keepalive_s,
+        )
         sup.start("uplink", uplink.run)
         PROGRESS.register("ingest", floor + 1.0)
         sup.start("ingest", ingest.run)
