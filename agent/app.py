@@ -528,7 +528,9 @@ def run(config: SiteConfig, load: Callable[[], SiteConfig] | None = None) -> int
     a stop, :data:`EXIT_CONFIG` (2) when the configuration cannot work on this machine (a
     credential, a TLS file, a buffer path on a read-only file system or without permission:
     systemd does not restart), 1 for a failure a restart may cure (the buffer locked by another
-    process, a full disk). A failure to start is one ERROR line, without a traceback."""
+    process, a full disk, a task that kept failing: :mod:`agent.supervisor`). A failure to start
+    is one ERROR line, without a traceback. SIGHUP re-reads the configuration with ``load``
+    (:mod:`agent.reload`; without ``load`` a reload is refused and says so)."""
 
     async def main() -> None:
         stop = asyncio.Event()
