@@ -24,6 +24,7 @@ from asyncua import Node, Server, ua
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 from asyncua.server.user_managers import User, UserManager, UserRole
 
+from hil_sim.devices import opcua_trust
 from hil_sim.devices.testbench import UA_INITIAL, UA_TYPES
 from hil_sim.plant import Plant
 
@@ -89,6 +90,9 @@ class OpcUaFacade:
             token or an X.509 user certificate is required.
         test_types: also serve the raw-value test bench's variables ``Types.<name>``
             (:mod:`hil_sim.devices.testbench`; tests only), set through :attr:`test_values`.
+        trusted_clients: client application certificate files (DER or PEM); when given, a
+            secure channel from any other certificate is refused (fault:
+            :mod:`hil_sim.devices.opcua_trust`).
 
     With a certificate, the server checks each client's application instance certificate as
     real servers do (OPC UA Part 4 §5.6.2 CreateSession): validity period, and the certificate's
@@ -109,8 +113,10 @@ class OpcUaFacade:
         private_key: str | None = None,
         users: dict[str, str] | None = None,
         test_types: bool = False,
+        trusted_clients: list[str] | None = None,
     ) -> None:
         self.plant = plant
+        self.trusted_clients = trusted_clients
         self.test_types = test_types
         self.test_values: dict[str, bool | int | float] = dict(UA_INITIAL)
         """Bench variable → value to serve (written by :meth:`update` when it changes)."""
@@ -163,6 +169,10 @@ class OpcUaFacade:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         if self.users is not None:
             server.set_security_IDs(["Username", "Basic256Sha256"])
+        if self.trusted_clients is not None:
+            opcua_trust.install()
+            trusted = {opcua_trust.load_der(p) for p in self.trusted_clients}
+            setattr(server.iserver, opcua_trust.TRUST_ATTR, trusted)
         self._idx = await server.register_namespace(NAMESPACE_URI)
         self._server = server
         await server.start()

@@ -1,9 +1,10 @@
 """No library exception escapes ``drivers/`` (drivers/base.py maps them at the interface).
 
-The real case: a client certificate made with an elliptic-curve key (the default of many modern
-certificate tools), offered to the simulator's OPC UA server with Basic256Sha256, makes asyncua
-raise a bare ``TypeError`` from deep inside ``connect()``. Before the mapping it escaped the
-driver and ended the connection's poller for good: no samples, no retry, nothing in status.
+Two real cases against the simulator's OPC UA server with Basic256Sha256: a server that does
+not trust the client certificate (asyncua raises a bare ``AssertionError``) and a client
+certificate made with an elliptic-curve key, the default of many modern certificate tools
+(asyncua raises ``TypeError``). Before the mapping both escaped the driver and ended the
+connection's poller for good: no samples, no retry, nothing in status.
 """
 
 from __future__ import annotations
@@ -66,32 +67,63 @@ def ec_certificate(d: Path) -> tuple[str, str]:
     return str(d / "ec.der"), str(d / "ec.pem")
 
 
-@pytest.fixture
-async def secure_server(tmp_path):
-    key, cert = tmp_path / "server.pem", tmp_path / "server.der"
+async def _server_certificate(d: Path, name: str, use) -> tuple[str, str]:
+    key, cert = d / f"{name}.pem", d / f"{name}.der"
     await setup_self_signed_certificate(
-        key, cert, "urn:pumproom-edge:server", "localhost",
-        [ExtendedKeyUsageOID.SERVER_AUTH], {"commonName": "server"},
-    )  # fmt: skip
-    server = OpcUaFacade(
-        Plant(), "127.0.0.1", free_port(), certificate=str(cert), private_key=str(key),
-        users={"op": "secret"},
-    )  # fmt: skip
-    await server.start()
-    yield server, str(cert)
-    await server.stop()
+        key, cert, f"urn:pumproom-edge:{name}", "localhost", [use], {"commonName": name}
+    )
+    return str(cert), str(key)
 
 
-async def test_ec_client_key_is_a_connect_error_retried_and_shown(secure_server, tmp_path, caplog):
-    server, server_cert = secure_server
-    cert, key = ec_certificate(tmp_path)
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> dict[str, tuple[str, str]]:
+    """Certificate and key files, made once: server, client, other (RSA), ec (P-256)."""
+    d = tmp_path_factory.mktemp("pki")
+
+    async def make() -> dict[str, tuple[str, str]]:
+        return {
+            "server": await _server_certificate(d, "server", ExtendedKeyUsageOID.SERVER_AUTH),
+            "client": await _server_certificate(d, "client", ExtendedKeyUsageOID.CLIENT_AUTH),
+            "other": await _server_certificate(d, "other", ExtendedKeyUsageOID.CLIENT_AUTH),
+        }
+
+    made = asyncio.run(make())
+    made["ec"] = ec_certificate(d)
+    return made
+
+
+@pytest.fixture
+async def server(pki):
+    """The simulator's OPC UA server, Basic256Sha256 only, trusting only the ``other`` client
+    certificate."""
+    cert, key = pki["server"]
+    s = OpcUaFacade(
+        Plant(), "127.0.0.1", free_port(), certificate=cert, private_key=key,
+        users={"op": "secret"}, trusted_clients=[pki["other"][0]],
+    )  # fmt: skip
+    await s.start()
+    yield s
+    await s.stop()
+
+
+async def test_a_refused_client_is_a_connect_error_retried_and_shown(server, pki, caplog):
+    """Two real cases on one server: the ``client`` certificate is not trusted (the server
+    refuses the secure channel in its OpenSecureChannel response; asyncua raises a bare
+    ``AssertionError``, the case issue 11 reported), and the ``ec`` certificate has a P-256 key
+    (asyncua's RSA signing call raises ``TypeError`` inside ``connect()``)."""
+    for client, kind in (("client", "AssertionError"), ("ec", "TypeError")):
+        await _refused_connection(server, pki, client, kind, caplog)
+
+
+async def _refused_connection(server, pki, client, kind, caplog):
+    cert, key = pki[client]
     spec = OpcUaConnection(
         "analyser", server.endpoint, 2.0, 4.0, security_policy="Basic256Sha256",
         security_mode="SignAndEncrypt", certificate=cert, private_key=key,
-        server_certificate=server_cert, username="op", password="secret",
+        server_certificate=pki["server"][0], username="op", password="secret",
     )  # fmt: skip
     drv = create(spec)
-    with pytest.raises(ConnectError, match="TypeError"):
+    with pytest.raises(ConnectError, match=kind):
         await drv.connect()
     await drv.close()
 
@@ -114,10 +146,12 @@ async def test_ec_client_key_is_a_connect_error_retried_and_shown(secure_server,
     assert c.connect_failures >= 3 and poller.backoff.failures >= 3
     assert got and {r.quality for r in got} == {Quality.COMM_FAIL}  # every tick says so
     entry = status._connection(poller, time.monotonic())
-    assert entry["ok"] is False and "TypeError" in entry["last_error"]
-    assert entry["driver"]["unmapped_errors"] == {"TypeError": c.connect_failures}
+    assert entry["ok"] is False and kind in entry["last_error"]
+    assert entry["driver"]["unmapped_errors"] == {kind: c.connect_failures}
     # logged once by name: one ERROR with the traceback, one WARNING from the poller
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = [
+        r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("drivers")
+    ]
     assert len(errors) == 1 and errors[0].exc_info and "analyser" in errors[0].getMessage()
     warnings = [r for r in caplog.records if "cannot connect" in r.getMessage()]
     assert len(warnings) == 1
