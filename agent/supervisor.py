@@ -9,7 +9,9 @@ return (these loops run for ever). A failure is, at once:
 * counted and shown in :meth:`Supervisor.snapshot` (in the status page and the retained
   ``status`` message's ``health.tasks``);
 * followed by a restart of the task after the shared :class:`~agent.core.model.Backoff`
-  (1 s, doubling to 30 s; a run that lasted :data:`HEALTHY_AFTER_S` resets it).
+  (1 s, doubling to 30 s; a run that lasted :data:`HEALTHY_AFTER_S` resets it). The task's
+  stage heartbeat (:mod:`agent.core.progress`, same name) beats when the restart is scheduled:
+  a stage waiting for its restart is not a stalled one.
 
 A task that keeps failing (more than :data:`RESTART_LIMIT` failures within
 :data:`RESTART_WINDOW_S`) is not restarted again: the supervisor calls ``give_up`` (the agent then
@@ -31,6 +33,7 @@ from typing import Any
 from agent.core.aio import cancel_all
 from agent.core.health import utc_text
 from agent.core.model import Backoff, clock
+from agent.core.progress import PROGRESS
 
 log = logging.getLogger("agent.supervisor")
 
@@ -176,4 +179,8 @@ class Supervisor:
                 delay,
                 exc_info=error,
             )
+            # Waiting to restart is being handled, not stuck: the stage's heartbeat (same name)
+            # restarts now, and the backoff (30 s at most) stays below every stall limit. A
+            # task that keeps failing ends in give_up instead.
+            PROGRESS.beat(name)
             await asyncio.sleep(delay)
