@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import urllib.request
 
 import pytest
@@ -48,7 +49,8 @@ def test_a_dying_stage_is_logged_counted_restarted_and_data_flows_again(
     assert status_json(agent)["task_failures"] >= 1
     url = f"http://127.0.0.1:{agent.status_port}/"
     with urllib.request.urlopen(url, timeout=5) as r:  # loopback only
-        assert "tasks restarted: ingest: 1 failures, last InjectedFault" in r.read().decode()
+        page = r.read().decode()
+    assert re.search(r"tasks restarted: ingest: \d+ failures, last InjectedFault", page)
 
     # the uplink dies: its next session's retained birth carries the count
     fault_file.write_text("uplink raise\n")
