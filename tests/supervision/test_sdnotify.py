@@ -70,7 +70,7 @@ def test_ready_status_and_watchdog_only_while_every_stage_progresses(
     agent, broker, notify, fault_file
 ):
     agent.env.update(
-        NOTIFY_SOCKET=notify.name, WATCHDOG_USEC="1000000", **{STALL_FLOOR_ENV: "2"}
+        NOTIFY_SOCKET=notify.name, WATCHDOG_USEC="1000000", **{STALL_FLOOR_ENV: "4"}
     )  # fmt: skip
     agent.start()
     wait_for(lambda: notify.lines("READY"), 30, "READY=1")
