@@ -26,9 +26,9 @@ out as the interface's error: :class:`~agent.core.model.ConnectError` from ``con
 :class:`~agent.core.model.ConnectionLost` from ``read`` (the session's state is unknown: close and
 reconnect), :class:`~agent.core.model.WriteError` (reason ``driver:<ExceptionType>``) from
 ``write``; ``close`` swallows it. The first such exception of each type is logged at ERROR with its
-traceback, by connection name (it is a bug in a library or a driver, worth a report); repeats are
-counted in ``counters()["unmapped_errors"]``. ``asyncio.CancelledError`` (a ``BaseException``) is
-never touched.
+traceback, by connection name (it is a bug in a library or a driver, worth a report); every one
+is counted in the driver's ``unmapped_errors`` (the status page's ``driver.unmapped_errors``).
+``asyncio.CancelledError`` (a ``BaseException``) is never touched.
 """
 
 from __future__ import annotations
@@ -136,8 +136,8 @@ def _unmapped(driver: Driver, what: str, exc: Exception) -> str:
     name = getattr(driver, "name", type(driver).__name__)
     if seen[kind] == 1:
         log.error(
-            "%s: %s raised %s, which the driver does not map (a library or driver bug);"
-            " handled as the driver error below, further ones only counted",
+            "%s: %s raised %s, which the driver does not map (a library or driver bug); it is"
+            " handled as the interface's error, further ones of this type are only counted",
             name,
             what,
             kind,

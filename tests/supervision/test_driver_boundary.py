@@ -135,7 +135,7 @@ async def _refused_connection(server, pki, client, kind, caplog):
     task = asyncio.create_task(poller.run())
     try:
         deadline = time.monotonic() + 20
-        while poller.counters.connect_failures < 3 and time.monotonic() < deadline:
+        while poller.counters.connect_failures < 4 and time.monotonic() < deadline:
             assert not task.done(), task.exception()
             await asyncio.sleep(0.1)
         assert not task.done(), "the poller ended"
@@ -143,18 +143,19 @@ async def _refused_connection(server, pki, client, kind, caplog):
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     c = poller.counters
-    assert c.connect_failures >= 3 and poller.backoff.failures >= 3
+    assert c.connect_failures >= 4 and poller.backoff.failures >= 4
     assert got and {r.quality for r in got} == {Quality.COMM_FAIL}  # every tick says so
     entry = status._connection(poller, time.monotonic())
     assert entry["ok"] is False and kind in entry["last_error"]
     assert entry["driver"]["unmapped_errors"] == {kind: c.connect_failures}
-    # logged once by name: one ERROR with the traceback, one WARNING from the poller
+    # logged once by name: one ERROR with the traceback, one WARNING from the poller (then a
+    # summary every 10 minutes: agent.logs.Repeated)
     errors = [
         r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("drivers")
     ]
     assert len(errors) == 1 and errors[0].exc_info and "analyser" in errors[0].getMessage()
-    warnings = [r for r in caplog.records if "cannot connect" in r.getMessage()]
-    assert len(warnings) == 1
+    lines = [r.getMessage() for r in caplog.records if ": cannot connect:" in r.getMessage()]
+    assert len(lines) == 1 and kind in lines[0]
 
 
 class _Leaky(Driver):
