@@ -115,7 +115,8 @@ async def watch(notifier: Notifier, progress: Progress, status_line: Callable[[]
                 "; systemd watchdog pings stop" if notifier.watchdog_s else "",
             )
         for name in sorted(reported - set(stalled)):
-            log.warning("stage %s makes progress again", name)
+            if name in progress.stages:  # not a stage a reload removed
+                log.warning("stage %s makes progress again", name)
         reported = set(stalled)
         line = status_line()
         if line != last_line and notifier.send(STATUS=line):
