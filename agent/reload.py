@@ -59,16 +59,20 @@ class Plan:
         start: the connections to start (added or changed), in file order.
         restart_needed: what changed but is not applied (section names, or
             ``control outputs on <connection>``).
+        devices: whether the new ``devices:`` are applied (they differ, and no connection the
+            control loop holds changed); also when no connection changes (only a point's unit,
+            description or deadband: no poller restarts).
     """
 
     stop: list[str] = field(default_factory=list)
     start: list[ConnectionPlan] = field(default_factory=list)
     restart_needed: list[str] = field(default_factory=list)
+    devices: bool = False
 
     @property
     def empty(self) -> bool:
         """Nothing to apply and nothing held back."""
-        return not (self.stop or self.start or self.restart_needed)
+        return not (self.devices or self.restart_needed)
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -108,7 +112,7 @@ def plan(running: SiteConfig, new: SiteConfig) -> Plan:
     if blocked:  # the control loop holds these drivers: a restart rewires it
         out.restart_needed += [f"control outputs on {n}" for n in blocked]
         return out
-    out.stop, out.start = stop, start
+    out.stop, out.start, out.devices = stop, start, True
     return out
 
 
@@ -179,10 +183,10 @@ async def _reload(agent: Agent) -> Record:
         detail = "invalid configuration, the running one stays: " + "; ".join(problems[:3])
         return Record(Outcome.REFUSED, now, detail)
     change = plan(agent.config, new)
-    if not (change.stop or change.start):
-        outcome = Outcome.UNCHANGED if change.empty else Outcome.APPLIED
-        detail = "identical configuration" if change.empty else "nothing applied"
-        return Record(outcome, now, detail, [], change.restart_needed)
+    if change.empty:
+        return Record(Outcome.UNCHANGED, now, "identical configuration")
+    if not change.devices:
+        return Record(Outcome.APPLIED, now, "nothing applied", [], change.restart_needed)
     assert agent.supervisor is not None
     keep = [p for p in agent.pollers if p.name not in change.stop]
     await agent.supervisor.stop(*(f"poll {n}" for n in change.stop))
@@ -196,5 +200,9 @@ async def _reload(agent: Agent) -> Record:
     for p in started:
         agent.start_poller(p)
     restarted = sorted(set(change.stop) | {p.name for p in started})
-    detail = "connections restarted: " + ", ".join(restarted)
+    detail = (
+        "connections restarted: " + ", ".join(restarted)
+        if restarted
+        else "points' units, descriptions or deadbands updated; no connection restarted"
+    )
     return Record(Outcome.APPLIED, now, detail, restarted, change.restart_needed)
