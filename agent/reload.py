@@ -8,10 +8,12 @@
   others keep polling without a gap. The buffer is never touched: no new file, no emptied rows,
   no new seqs. Points of new devices get their units and deadbands at once; the retained
   ``meta`` lists them from the next connect;
-* any other section (``site``, ``uplink``, ``buffer``, ``control``, ``status``) changed, or a
-  device the control loop reads or writes: these are wired into running stages (MQTT session,
-  buffer file, control loop, HTTP server) and are *not* applied; the reload says which need a
-  restart (``systemctl restart pumproom-agent``), and the running values stay.
+* any other section (``site``, ``uplink``, ``buffer``, ``control``, ``status``, ``alarms``)
+  changed, a device the control loop reads or writes, or any device while ``alarms:`` is
+  configured (its rules and comm-loss watches are compiled against the devices): these are
+  wired into running stages (MQTT session, buffer file, control loop, HTTP server, alarm
+  engine) and are *not* applied; the reload says which need a restart
+  (``systemctl restart pumproom-agent``), and the running values stay.
 
 An invalid file (:class:`agent.config.ConfigError`) changes nothing: the running configuration
 stays, and the reason is logged (each problem with FILE:LINE:COL), kept in status (``reload``)
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("agent.reload")
 
-SECTIONS = ("site", "uplink", "buffer", "control", "status")
+SECTIONS = ("site", "uplink", "buffer", "control", "status", "alarms")
 """Sections of the configuration a reload does not apply (they need a restart)."""
 
 
@@ -100,6 +102,9 @@ def plan(running: SiteConfig, new: SiteConfig) -> Plan:
     out = Plan()
     out.restart_needed = [s for s in SECTIONS if getattr(running, s) != getattr(new, s)]
     if running.devices == new.devices:
+        return out
+    if running.alarms is not None:
+        out.restart_needed.append("devices (the alarm rules are compiled against them)")
         return out
     old = {c.spec.name: c for c in running.connections()}
     now = {c.spec.name: c for c in new.connections()}

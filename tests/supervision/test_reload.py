@@ -31,6 +31,7 @@ def _config(sim: Simulator, analyser_interval_s: float) -> str:
     )
     doc["devices"] = [cab, ana]
     doc.pop("control", None)
+    doc.pop("alarms", None)  # its rules name points of the devices left out
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
 
 

@@ -12,7 +12,8 @@ from tests.procs import EXAMPLE
 
 
 def _load(*sets: str):
-    return load_config(str(EXAMPLE), sets)
+    """config/example.yaml without its alarms (see the last test)."""
+    return load_config(str(EXAMPLE), ("alarms=null", *sets))
 
 
 def test_identical_is_empty():
@@ -54,3 +55,12 @@ def test_a_description_change_restarts_no_connection_but_is_applied():
     change = plan(_load(), _load("devices.cabinet.points.0.description=outlet header"))
     assert change.devices and not change.empty  # applied: meta and units follow
     assert change.stop == [] and change.start == [] and not change.restart_needed
+
+
+def test_with_alarms_a_device_change_needs_a_restart():
+    """The alarm stage compiles its rules and comm-loss watches against the devices."""
+    running = load_config(str(EXAMPLE), ())
+    assert running.alarms is not None
+    change = plan(running, load_config(str(EXAMPLE), ("devices.analyser.poll_interval_s=0.5",)))
+    assert change.restart_needed == ["devices (the alarm rules are compiled against them)"]
+    assert not change.devices and not change.stop and not change.start
