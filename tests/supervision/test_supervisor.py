@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import urllib.request
 
 import pytest
 
@@ -47,10 +45,6 @@ def test_a_dying_stage_is_logged_counted_restarted_and_data_flows_again(
     before = status_json(agent)["buffer"]["appended"]
     wait_for(lambda: status_json(agent)["buffer"]["appended"] > before + 10, 10, "data again")
     assert status_json(agent)["task_failures"] >= 1
-    url = f"http://127.0.0.1:{agent.status_port}/"
-    with urllib.request.urlopen(url, timeout=5) as r:  # loopback only
-        page = r.read().decode()
-    assert re.search(r"tasks restarted: ingest: \d+ failures, last InjectedFault", page)
 
     # the uplink dies: its next session's retained birth carries the count
     fault_file.write_text("uplink raise\n")
