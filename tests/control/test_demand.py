@@ -6,9 +6,9 @@ than plant time (a day in 6 min), and the test covers 16:00–20:00 (the evening
 peak) in 60 s at 1.5× the average-day demand of 200 households (4.67 m³/h, GB 50015 [S98]), so
 the cascade must add a pump. (It was 2× while the simulator delivered only about 75 % of a
 compressed day's volume; with its draws now arriving at the exact rate, 2× needed a third pump
-within the minute and left the staging transients most of the run.) Every dynamic (drives, tank, loop) stays in real time; the
-simulator shortens the random draws with the day (60 s → 7.5 s, ``plant.draw_duration_scale``),
-which makes the demand faster than a real building's, not slower.
+within the minute and left the staging transients most of the run.) Every dynamic (drives,
+tank, loop) stays in real time; the simulator shortens the random draws with the day (60 s → 7.5 s,
+``plant.draw_duration_scale``), which makes the demand faster than a real building's, not slower.
 """
 
 from __future__ import annotations
