@@ -31,6 +31,21 @@ TCP_DEVICES = ("cabinet", "flowmeter", "circ_drive", "cl500")
 OPCUA_DEVICE = "analyser"
 
 
+def cabinet_only_example(tcp_port: int, poll_s: float) -> dict[str, Any]:
+    """config/example.yaml as data with only its cabinet, pointed at the simulator's Modbus TCP
+    port and polled every ``poll_s`` seconds (timeout 0.5 s), without the sections whose rules
+    name the points of the devices left out (``alarms``, ``control``)."""
+    import yaml
+
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    cab = next(d for d in doc["devices"] if d["name"] == "cabinet")
+    cab.update(port=tcp_port, poll_interval_s=poll_s, timeout_s=0.5)
+    doc["devices"] = [cab]
+    doc.pop("control", None)
+    doc.pop("alarms", None)
+    return doc
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as s:

@@ -22,7 +22,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.procs import EXAMPLE, AgentProc, Mosquitto, Simulator, Subscriber, seq_report, wait_for
+from tests.procs import (
+    AgentProc,
+    Mosquitto,
+    Simulator,
+    Subscriber,
+    cabinet_only_example,
+    seq_report,
+    wait_for,
+)
 
 REPORT = Path(tempfile.gettempdir()) / "pumproom-faults-uplink.json"
 """Per-test counts (polled, received, duplicates, lost, evicted), read by the buffer benchmark."""
@@ -46,11 +54,7 @@ def site() -> str:
 @pytest.fixture
 def cabinet_config(tmp_path: Path, sim: Simulator) -> Path:
     """A config with only the cabinet of config/example.yaml, pointed at the simulator."""
-    doc = yaml.safe_load(EXAMPLE.read_text())
-    cab = next(d for d in doc["devices"] if d["name"] == "cabinet")
-    cab.update(port=sim.tcp_port, poll_interval_s=POLL_S, timeout_s=0.5)
-    doc["devices"] = [cab]
-    doc.pop("alarms", None)  # its rules name points of the devices left out
+    doc = cabinet_only_example(sim.tcp_port, POLL_S)
     doc["uplink"]["batch_interval_s"] = 0.2
     path = tmp_path / "cabinet.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))

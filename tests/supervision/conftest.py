@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from agent.faultpoint import FAULT_ENV
-from tests.procs import EXAMPLE, AgentProc, Mosquitto, Simulator, Subscriber
+from tests.procs import AgentProc, Mosquitto, Simulator, Subscriber, cabinet_only_example
 
 POLL_S = 0.2
 
@@ -35,12 +35,7 @@ def site() -> str:
 @pytest.fixture
 def cabinet_config(tmp_path: Path, sim: Simulator) -> Path:
     """config/example.yaml with only the cabinet, pointed at the simulator."""
-    doc = yaml.safe_load(EXAMPLE.read_text())
-    cab = next(d for d in doc["devices"] if d["name"] == "cabinet")
-    cab.update(port=sim.tcp_port, poll_interval_s=POLL_S, timeout_s=0.5)
-    doc["devices"] = [cab]
-    doc.pop("control", None)
-    doc.pop("alarms", None)  # its rules name points of the devices left out
+    doc = cabinet_only_example(sim.tcp_port, POLL_S)
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     return path
