@@ -27,7 +27,7 @@ from agent import __version__, contract
 from agent import reload as config_reload
 from agent import status as status_page
 from agent.alarms.faults import FaultMapError
-from agent.alarms.rules import PointFacts
+from agent.alarms.rules import alarm_facts
 from agent.alarms.runtime import AlarmRuntime
 from agent.commands import CommandHandler, Request
 from agent.config import EXIT_CONFIG, SiteConfig
@@ -390,13 +390,7 @@ class Agent:
             ConfigurationError: a fault map cannot be read.
         """
         assert self.config.alarms is not None
-        units = {p.name: p.unit for p in catalogue}
-        facts = {
-            p.name: PointFacts(p.device, cp.spec.name, units.get(p.name), interval)
-            for cp in self.config.connections()
-            for interval, points in cp.groups.items()
-            for p in points
-        }
+        facts = alarm_facts(self.config, catalogue)
 
         def changed() -> None:
             uplink.wake()

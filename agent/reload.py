@@ -8,10 +8,13 @@
   others keep polling without a gap. The buffer is never touched: no new file, no emptied rows,
   no new seqs. Points of new devices get their units and deadbands at once; the retained
   ``meta`` lists them from the next connect;
+* with ``alarms:``, the rules are compiled again against the new devices (before anything is
+  changed: a fault map that cannot be read refuses the reload) and the alarm stage runs on them;
+  every alarm whose rule stays keeps its state, the records of rules gone with their points are
+  dropped (:meth:`agent.alarms.runtime.AlarmRuntime.replace_rules`);
 * any other section (``site``, ``uplink``, ``buffer``, ``control``, ``status``, ``alarms``)
-  changed, a device the control loop reads or writes, or any device while ``alarms:`` is
-  configured (its rules and comm-loss watches are compiled against the devices): these are
-  wired into running stages (MQTT session, buffer file, control loop, HTTP server, alarm
+  changed, a device the control loop reads or writes, or devices together with ``alarms:``:
+  these are wired into running stages (MQTT session, buffer file, control loop, HTTP server, alarm
   engine) and are *not* applied; the reload says which need a restart
   (``systemctl restart pumproom-agent``), and the running values stay.
 
@@ -29,8 +32,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from agent.alarms.faults import FaultMapError
+from agent.alarms.rules import alarm_facts, compile_rules
 from agent.config import ConfigError, SiteConfig
 from agent.config.plan import ConnectionPlan
+from agent.control.state import catalogue_points
 from agent.core.health import utc_text
 from agent.core.model import clock
 from agent.core.progress import PROGRESS
@@ -103,8 +109,8 @@ def plan(running: SiteConfig, new: SiteConfig) -> Plan:
     out.restart_needed = [s for s in SECTIONS if getattr(running, s) != getattr(new, s)]
     if running.devices == new.devices:
         return out
-    if running.alarms is not None:
-        out.restart_needed.append("devices (the alarm rules are compiled against them)")
+    if running.alarms != new.alarms:  # the rules and the points they name change together
+        out.restart_needed.append("devices (with alarms:, which changed too)")
         return out
     old = {c.spec.name: c for c in running.connections()}
     now = {c.spec.name: c for c in new.connections()}
@@ -192,6 +198,14 @@ async def _reload(agent: Agent) -> Record:
         return Record(Outcome.UNCHANGED, now, "identical configuration")
     if not change.devices:
         return Record(Outcome.APPLIED, now, "nothing applied", [], change.restart_needed)
+    specs = None
+    if agent.alarms is not None and new.alarms is not None:
+        # compiled before anything changes: a fault map that cannot be read refuses the reload
+        try:
+            catalogue = new.catalogue() + catalogue_points(new.control)
+            specs = compile_rules(new.alarms, alarm_facts(new, catalogue), agent.config_dir)
+        except FaultMapError as exc:
+            return Record(Outcome.REFUSED, now, f"alarms: {exc}; the running configuration stays")
     assert agent.supervisor is not None
     keep = [p for p in agent.pollers if p.name not in change.stop]
     await agent.supervisor.stop(*(f"poll {n}" for n in change.stop))
@@ -204,6 +218,8 @@ async def _reload(agent: Agent) -> Record:
     agent.pollers = sorted(keep + started, key=lambda p: order.index(p.name))
     for p in started:
         agent.start_poller(p)
+    if specs is not None and agent.alarms is not None:
+        await agent.alarms.replace_rules(specs)
     restarted = sorted(set(change.stop) | {p.name for p in started})
     detail = (
         "connections restarted: " + ", ".join(restarted)

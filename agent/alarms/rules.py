@@ -19,6 +19,7 @@ interval and :data:`FOLD_MARGIN_S`: a point's alarm never beats its silent devic
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -26,6 +27,8 @@ from pathlib import Path
 from agent.alarms.faults import FaultMap, FaultMapError, load_fault_map
 from agent.config.alarms import AlarmRule, AlarmsConfig
 from agent.config.checks_alarms import FAULTMAPS_DIR, fault_map_path
+from agent.config.plan import PointInfo
+from agent.config.site import SiteConfig
 
 COMM_KIND = "comm_lost"
 FOLD_MARGIN_S = 1.0
@@ -176,3 +179,15 @@ def _comm_rules(cfg: AlarmsConfig, points: dict[str, PointFacts], specs: dict[st
 def _safe(name: str) -> str:
     """A connection name as an id part (``/tmp/x/ttyRTU0`` → ``tmp_x_ttyRTU0``)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+
+def alarm_facts(config: SiteConfig, catalogue: Sequence[PointInfo]) -> dict[str, PointFacts]:
+    """Point → what the alarm rules need of it (device, connection, unit, poll interval), for
+    the polled points of ``config``; ``catalogue`` gives the units."""
+    units = {p.name: p.unit for p in catalogue}
+    return {
+        p.name: PointFacts(p.device, cp.spec.name, units.get(p.name), interval)
+        for cp in config.connections()
+        for interval, points in cp.groups.items()
+        for p in points
+    }

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.alarms.engine import AlarmEngine
-from agent.alarms.rules import PointFacts, compile_rules
+from agent.alarms.rules import PointFacts, Spec, compile_rules
 from agent.alarms.state import Alarm, Refused, State, Transition
 from agent.config.alarms import AlarmsConfig
 from agent.core.aio import wait_event
@@ -150,6 +150,20 @@ class AlarmRuntime:
         log.info("alarms: %d rules, %d alarms restored from the buffer %s", len(specs),
                  len(active), active[:10])  # fmt: skip
         return cls(engine, store, clock, on_change)
+
+    async def replace_rules(self, specs: dict[str, Spec]) -> list[str]:
+        """Run with ``specs`` from now on (a reload changed ``devices:``): every alarm whose
+        rule is still there keeps its state (active, acknowledged, shelved, times); the records
+        of rules gone with their points are dropped from the buffer, as at a start. Delays and
+        debounce timers start again. Returns the ids dropped."""
+        engine = AlarmEngine(specs, dict(self.engine.alarms), self.engine.shelve_max_s)
+        gone = sorted(set(self.engine.alarms) - set(specs))
+        self.engine = engine  # no await between building and swapping: one tick sees one
+        if gone:
+            log.warning("alarms: reload: no rule for %s any more; dropped", gone)
+            await self.store.drop_alarm_records(gone)
+        log.info("alarms: reload: %d rules", len(specs))
+        return gone
 
     def observe(self, readings: Sequence[Reading], ts_ms: int, mono: float) -> None:
         """Evaluate one poll's readings (never raises, never blocks)."""

@@ -31,8 +31,16 @@ def _config(sim: Simulator, analyser_interval_s: float) -> str:
     )
     doc["devices"] = [cab, ana]
     doc.pop("control", None)
-    doc.pop("alarms", None)  # its rules name points of the devices left out
+    # only the door's rule: the others name points of the devices left out
+    doc["alarms"] = {
+        "points": {"room.door": [{"kind": "state", "priority": "high", "code": "DOOR_OPEN"}]}
+    }
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+
+
+def _door(events: list[dict]) -> list[str]:
+    """The door alarm's transitions among buffered events, in order ("active", "cleared")."""
+    return [e["state"] for e in events if e.get("type") == "alarm" and e.get("code") == "DOOR_OPEN"]
 
 
 def _rows(buffer: Path) -> tuple[dict[int, tuple], int, list[dict]]:
@@ -83,6 +91,8 @@ def test_sighup_identical_changed_invalid_config_and_the_buffer_untouched(
         )
         assert [c["name"] for c in snap["connections"]] == ["cabinet", "analyser"]
 
+        sim.command({"cmd": "set", "name": "door", "value": True})
+        wait_for(lambda: _door(_rows(agent.buffer)[2]) == ["active"], 15, "the door alarm")
         rows0, base0, _ = _rows(agent.buffer)
         snap = _reload(agent, 1)  # identical
         assert snap["reload"]["outcome"] == "unchanged"
@@ -96,6 +106,11 @@ def test_sighup_identical_changed_invalid_config_and_the_buffer_untouched(
         assert cab["polls"] >= cab_before["polls"]
         assert cab["driver"]["reconnects"] == cab_before["driver"]["reconnects"]
         wait_for(lambda: _conn(status_json(agent), "analyser")["ok"], 15, "analyser again")
+        # the alarm rules follow the new devices and keep their state: the door alarm is not
+        # raised again by the reload, and clears when the door closes
+        assert [a["id"] for a in status_json(agent)["alarms"]] == ["room.door.state"]
+        sim.command({"cmd": "set", "name": "door", "value": False})
+        wait_for(lambda: _door(_rows(agent.buffer)[2]) == ["active", "cleared"], 15, "cleared")
 
         good = config.read_text()
         config.write_text(good.replace("poll_interval_s: 0.5", "poll_interval_s: -3", 1))

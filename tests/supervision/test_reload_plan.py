@@ -57,10 +57,21 @@ def test_a_description_change_restarts_no_connection_but_is_applied():
     assert change.stop == [] and change.start == [] and not change.restart_needed
 
 
-def test_with_alarms_a_device_change_needs_a_restart():
-    """The alarm stage compiles its rules and comm-loss watches against the devices."""
+def test_with_alarms_a_device_change_is_applied_and_the_rules_follow():
+    """The alarm rules are compiled again against the new devices (agent/reload.py)."""
     running = load_config(str(EXAMPLE), ())
     assert running.alarms is not None
     change = plan(running, load_config(str(EXAMPLE), ("devices.analyser.poll_interval_s=0.5",)))
-    assert change.restart_needed == ["devices (the alarm rules are compiled against them)"]
+    assert change.devices and change.stop == ["analyser"] and not change.restart_needed
+
+
+def test_devices_together_with_alarms_need_a_restart():
+    """Rules and the points they name changed at once: not applied piecemeal."""
+    running = load_config(str(EXAMPLE), ())
+    new = load_config(
+        str(EXAMPLE),
+        ("devices.analyser.poll_interval_s=0.5", "alarms.comm_loss_delay_s=9"),
+    )
+    change = plan(running, new)
+    assert change.restart_needed == ["alarms", "devices (with alarms:, which changed too)"]
     assert not change.devices and not change.stop and not change.start
