@@ -64,7 +64,12 @@ class _Ctx:
         return self.positions.value(path).problem(f"{path_text(self.data, path)}: {message}")
 
     def where(self, path: Path_) -> str:
-        return self.positions.value(path).where()
+        """``"line N"`` for a place in the site file, ``"FILE line N"`` for one elsewhere (a
+        point from a device profile)."""
+        pos = self.positions.value(path)
+        if pos.file != self.positions.value(()).file:
+            return f"{pos.file} line {pos.line}"
+        return pos.where()
 
 
 def check_devices(
