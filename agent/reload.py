@@ -55,6 +55,8 @@ class Outcome(enum.Enum):
 
     UNCHANGED = "unchanged"
     APPLIED = "applied"
+    RESTART_NEEDED = "restart_needed"
+    """Valid, but every change is one a reload does not apply (see ``restart_needed``)."""
     REFUSED = "refused"
 
 
@@ -150,8 +152,11 @@ class Record:
 
     def event(self) -> dict[str, Any]:
         """The ``info`` event of this reload (event.schema.json ``info``): code
-        ``CONFIG_RELOADED`` or ``CONFIG_RELOAD_REFUSED``."""
-        code = "CONFIG_RELOAD_REFUSED" if self.outcome is Outcome.REFUSED else "CONFIG_RELOADED"
+        ``CONFIG_RELOADED``, ``CONFIG_RESTART_NEEDED`` or ``CONFIG_RELOAD_REFUSED``."""
+        code = {
+            Outcome.REFUSED: "CONFIG_RELOAD_REFUSED",
+            Outcome.RESTART_NEEDED: "CONFIG_RESTART_NEEDED",
+        }.get(self.outcome, "CONFIG_RELOADED")
         body: dict[str, Any] = {"type": "info", "t": self.at_ms, "code": code}
         body["detail"] = self.detail
         if self.restarted:
@@ -197,7 +202,8 @@ async def _reload(agent: Agent) -> Record:
     if change.empty:
         return Record(Outcome.UNCHANGED, now, "identical configuration")
     if not change.devices:
-        return Record(Outcome.APPLIED, now, "nothing applied", [], change.restart_needed)
+        detail = "nothing applied, needs a restart: " + ", ".join(change.restart_needed)
+        return Record(Outcome.RESTART_NEEDED, now, detail, [], change.restart_needed)
     specs = None
     if agent.alarms is not None and new.alarms is not None:
         # compiled before anything changes: a fault map that cannot be read refuses the reload

@@ -120,6 +120,11 @@ def test_sighup_identical_changed_invalid_config_and_the_buffer_untouched(
         assert [c["name"] for c in snap["connections"]] == ["cabinet", "analyser"]
         polls = _conn(snap, "cabinet")["polls"]
         wait_for(lambda: _conn(status_json(agent), "cabinet")["polls"] > polls + 3, 10, "polls")
+
+        config.write_text(good.replace("batch_max_samples: 500", "batch_max_samples: 400", 1))
+        snap = _reload(agent, 4)  # valid, but the MQTT session holds it: nothing applied
+        assert snap["reload"]["outcome"] == "restart_needed", snap["reload"]
+        assert snap["reload"]["restart_needed"] == ["uplink"]
         assert agent.stop() == 0
     finally:
         if agent.proc is not None:
@@ -131,6 +136,6 @@ def test_sighup_identical_changed_invalid_config_and_the_buffer_untouched(
     assert min(rows1) == min(rows0) and max(rows1) > max(rows0)
     assert sorted(rows1) == list(range(min(rows1), max(rows1) + 1))  # gap-free, not reset
     codes = [e.get("code") for e in events if e.get("type") == "info"]
-    assert "CONFIG_RELOADED" in codes and "CONFIG_RELOAD_REFUSED" in codes
+    assert {"CONFIG_RELOADED", "CONFIG_RELOAD_REFUSED", "CONFIG_RESTART_NEEDED"} <= set(codes)
     log = agent.log.read_text()
     assert "ERROR agent.reload: reload: " in log and "poll_interval_s" in log
