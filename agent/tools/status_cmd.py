@@ -129,6 +129,10 @@ def status(
     try:
         snap = fetch(url.rstrip("/") + "/status.json", token)
     except (OSError, ValueError) as exc:
-        click.echo(f"status: no answer from the agent at {url}: {exc}", err=True)
+        click.echo(
+            f"status: no answer from the agent at {url}: {exc} (is the agent running, and is"
+            " its status page at that address? --url picks another)",
+            err=True,
+        )
         sys.exit(1)
     click.echo(json.dumps(snap, indent=2) if as_json else render(snap))

@@ -121,7 +121,9 @@ def write(point: str, value: str, config_path: str, overrides: tuple[str, ...], 
     try:
         (target,) = configured_points(site, [point])
         if not target.config.writable:
-            raise TargetError(f"{point} is not writable in the configuration (writable: true)")
+            raise TargetError(
+                f"{point} is not writable: the configuration must say writable: true for it"
+            )
         wanted = parse_value(target, value)
     except TargetError as exc:
         click.echo(f"write: refused: {exc}", err=True)
