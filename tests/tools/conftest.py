@@ -22,9 +22,7 @@ ARTEFACTS = Path(os.environ.get("PUMPROOM_ARTEFACTS", ROOT / "test-artefacts"))
 
 @pytest.fixture(scope="package")
 def quiet_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    # a fixed mid-morning, not the machine's time of day: at night the building draws
-    # ~0.14 m³/h (domain.md §5.2) and the flow waited for here may not come for minutes
-    s = Simulator(tmp_path_factory.mktemp("quiet"), "--start-time", "10:00").start()
+    s = Simulator(tmp_path_factory.mktemp("quiet")).start()  # at 10:00 (procs.START_TIME)
     wait_for(lambda: s.command({"cmd": "truth"})["values"]["flow"] > 0.5, 30, "water flowing")
     s.command({"cmd": "freeze", "on": True})  # values hold still: reads compare with the truth
     yield s
