@@ -31,6 +31,33 @@ TCP_DEVICES = ("cabinet", "flowmeter", "circ_drive", "cl500")
 OPCUA_DEVICE = "analyser"
 
 
+ACL_DENY_TELEMETRY = """user platform
+topic read pumproom/v1/#
+user gw
+topic write pumproom/v1/+/+/status
+topic write pumproom/v1/+/+/meta
+topic write pumproom/v1/+/+/event
+topic readwrite pumproom/v1/+/+/cmd/#
+"""
+"""A Mosquitto ACL: the platform reads everything; the gateway writes everything but telemetry
+(Mosquitto answers its telemetry publishes with PUBACK 0x87 under MQTT 5)."""
+ACL_ALLOW_ALL = ACL_DENY_TELEMETRY + "topic write pumproom/v1/#\n"
+"""The same ACL with telemetry allowed."""
+
+
+def acl_broker(work: Path, acl_text: str) -> tuple[Mosquitto, Path]:
+    """A started private Mosquitto with password users ``gw``/``gw-secret`` and
+    ``platform``/``pf-secret`` and the ACL ``acl_text``; returns it and the ACL file (rewrite
+    the file and SIGHUP the broker to change what it allows)."""
+    pw, acl = work / "passwd", work / "acl"
+    pw.touch()
+    for user, password in (("gw", "gw-secret"), ("platform", "pf-secret")):
+        subprocess.run(["mosquitto_passwd", "-b", str(pw), user, password], check=True)
+    acl.write_text(acl_text)
+    conf = f"allow_anonymous false\npassword_file {pw}\nacl_file {acl}\n"
+    return Mosquitto(work, extra_conf=conf).start(), acl
+
+
 def cabinet_only_example(tcp_port: int, poll_s: float) -> dict[str, Any]:
     """config/example.yaml as data with only its cabinet, pointed at the simulator's Modbus TCP
     port and polled every ``poll_s`` seconds (timeout 0.5 s), without the sections whose rules

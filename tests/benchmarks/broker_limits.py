@@ -28,7 +28,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -46,7 +45,18 @@ from agent.reconnect import ReconnectPolicy
 from agent.store import Store
 from agent.uplink import Uplink, UplinkSettings
 from tests.benchmarks.harness import percentile
-from tests.procs import EXAMPLE, AgentProc, Mosquitto, Simulator, Subscriber, seq_report, wait_for
+from tests.procs import (
+    ACL_ALLOW_ALL,
+    ACL_DENY_TELEMETRY,
+    EXAMPLE,
+    AgentProc,
+    Mosquitto,
+    Simulator,
+    Subscriber,
+    acl_broker,
+    seq_report,
+    wait_for,
+)
 
 
 def reconnect(work: Path, gateways: int, outages: int, outage_s: float) -> dict[str, Any]:
@@ -155,16 +165,6 @@ def _fleet(n: int, outage_s: float, seed: int, tag: str) -> dict[str, Any]:
     return out
 
 
-DENY = """user platform
-topic read pumproom/v1/#
-user gw
-topic write pumproom/v1/+/+/status
-topic write pumproom/v1/+/+/meta
-topic write pumproom/v1/+/+/event
-topic readwrite pumproom/v1/+/+/cmd/#
-"""
-
-
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -199,14 +199,7 @@ def refusing(work: Path, seconds: float) -> dict[str, Any]:
     """CPU of the agent while the broker refuses its telemetry, and with it allowed."""
     (work / "sim").mkdir()
     sim = Simulator(work / "sim").start()
-    pw, acl = work / "passwd", work / "acl"
-    pw.touch()
-    for user, password in (("gw", "gw-secret"), ("platform", "pf-secret")):
-        subprocess.run(["mosquitto_passwd", "-b", str(pw), user, password], check=True)
-    acl.write_text(DENY)
-    broker = Mosquitto(
-        work, extra_conf=f"allow_anonymous false\npassword_file {pw}\nacl_file {acl}\n"
-    ).start()
+    broker, acl = acl_broker(work, ACL_DENY_TELEMETRY)
     site = "bench-" + uuid.uuid4().hex[:6]
     sub = Subscriber(broker.port, site)
     sub.client.username_pw_set("platform", "pf-secret")
@@ -229,7 +222,7 @@ def refusing(work: Path, seconds: float) -> dict[str, Any]:
         refused = sum(_status(agent)["uplink"]["refusals"]["counts"].values())
         out["refusing_cpu_pct_of_core"] = round(cpu, 2)
         out["refusing_refused_publishes_per_min"] = round(refused / (seconds + 2) * 60, 1)
-        acl.write_text(DENY + "topic write pumproom/v1/#\n")
+        acl.write_text(ACL_ALLOW_ALL)
         assert broker.proc is not None
         broker.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: _status(agent)["buffer"]["pending"] < 100, 60, "the backlog to drain")

@@ -8,24 +8,21 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from tests.faults_uplink.conftest import account, appended, buffer_query, wait_delivered
-from tests.procs import AgentProc, Mosquitto, Subscriber, wait_for
+from tests.procs import (
+    ACL_ALLOW_ALL,
+    ACL_DENY_TELEMETRY,
+    AgentProc,
+    Subscriber,
+    acl_broker,
+    wait_for,
+)
 
-DENY = """user platform
-topic read pumproom/v1/#
-user gw
-topic write pumproom/v1/+/+/status
-topic write pumproom/v1/+/+/meta
-topic write pumproom/v1/+/+/event
-topic readwrite pumproom/v1/+/+/cmd/#
-"""
-ALLOW = DENY + "topic write pumproom/v1/#\n"
 KEY = "PUBACK 0x87 Not authorized (telemetry)"
 
 
@@ -38,14 +35,7 @@ def _status(agent: AgentProc) -> dict[str, Any]:
 def test_puback_not_authorised_keeps_rows_buffered_until_allowed(
     tmp_path: Path, agent: AgentProc, site: str
 ) -> None:
-    pw, acl = tmp_path / "passwd", tmp_path / "acl"
-    pw.touch()
-    for user, password in (("gw", "gw-secret"), ("platform", "pf-secret")):
-        subprocess.run(["mosquitto_passwd", "-b", str(pw), user, password], check=True)
-    acl.write_text(DENY)
-    broker = Mosquitto(
-        tmp_path, extra_conf=f"allow_anonymous false\npassword_file {pw}\nacl_file {acl}\n"
-    ).start()
+    broker, acl = acl_broker(tmp_path, ACL_DENY_TELEMETRY)
     sub = Subscriber(broker.port, site)
     sub.client.username_pw_set("platform", "pf-secret")
     sub.start()
@@ -80,7 +70,7 @@ def test_puback_not_authorised_keeps_rows_buffered_until_allowed(
             KEY in b.get("health", {}).get("uplink", {}).get("refusals", {}).get("counts", {})
             for b in retained
         ), "the retained status names the refusal"
-        acl.write_text(ALLOW)
+        acl.write_text(ACL_ALLOW_ALL)
         assert broker.proc is not None
         broker.proc.send_signal(signal.SIGHUP)  # reload the ACL
         wait_delivered(agent, sub, appended(agent), 30)
