@@ -68,6 +68,7 @@ class TelemetryFlow:
         counters: UplinkCounters,
         refusal: RefusalGate,
         backlog_gate: asyncio.Event | None = None,
+        events_wake: asyncio.Event | None = None,
     ) -> None:
         self.conn, self.ident, self.topics, self.store = conn, ident, topics, store
         self.units, self.settings, self.clock, self.counters = units, settings, clock, counters
@@ -88,6 +89,9 @@ class TelemetryFlow:
         self._gate = backlog_gate
         """Set when the buffered events are out: the backlog starts only then (events go
         before the telemetry backlog), or after :data:`BACKLOG_GATE_MAX_S` at the latest."""
+        self._events_wake = events_wake
+        """Set after this flow buffers an event (a sample set aside), so the event sender
+        sends it now rather than at its safety-net interval."""
 
     def offer(self, samples: Sequence[Sample]) -> None:
         """Queue committed samples for live publishing (never blocks)."""
@@ -227,6 +231,8 @@ class TelemetryFlow:
             {"type": "data_loss", "t": self.clock.now_ms(), "stream": "telemetry",
              "reason": "too_large", "seq_range": [sample.seq, sample.seq], "count": 1}
         )  # fmt: skip
+        if self._events_wake is not None:
+            self._events_wake.set()
         self._claimed.discard(sample.seq)
         self.store.ack([sample.seq])
 

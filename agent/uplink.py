@@ -337,6 +337,7 @@ class Uplink:
         flow = TelemetryFlow(
             conn, ident, self.topics, self.store, self.units, self.settings, self.clock,
             self.counters, self.gates["telemetry"], backlog_gate=self._events_drained,
+            events_wake=self._events_wake,
         )  # fmt: skip
         self._telemetry = flow
         self.connected.set()
