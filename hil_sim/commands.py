@@ -10,7 +10,9 @@ Commands:
 * ``{"cmd": "stats"}`` → ``{"ok": true, "stats": {"tcp": {"1": {"3": n}}}, "errors": {...}}``
 * ``{"cmd": "reset_stats"}``
 * ``{"cmd": "truth"}`` → ``{"ok": true, "t": wall_ms, "values": {point: value}}``
-* ``{"cmd": "fault", "unit": 11, "transport": "rtu", "silent": true}``; any
+* ``{"cmd": "fault", "unit": 11, "transport": "rtu", "silent": true}``; ``"unit"`` may be a
+  list (``[11, 12, 13]``): the same fault on every unit at once (a whole bus lost in one
+  step, not unit by unit as separate commands would); any
   :class:`~hil_sim.modbus.faults.UnitFaults` field (``silent``, ``delay_s``, ``echo``,
   ``fragment_gap_s``, ``corrupt_crc``, ``late_reply_s``, ``wrong_tid``, ``reset``,
   ``gateway_error``: 10 or 11 for a TCP gateway's dead serial slave, 0 off) and/or
@@ -160,9 +162,15 @@ def _fault(sim: Simulator, cmd: dict[str, Any]) -> None:
             setattr(faults, flag, bool(cmd[flag]))
     if unit is None:
         return
-    if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit <= 255:
-        raise CommandError(f"bad unit {unit!r}")
-    uf = faults.unit(unit)
+    units = unit if isinstance(unit, list) else [unit]
+    for u in units:
+        if isinstance(u, bool) or not isinstance(u, int) or not 0 <= u <= 255:
+            raise CommandError(f"bad unit {u!r}")
+    for u in units:  # every unit id checked before any is faulted
+        _unit_fault(faults.unit(u), cmd)
+
+
+def _unit_fault(uf: UnitFaults, cmd: dict[str, Any]) -> None:
     for key, value in cmd.items():
         if key in ("cmd", "unit", "transport", *_SERVER_FLAGS):
             continue

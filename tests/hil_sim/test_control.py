@@ -85,6 +85,18 @@ async def test_stats_and_faults_seen_by_a_modbus_client(sim: Simulator, control:
         client.close()
 
 
+async def test_a_fault_on_a_list_of_units_applies_to_all_at_once(
+    sim: Simulator, control: Control
+) -> None:
+    answer = await control({"cmd": "fault", "unit": [11, 12, 21], "transport": "rtu", "silent": True})
+    assert answer["ok"], answer
+    rtu = sim.faults["rtu"]
+    assert [rtu.unit(u).silent for u in (11, 12, 21, 22)] == [True, True, True, False]
+    bad = await control({"cmd": "fault", "unit": [13, "x"], "transport": "rtu", "silent": True})
+    assert bad["ok"] is False and "bad unit 'x'" in bad["error"]
+    assert rtu.unit(13).silent is False  # a bad list faults nothing
+
+
 async def test_gateway_and_once_per_connection_faults_seen_by_a_modbus_client(
     sim: Simulator, control: Control
 ) -> None:
