@@ -105,7 +105,10 @@ def test_broker_down_20_s_every_sample_arrives_afterwards(
     for _seq, point, t, *_ in {s[0]: s for s in samples}.values():
         per_point[point].append(t)
     counts = {p: len(ts) for p, ts in per_point.items()}
-    assert max(counts.values()) - min(counts.values()) <= 1, "every point is polled every cycle"
+    # every point is polled every cycle of its connection; the three connections (TCP, RTU,
+    # OPC UA) keep their own schedules, and a cycle a loaded machine made late is skipped (an
+    # overrun, agent/poller.py) on that connection alone: 39 against 37 was seen under pytest -n 3
+    assert max(counts.values()) - min(counts.values()) <= 3, counts
     in_gap = [t for t in per_point["cabinet.p_out"] if down_from < t < down_to]
     # 1 s polling over 20 s: 20 polls on an idle machine; a loaded CI machine (pytest -n 3 on 2
     # cores) has been seen to lose a couple of cycles, which the 2.5 s hole bound below still limits
