@@ -71,6 +71,14 @@ def check_alarms(
             problems.append(ctx.positions.key(ppath).problem(f"alarms.points: {msg}"))
             continue
         rules = _valid_rules(raw_rules)
+        if getattr(point, "write_only", False) and rules:
+            problems.append(
+                ctx.positions.key(ppath).problem(
+                    f"alarms.points: '{pname}' is write_only: it is never polled, so no rule on"
+                    " it could ever see a sample (put the rule on the point that reads it back)"
+                )
+            )
+            continue
         for j, rule in rules:
             rpath: Path_ = (*ppath, j)
             rid = f"{pname}.{rule.suffix}"

@@ -88,7 +88,9 @@ async def test_stats_and_faults_seen_by_a_modbus_client(sim: Simulator, control:
 async def test_a_fault_on_a_list_of_units_applies_to_all_at_once(
     sim: Simulator, control: Control
 ) -> None:
-    answer = await control({"cmd": "fault", "unit": [11, 12, 21], "transport": "rtu", "silent": True})
+    answer = await control(
+        {"cmd": "fault", "unit": [11, 12, 21], "transport": "rtu", "silent": True}
+    )
     assert answer["ok"], answer
     rtu = sim.faults["rtu"]
     assert [rtu.unit(u).silent for u in (11, 12, 21, 22)] == [True, True, True, False]
