@@ -14,6 +14,7 @@ import math
 import struct
 from collections.abc import Sequence
 
+from agent.tools.reasons import in_words
 from drivers.modbus.codec import registers_to_bytes
 from drivers.specs import Order
 
@@ -60,7 +61,7 @@ def render_registers(
     for i, v in enumerate(values):
         a = start + i
         if v is None:
-            lines.append(f"{a:>7} {f'0x{a:04X}':>8}  {errors[i] or 'no value'}")
+            lines.append(f"{a:>7} {f'0x{a:04X}':>8}  {in_words(errors[i])}")
             continue
         signed = v - 0x10000 if v >= 0x8000 else v
         lines.append(f"{a:>7} {f'0x{a:04X}':>8}  {f'{v:04X}':>6}  {v:>6}  {signed:>6}")

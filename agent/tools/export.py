@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import difflib
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -40,6 +41,22 @@ def parse_time(text: str) -> int:
     return int(t.timestamp() * 1000)
 
 
+class UnknownPoints(ValueError):
+    """``--points`` names a point the buffer has never held (a typo, most often).
+
+    Attributes:
+        names: the unknown names; ``known``: the point names the buffer holds.
+    """
+
+    def __init__(self, names: Sequence[str], known: set[str]) -> None:
+        hints = []
+        for name in names:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        super().__init__(f"no point {', '.join(hints)} in the buffer")
+        self.names, self.known = list(names), known
+
+
 def export(
     buffer: str | Path, out: Path, t_from: int | None, t_to: int | None, points: Sequence[str]
 ) -> int:
@@ -48,6 +65,7 @@ def export(
     Raises:
         FileNotFoundError: no buffer file.
         sqlite3.DatabaseError: not a buffer.
+        UnknownPoints: a name in ``points`` that the buffer has never held (nothing written).
         OSError: ``out`` cannot be written.
     """
     path = Path(buffer)
@@ -74,6 +92,10 @@ def export(
     n = 0
     try:
         db = sqlite_utils.Database(conn)
+        known = {row["name"] for row in db.query("SELECT name FROM points")}
+        unknown = [p for p in points if p not in known]
+        if unknown:
+            raise UnknownPoints(unknown, known)
         with out.open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["seq", "time_utc", "point", "value", "quality", "reason"])
@@ -112,6 +134,9 @@ def export_cmd(
     names = [p.strip() for p in points.split(",") if p.strip()] if points else []
     try:
         n = export(site.buffer.path, Path(csv_path), start, end, names)
+    except UnknownPoints as exc:
+        click.echo(f"buffer export: --points: {exc}", err=True)
+        sys.exit(options.EXIT_CONFIG)
     except (OSError, sqlite3.Error) as exc:
         click.echo(f"buffer export: {exc}", err=True)
         sys.exit(1)

@@ -15,6 +15,7 @@ from agent.core.model import ConnectError, ConnectionLost, Quality, Reading
 from agent.statuspage.render import QUALITY
 from agent.tools import options
 from agent.tools.decode import render_bits, render_registers
+from agent.tools.reasons import in_words
 from agent.tools.target import (
     ConfiguredPoint,
     TargetError,
@@ -59,8 +60,8 @@ def point_line(p: ConfiguredPoint, r: Reading) -> str:
     """``pump1.state = 3 (stopped)  good  vfd1 unit 11 …  raw 0003``."""
     cfg = p.config
     if r.quality is not Quality.GOOD:
-        return f"{r.point} = –  {QUALITY.get(r.quality.code, r.quality.code)}: {r.reason}  "\
-            f"[{describe(p)}]"  # fmt: skip
+        quality = QUALITY.get(r.quality.code, r.quality.code)
+        return f"{r.point} = –  {quality}: {in_words(r.reason)}  [{describe(p)}]"
     text = f"{r.value:.6g}" if isinstance(r.value, float) else str(r.value)
     if isinstance(r.value, bool):
         text = "1 (yes)" if r.value else "0 (no)"

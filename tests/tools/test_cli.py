@@ -64,7 +64,7 @@ def test_read_a_raw_range_shows_every_decoding(quiet_sim: Simulator) -> None:
     assert re.search(r"^\s+0\s+0x0000\s+0016\s+22\s+22$", rtu.stdout, re.M)  # its own address
     gap = cli("read", "--tcp", f"127.0.0.1:{quiet_sim.tcp_port}", "--unit", "2",
               "--address", "0", "--count", "2")  # fmt: skip
-    assert gap.returncode == 1 and "modbus:exception:2" in gap.stdout
+    assert gap.returncode == 1 and "modbus:exception:2 (illegal data address" in gap.stdout
 
 
 def test_write_is_guarded_and_read_back(quiet_sim: Simulator) -> None:
@@ -183,6 +183,9 @@ def test_buffer_export_to_csv(tmp_path: Path) -> None:
     out = cli(*base, "--to", "2023-11-14T22:13:30", "--points", "flow", "--csv", str(out_csv))
     rows = list(csv.DictReader(out_csv.open(encoding="utf-8")))
     assert [(r["value"], r["quality"], r["reason"]) for r in rows] == [("", "comm_fail", "timeout")]
+    typo = cli(*base, "--points", "flow,p_uot", "--csv", str(tmp_path / "typo.csv"))
+    assert typo.returncode == 2 and not (tmp_path / "typo.csv").exists()
+    assert "no point 'p_uot' (did you mean 'p_out'?) in the buffer" in typo.stderr, typo.stderr
 
 
 def test_version_and_help_with_an_example_on_every_command() -> None:

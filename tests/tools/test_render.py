@@ -64,3 +64,13 @@ def test_the_control_loops_state_and_setpoint(tmp_path) -> None:  # type: ignore
     assert (state["state"], state["mode"], state["setpoint_mpa"]) == ("starting", "auto", 0.4)
     html = sections({**SNAP, "control": state}, None, 0.0)["control"]
     assert "starting (auto)" in html and "0.400 MPa" in html
+
+
+def test_a_modbus_exception_reason_is_given_in_words() -> None:
+    from agent.tools.reasons import in_words
+
+    assert in_words("modbus:exception:11").startswith(
+        "modbus:exception:11 (gateway target device failed to respond"
+    )
+    assert in_words("modbus:exception:99") == "modbus:exception:99"  # not in §7: as it is
+    assert in_words("timeout") == "timeout" and in_words(None) == "no value"
