@@ -29,8 +29,9 @@ its next scan; most devices at once), s."""
 
 
 def parse_value(p: ConfiguredPoint, text: str) -> int | float | bool:
-    """The engineering value ``text`` means for ``p``: a number, ``true``/``false``/``on``/
-    ``off`` for a bit, or a word of the point's enum.
+    """The engineering value ``text`` means for ``p``: a number, ``1``/``0``, ``yes``/``no``
+    (as ``read`` shows a bit), ``true``/``false`` or ``on``/``off`` for a bit, or a word of the
+    point's enum.
 
     Raises:
         TargetError: not a value of this point, or outside its bounds.
@@ -40,9 +41,10 @@ def parse_value(p: ConfiguredPoint, text: str) -> int | float | bool:
     is_bit = isinstance(spec, ModbusPoint) and (spec.table.is_bit or spec.dtype is DataType.BOOL)
     t = text.strip()
     if is_bit:
-        words = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}
+        words = {"1": True, "true": True, "on": True, "yes": True,
+                 "0": False, "false": False, "off": False, "no": False}  # fmt: skip
         if t.lower() not in words:
-            raise TargetError(f"{cfg.name} is a bit: write 1/0, true/false or on/off")
+            raise TargetError(f"{cfg.name} is a bit: write 1/0, yes/no, true/false or on/off")
         return words[t.lower()]
     if cfg.enum:
         by_word = {w.lower(): k for k, w in cfg.enum.items()}

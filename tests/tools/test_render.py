@@ -74,3 +74,19 @@ def test_a_modbus_exception_reason_is_given_in_words() -> None:
     )
     assert in_words("modbus:exception:99") == "modbus:exception:99"  # not in §7: as it is
     assert in_words("timeout") == "timeout" and in_words(None) == "no value"
+
+
+def test_a_bit_is_written_in_the_words_read_shows_it_in() -> None:
+    import pytest
+
+    from agent.config import load_config
+    from agent.tools.target import TargetError, configured_points
+    from agent.tools.write import parse_value
+    from tests.procs import EXAMPLE
+
+    (horn,) = configured_points(load_config(EXAMPLE), ["cabinet.horn_off"])
+    said = {w: parse_value(horn, w) for w in ("yes", "No", "1", "0", "on", "off", "true")}
+    assert said == {"yes": True, "No": False, "1": True, "0": False, "on": True, "off": False,
+                    "true": True}  # fmt: skip
+    with pytest.raises(TargetError, match="write 1/0, yes/no, true/false or on/off"):
+        parse_value(horn, "maybe")
