@@ -13,13 +13,16 @@ from agent.config import EXIT_CONFIG, ConfigError, SiteConfig, load_config
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def load_site(config_path: str, overrides: tuple[str, ...] = ()) -> SiteConfig:
-    """The validated config, or exit 2 with one ``FILE:LINE:COL: message`` line per problem."""
+def load_site(config_path: str, overrides: tuple[str, ...] = (), hint: str = "") -> SiteConfig:
+    """The validated config, or exit 2 with one ``FILE:LINE:COL: message`` line per problem
+    (and ``hint``, if given, as a last line: what the user can do without this config)."""
     try:
         return load_config(config_path, overrides)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
+        if hint:
+            click.echo(hint, err=True)
         sys.exit(EXIT_CONFIG)
 
 

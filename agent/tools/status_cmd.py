@@ -111,7 +111,12 @@ def status(
 ) -> None:
     """Show the running agent's live state: devices, values, control, alarms, buffer, uplink."""
     if url is None:
-        site = options.load_site(options.need(config_path, "status without --url"), overrides)
+        site = options.load_site(
+            options.need(config_path, "status without --url"),
+            overrides,
+            hint="status: the agent still runs on the config it last loaded; to see it, give its"
+            " status page with --url (e.g. --url http://127.0.0.1:8080)",
+        )
         page = site.status
         if page is None or not page.enabled:
             click.echo("status: the configuration has no status page (status.enabled)", err=True)

@@ -153,6 +153,8 @@ def test_status_of_the_running_agent(live: AgentProc) -> None:
     )
     assert snap["points"]["pump1.state"]["text"] in ("running (forward)", "stopped")
     assert snap["points"]["flow"]["unit"] == "m³/h" and len(snap["devices"]) == 10
+    broken = cli("status", "-c", str(EXAMPLE), "--set", "status.listen=127.0.0.1:99999")
+    assert broken.returncode == 2 and "give its status page with --url" in broken.stderr
     down = cli("status", "--url", "http://127.0.0.1:1")
     assert down.returncode == 1 and "no answer from the agent" in down.stderr
 
