@@ -211,6 +211,14 @@ async def open_store(config: SiteConfig) -> Store:
         return store
     if store.created:
         log.info("buffer %s: new, seqs start after %d", buf.path, await store.last_seq())
+    else:
+        log.info(
+            "buffer %s: reopened, %d samples from before wait for the platform's PUBACK; seqs"
+            " continue after %d",
+            buf.path,
+            await store.pending(),
+            await store.last_seq(),
+        )
     return store
 
 

@@ -49,6 +49,23 @@ async def _append(store: Store, n: int) -> list[int]:
     return [s.seq for s in (await store.append(polls)).samples]
 
 
+async def test_a_reopened_buffer_logs_its_backlog(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    config = _config(tmp_path, tmp_path / "buffer.sqlite")
+    store = await open_store(config)
+    try:
+        seqs = await _append(store, 3)
+    finally:
+        await store.close()
+    caplog.set_level("INFO", logger="agent")
+    store = await open_store(config)
+    await store.close()
+    said = [r.getMessage() for r in caplog.records if "reopened" in r.getMessage()]
+    assert said == [
+        f"buffer {config.buffer.path}: reopened, 3 samples from before wait for the platform's"
+        f" PUBACK; seqs continue after {seqs[-1]}"
+    ]
+
+
 async def test_new_buffer_starts_from_the_clock_and_a_restart_continues(tmp_path: Path) -> None:
     buffer = tmp_path / "data" / "buffer.sqlite"
     config = _config(tmp_path, buffer)
