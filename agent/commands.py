@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from agent.alarms import commands as alarm_commands
 from agent.alarms.state import Refused
-from agent.core.aio import cancel_all, wait_event
+from agent.core.aio import cancel_all, spawn, wait_event
 from agent.core.model import WallClock
 
 log = logging.getLogger(__name__)
@@ -289,11 +289,7 @@ class CommandHandler:
         await self.remember(cid, ack)
         await self.reply(ack, req)
         ramp_s = float(result.detail.get("ramp_s", 0.0))
-        task = asyncio.create_task(
-            self._result(req, cid, ramp_s + RESULT_MARGIN_S), name=f"cmd {cid}"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn(self._result(req, cid, ramp_s + RESULT_MARGIN_S), f"cmd {cid}", self._tasks, log)
 
     async def _alarm(self, req: Request, cid: str) -> None:
         """An alarm command: done at once, so the ack and the result go together."""

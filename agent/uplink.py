@@ -26,7 +26,7 @@ from typing import Any
 
 from agent import contract, faultpoint
 from agent.core import progress
-from agent.core.aio import cancel_all, wait_event, within
+from agent.core.aio import cancel_all, spawn, wait_event, within
 from agent.core.model import Sample, WallClock
 from agent.mqtt import (
     SESSION_TAKEN_OVER,
@@ -421,9 +421,7 @@ class Uplink:
 
     def _on_message(self, topic: str, payload: bytes, props: Any, retained: bool) -> None:
         if topic == self.topics.cmd_req and self.on_command is not None:
-            task = asyncio.create_task(self.on_command(payload, props, retained), name="command")
-            self._inbox.add(task)
-            task.add_done_callback(self._inbox.discard)
+            spawn(self.on_command(payload, props, retained), "command", self._inbox, log)
         elif topic == self.topics.ingest:
             self._on_watermark(payload)
 

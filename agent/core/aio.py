@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -62,3 +62,28 @@ async def cancel_all(tasks: Iterable[asyncio.Task[Any]], *, retry_s: float = 1.0
                 log.warning(
                     "task %s has not ended %d cancels later: %s", t.get_name(), rounds, frames
                 )
+
+
+def spawn(
+    coro: Coroutine[Any, Any, Any], name: str, owner: set[asyncio.Task[Any]], logger: logging.Logger
+) -> asyncio.Task[Any]:
+    """Run a short-lived ``coro`` (one command's handling, one result wait) as task ``name``,
+    held in ``owner`` (a strong reference until it ends; the owner cancels what is left at
+    stop) and never failing unseen: an exception other than a cancellation is logged at ERROR
+    on ``logger`` at once, with its traceback and the task's name. A short-lived task is not
+    restarted (it was one piece of work); long-lived loops run under
+    :class:`agent.supervisor.Supervisor` instead.
+    """
+    task = asyncio.create_task(coro, name=name)
+    owner.add(task)
+
+    def done(t: asyncio.Task[Any]) -> None:
+        owner.discard(t)
+        if t.cancelled():
+            return
+        exc = t.exception()
+        if exc is not None:
+            logger.error("task %s failed: %s: %s", name, type(exc).__name__, exc, exc_info=exc)
+
+    task.add_done_callback(done)
+    return task

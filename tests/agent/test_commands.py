@@ -96,6 +96,32 @@ async def test_valid_change_is_acked_then_completed_and_applied(tmp_path: Path) 
         await store.close()
 
 
+async def test_a_result_that_cannot_be_sent_is_logged_at_error_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig, store = await _rig(tmp_path)
+    sent = rig.handler.reply
+
+    async def reply_once(body: dict[str, Any], req: Request | None) -> None:
+        if body["phase"] == "result":
+            raise ConnectionError("the broker went away")
+        await sent(body, req)
+
+    rig.handler.reply = reply_once  # type: ignore[method-assign]
+    caplog.set_level("ERROR", logger="agent.commands")
+    try:
+        await rig.handler.handle(json.dumps(_cmd("c-9", 0.45)).encode(), None, False)
+        await asyncio.wait(set(rig.handler._tasks), timeout=5)
+        await asyncio.sleep(0)  # the done callbacks run
+        failed = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert [r.getMessage() for r in failed] == [
+            "task cmd c-9 failed: ConnectionError: the broker went away"
+        ]
+        assert failed[0].exc_info is not None  # with its traceback
+    finally:
+        await store.close()
+
+
 async def test_each_bad_request_gets_its_code_and_nothing_is_applied(tmp_path: Path) -> None:
     rig, store = await _rig(tmp_path)
     now = int(time.time() * 1000)
