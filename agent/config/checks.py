@@ -317,6 +317,8 @@ def check_control(
         if not isinstance(name, str):
             continue  # the schema reports it
         point = points.get(name)
+        if point is None and ctx.positions.unresolved_name(name):
+            continue  # maybe a point of a device whose profile is unreadable: reported there
         if point is None:
             msg = f"no point named '{name}' in devices"
             close = [n for n in points if n.lower() == name.lower()]

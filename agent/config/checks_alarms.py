@@ -63,6 +63,8 @@ def check_alarms(
     for pname, raw_rules in section["points"].items():
         ppath: Path_ = ("alarms", "points", pname)
         point = points.get(pname) if isinstance(pname, str) else None
+        if point is None and isinstance(pname, str) and ctx.positions.unresolved_name(pname):
+            continue  # maybe a point of a device whose profile is unreadable: reported there
         if point is None:
             msg = f"no point named '{pname}' in devices"
             close = [n for n in points if str(pname).lower() == n.lower()]

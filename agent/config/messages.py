@@ -164,6 +164,8 @@ def problems_from(
         loc = tuple(err["loc"])
         path = data_path(data, loc)
         kind = err["type"]
+        if path[:1] == ("devices",) and len(path) > 1 and path[1] in positions.unresolved:
+            continue  # its profile is unreadable: that is its problem (Positions.unresolved)
         if kind == "extra_forbidden":
             key = str(path[-1])
             fields = model_fields_at(root, loc[:-1])

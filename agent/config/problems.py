@@ -85,6 +85,14 @@ class Positions:
     values: dict[Path_, Pos] = field(default_factory=dict)
     keys: dict[Path_, Pos] = field(default_factory=dict)
     plain: set[Path_] = field(default_factory=set)
+    unresolved: dict[int, str] = field(default_factory=dict)
+    """Devices whose ``profile:`` could not be read (index in ``devices`` → their ``prefix``):
+    their points are unknown, so the problems that follow from it (no ``points``, an alarm or
+    control key naming one of their points) are not reported beside the profile's own."""
+
+    def unresolved_name(self, name: str) -> bool:
+        """Whether ``name`` may be a point of an unresolved device (its prefix matches)."""
+        return any(name.startswith(prefix) for prefix in self.unresolved.values())
 
     def value(self, path: Path_) -> Pos:
         """Position of the value at ``path``, or of its nearest recorded ancestor."""

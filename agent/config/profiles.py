@@ -213,6 +213,14 @@ def expand_profiles(data: Any, positions: Positions, config_file: str | None) ->
     return problems
 
 
+def _unresolved(item: dict[str, Any], at: Path_, positions: Positions) -> None:
+    """The profile of device ``at`` could not be read: take away the keys only a profile gives
+    meaning to and note the device (see :attr:`Positions.unresolved`)."""
+    prefix = item.pop("prefix", "")
+    item.pop("overrides", None)
+    positions.unresolved[int(at[1])] = prefix if isinstance(prefix, str) else ""
+
+
 def _default_alarms(
     data: dict[str, Any], positions: Positions, defaults: list[tuple[str, Profile, int]]
 ) -> None:
@@ -247,11 +255,13 @@ def _expand(
     name = item["profile"]
     where = positions.value((*at, "profile"))
     if not isinstance(name, str):
+        _unresolved(item, at, positions)
         return [where.problem(f"{_dev(item)}.profile: a profile name, e.g. invt-gd200a")]
     try:
         prof = loaded.get(name) or loaded.setdefault(name, load(name, dirs))
     except KeyError:
         known = available(dirs)
+        _unresolved(item, at, positions)
         return [
             where.problem(
                 f"{_dev(item)}.profile: no profile '{name}'{suggest(name, known)}; "
@@ -259,6 +269,7 @@ def _expand(
             )
         ]
     except ConfigError as exc:
+        _unresolved(item, at, positions)
         return [
             where.problem(f"{_dev(item)}.profile: profile '{name}' is broken: {exc.problems[0]}")
         ]
