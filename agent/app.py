@@ -427,6 +427,7 @@ class Agent:
                 backlog_rate_per_s=up.backlog_rate_per_s,
                 inflight_window=up.inflight_window,
                 compression=up.compression,
+                telemetry_format=up.telemetry_format,
                 reconnect_spread_s=up.reconnect_spread_s,
             ),
             clock=clock,
@@ -439,7 +440,10 @@ class Agent:
             meta_extra={
                 "sw": __version__,
                 "commands": _command_meta(cfg) | _alarm_command_meta(cfg),
-                "encoding": {"telemetry": up.compression},
+                "encoding": {
+                    "telemetry": up.compression,
+                    "telemetry_format": up.telemetry_format,
+                },
             },
         )
 

@@ -42,6 +42,10 @@ continues from the buffer's last seq; a new buffer starts above wall-clock ms ×
 Clock state: ``"synced": false`` when every sample of the message was taken while the gateway
 clock was not synchronised; otherwise ``unsynced`` lists the seqs that were (both absent when all
 were synchronised).
+
+With ``uplink.telemetry_format: cbor-c1`` the same batch travels in the compact CBOR encoding of
+:mod:`agent.wire_cbor` instead (reference decoder :mod:`agent.wire_decode`); every other message
+is always this JSON.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ One :class:`TelemetryFlow` lives exactly as long as one connection, so nothing o
 * At most min(``inflight_window``, the broker's Receive Maximum) messages await their PUBACK.
   On success their samples are acked in the buffer; on a failure reason code or a lost
   connection they stay buffered, and the backlog cursor moves back so they go again.
+* Each batch is v1 JSON (:func:`agent.contract.telemetry`) or, with ``telemetry_format:
+  cbor-c1``, the compact CBOR encoding of :mod:`agent.wire_cbor`, optionally deflated.
 * Every message fits the broker's Maximum Packet Size: a batch too large is halved until it
   fits (:mod:`agent.uplink_size`); a single sample that cannot fit is set aside (out of the
   buffer, WARNING, ``data_loss`` event with reason ``too_large``), never retried forever.
@@ -31,16 +33,17 @@ import collections
 import logging
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from agent import contract, faultpoint
+from agent import contract, faultpoint, wire_cbor
 from agent.core import progress
 from agent.core.aio import wait_event
 from agent.core.model import Sample, WallClock
 from agent.mqtt import MqttConnection, PublishRefused
 from agent.refusals import RefusalGate
 from agent.store import Store
+from agent.wire_cbor import PointTable
 
 if TYPE_CHECKING:
     from agent.uplink import UplinkCounters, UplinkSettings
@@ -69,6 +72,7 @@ class TelemetryFlow:
         refusal: RefusalGate,
         backlog_gate: asyncio.Event | None = None,
         events_wake: asyncio.Event | None = None,
+        table: Callable[[], PointTable | None] | None = None,
     ) -> None:
         self.conn, self.ident, self.topics, self.store = conn, ident, topics, store
         self.units, self.settings, self.clock, self.counters = units, settings, clock, counters
@@ -90,6 +94,8 @@ class TelemetryFlow:
         """Set when the buffered events are out: the backlog starts only then (events go
         before the telemetry backlog), or after :data:`BACKLOG_GATE_MAX_S` at the latest."""
         self._events_wake = events_wake
+        self._table = table
+        """The point table of the published meta, for ``telemetry_format: cbor-c1``."""
         """Set after this flow buffers an event (a sample set aside), so the event sender
         sends it now rather than at its safety-net interval."""
 
@@ -184,12 +190,7 @@ class TelemetryFlow:
     async def _publish(self, batch: list[Sample], *, hist: bool) -> None:
         await self._hold()
         topic = self.topics.backfill if hist else self.topics.telemetry
-        payload = contract.telemetry(
-            self.ident, batch, self.units, hist=hist, sent_ms=self.clock.now_ms()
-        )
-        content_type = "application/json"
-        if self.settings.compression == "zlib" and len(payload) > COMPRESS_OVER:
-            payload, content_type = zlib.compress(payload, 6), "application/json+zlib"
+        payload, content_type = self._encode(batch, hist)
         if not self.conn.fits(topic, len(payload), content_type=content_type):
             if len(batch) > 1:  # halve it: each half is sized again
                 half = len(batch) // 2
@@ -205,6 +206,24 @@ class TelemetryFlow:
         seqs = [b.seq for b in batch]
         self._settling.add(fut)
         fut.add_done_callback(lambda f: self._settle(f, seqs))
+
+    def _encode(self, batch: list[Sample], hist: bool) -> tuple[bytes, str]:
+        """The payload of one batch and its MQTT 5 Content Type: v1 JSON, or ``cbor-c1``
+        (:mod:`agent.wire_cbor`) when configured and the meta's point table is known; deflated
+        (zlib) over :data:`COMPRESS_OVER` bytes when ``compression: zlib``."""
+        sent = self.clock.now_ms()
+        table = self._table() if self._table is not None else None
+        if self.settings.telemetry_format == wire_cbor.FORMAT and table is not None:
+            payload = wire_cbor.encode(
+                self.ident, batch, self.units, table, hist=hist, sent_ms=sent
+            )
+            content_type = wire_cbor.CONTENT_TYPE
+        else:
+            payload = contract.telemetry(self.ident, batch, self.units, hist=hist, sent_ms=sent)
+            content_type = "application/json"
+        if self.settings.compression == "zlib" and len(payload) > COMPRESS_OVER:
+            payload, content_type = zlib.compress(payload, 6), content_type + "+zlib"
+        return payload, content_type
 
     async def _hold(self) -> None:
         """Wait while the broker's refusals hold the stream; while probing, send one message

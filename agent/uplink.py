@@ -24,7 +24,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent import contract, faultpoint
+from agent import contract, faultpoint, wire_cbor
 from agent.core import progress
 from agent.core.aio import cancel_all, spawn, wait_event, within
 from agent.core.model import Sample, WallClock
@@ -44,6 +44,7 @@ from agent.store import Store
 from agent.telemetry import TelemetryFlow
 from agent.uplink_events import EventSender
 from agent.uplink_size import LearnedLimits, meta_parts
+from agent.wire_cbor import PointTable
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,9 @@ class UplinkSettings:
         live_queue_max: most live samples held for publishing; beyond it the oldest are left to
             the backlog (they are safe in the buffer).
         compression: ``none`` or ``zlib`` (telemetry payloads over 256 bytes are deflated and
-            sent with content type ``application/json+zlib``).
+            sent with content type ``application/json+zlib`` or ``application/cbor+zlib``).
+        telemetry_format: ``json`` (v1 JSON) or ``cbor-c1`` (:mod:`agent.wire_cbor`; its
+            point table is the meta as published on this connection).
         status_interval_s: how often the retained ``online`` status is refreshed with health.
         reconnect_spread_s: full-jitter window of a reconnect once the broker answers again, s
             (:mod:`agent.reconnect`).
@@ -72,6 +75,7 @@ class UplinkSettings:
     inflight_window: int = 10
     live_queue_max: int = 50_000
     compression: str = "none"
+    telemetry_format: str = "json"
     status_interval_s: float = 60.0
     reconnect_spread_s: float = SPREAD_S
 
@@ -141,6 +145,8 @@ class Uplink:
         """Hold a refused stream (telemetry, events) with backoff: :mod:`agent.refusals`."""
         self.learned = LearnedLimits()
         self._meta_sent = False
+        self._table: PointTable | None = None
+        """The point table of the meta published on this connection (``cbor-c1`` only)."""
         self._health_dropped = False
         self.connected = asyncio.Event()
         self._conn: MqttConnection | None = None
@@ -337,7 +343,7 @@ class Uplink:
         flow = TelemetryFlow(
             conn, ident, self.topics, self.store, self.units, self.settings, self.clock,
             self.counters, self.gates["telemetry"], backlog_gate=self._events_drained,
-            events_wake=self._events_wake,
+            events_wake=self._events_wake, table=lambda: self._table,
         )  # fmt: skip
         self._telemetry = flow
         self.connected.set()
@@ -395,6 +401,10 @@ class Uplink:
         parts = meta_parts(
             conn, self.topics, ident, self.catalogue, self.clock.now_ms(), self.meta_extra
         )
+        if self.settings.telemetry_format == wire_cbor.FORMAT:
+            # the table is the meta as the platform gets it: points left out are sent by name
+            published = [p for _, payload in parts for p in json.loads(payload)["points"]]
+            self._table = wire_cbor.PointTable.of(published)
         ok = True
         for topic, payload in parts:
             ok = await self._publish_once(conn, "meta", topic, payload, retain=True) and ok

@@ -24,6 +24,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
+from agent import wire_decode
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "example.yaml"
 RTU_DEVICES = ("vfd1", "vfd2", "vfd3", "pt_suction", "pt_outlet")
@@ -322,6 +324,11 @@ class Subscriber:
     It uses a persistent session (clean_session false, fixed client id) on a broker with
     persistence, so nothing is missed across broker restarts. Redeliveries by the broker are
     the broker's duplicates; tests count samples by seq.
+
+    Telemetry in the compact encoding ``cbor-c1`` is decoded with the reference decoder
+    (:mod:`agent.wire_decode`, point tables from the ``meta`` seen) and recorded as the v1 JSON
+    message it stands for; :attr:`cbor` keeps each (topic, CBOR map) as received, and with
+    ``validate=True`` both the CBOR map and its v1 message are checked against their schemas.
     """
 
     def __init__(
@@ -330,7 +337,9 @@ class Subscriber:
         self.port = port
         self.topic = f"{prefix}/{site}/#"
         self.messages: list[tuple[str, dict[str, Any], bool]] = []
+        self.cbor: list[tuple[str, dict[str, Any]]] = []
         self.validate = validate
+        self._tables = wire_decode.PointTables()
         self._violations: list[tuple[str, str]] = []
         self._to_check: list[tuple[str, Any]] = []  # received, not yet validated
         self._lock = threading.Lock()
@@ -355,6 +364,9 @@ class Subscriber:
     def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
         payload = msg.payload
         ours = not msg.topic.endswith(("/cmd/req", "/ingest"))  # tests send bad ones on purpose
+        if ours and "/telemetry" in msg.topic and wire_decode.is_cbor(payload):
+            self._on_cbor(msg)
+            return
         try:
             if ours and payload[:1] == b"\x78":  # zlib (RFC 1950): application/json+zlib
                 payload = zlib.decompress(payload)
@@ -363,10 +375,29 @@ class Subscriber:
             body = {}
             if ours:
                 self._violation(msg.topic, f"not JSON: {exc}")
+        if ours and "/meta" in msg.topic and isinstance(body, dict) and "points" in body:
+            try:
+                self._tables.feed_meta(body)
+            except wire_decode.DecodeError as exc:
+                self._violation(msg.topic, str(exc))
         with self._lock:
             self.messages.append((msg.topic, body, bool(msg.retain)))
             if self.validate and payload:
                 self._to_check.append((msg.topic, body))
+
+    def _on_cbor(self, msg: paho.MQTTMessage) -> None:
+        """A ``cbor-c1`` telemetry payload: recorded decoded to v1 (see the class docstring)."""
+        try:
+            raw = wire_decode.load(msg.payload)
+            body = wire_decode.decode(msg.payload, self._tables)
+        except wire_decode.DecodeError as exc:
+            self._violation(msg.topic, str(exc))
+            return
+        with self._lock:
+            self.cbor.append((msg.topic, raw))
+            self.messages.append((msg.topic, body, bool(msg.retain)))
+            if self.validate:
+                self._to_check += [(msg.topic, raw), (msg.topic, body)]
 
     @property
     def violations(self) -> list[tuple[str, str]]:

@@ -376,7 +376,11 @@ class Uplink(Strict):
     inflight_window: Annotated[int, Field(ge=1, le=100)] = 10
     compression: Literal["none", "zlib"] = "none"
     """Telemetry payload compression (RFC 1950 zlib); announced per message by the MQTT 5
-    content type ``application/json+zlib`` and in ``meta``."""
+    content type ``application/json+zlib`` (``application/cbor+zlib``) and in ``meta``."""
+    telemetry_format: Literal["json", "cbor-c1"] = "json"
+    """Telemetry encoding on the wire: ``json`` (v1 JSON, the default) or ``cbor-c1``, the
+    compact CBOR encoding of :mod:`agent.wire_cbor` (about 7 bytes a value instead of 70),
+    announced in ``meta`` (``encoding.telemetry_format``); only for a platform that decodes it."""
     reconnect_spread_s: Annotated[float, Field(ge=0, le=600)] = 1.2
     """Full-jitter window of a reconnect once the broker answers again, s (agent.reconnect):
     a fleet of N gateways reconnects at about N / this per second after a broker restart."""

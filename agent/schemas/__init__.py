@@ -10,6 +10,8 @@ Message types (``v1/<type>.schema.json``) and the topic each one travels on, bel
                                               broker's Maximum Packet Size
     telemetry          telemetry              up: live batches (hist false)
     telemetry          telemetry/backfill     up: buffered batches (hist true)
+    telemetry-cbor     telemetry, …/backfill  the same batches in the compact CBOR encoding
+                                              ``cbor-c1`` (``uplink.telemetry_format``)
     event              event                  up: alarm, audit, data_loss, info
     command-request    cmd/req                down, never retained
     command-response   cmd/res                up: ack, then result (or cmd/res/..., the request's
@@ -42,12 +44,19 @@ MESSAGE_TYPES = (
     "status",
     "meta",
     "telemetry",
+    "telemetry-cbor",
     "event",
     "command-request",
     "command-response",
     "ingest",
 )
-"""Every message type with a schema (``common`` holds shared definitions only)."""
+"""Every message type with a schema (``common`` holds shared definitions only).
+``telemetry-cbor`` is the telemetry batch in the compact encoding ``cbor-c1``
+(:mod:`agent.wire_cbor`), on the telemetry topics; :func:`iter_errors` picks it for a message
+with ``enc``."""
+
+ENCODINGS = {"telemetry": ("telemetry", "telemetry-cbor")}
+"""Message type → the schemas its messages may have on the wire (the JSON one first)."""
 
 DOWN_TYPES = frozenset({"command-request", "ingest"})
 """Message types the platform sends to the gateway; all others are sent by the gateway."""
@@ -145,13 +154,16 @@ def iter_errors(topic_or_type: str, message: Any) -> list[jsonschema.ValidationE
     """Every way ``message`` breaks the contract of ``topic_or_type`` (empty when it holds).
 
     Beyond the schema, a topic fixes ``hist``: ``true`` on ``telemetry/backfill``, ``false`` on
-    live ``telemetry``.
+    live ``telemetry``. A telemetry message with ``enc`` (the CBOR map of a ``cbor-c1`` payload,
+    :func:`agent.wire_decode.load`) is checked against ``telemetry-cbor``.
     """
     from jsonschema import ValidationError
 
     kind = message_type(topic_or_type)
+    if kind == "telemetry" and isinstance(message, dict) and "enc" in message:
+        kind = "telemetry-cbor"
     errors = list(validator(kind).iter_errors(message))
-    if kind == "telemetry" and topic_or_type != kind and isinstance(message, dict):
+    if kind in ENCODINGS["telemetry"] and topic_or_type != kind and isinstance(message, dict):
         backfill = topic_or_type.endswith("telemetry/backfill")
         if "hist" in message and message["hist"] is not backfill:
             where = "telemetry/backfill" if backfill else "live telemetry"
