@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.benchmarks import alarms as alarms_bench
-from tests.benchmarks import broker_limits, config_load, latency, loads, rtu_bus
+from tests.benchmarks import broker_limits, config_load, latency, loads, rtu_bus, wire
 
 try:  # the buffer benchmarks of the other helper, when present
     from tests.benchmarks import buffer as buffer_bench  # type: ignore[attr-defined]
@@ -50,6 +50,12 @@ TARGETS: list[tuple[str, str, Callable[[float], bool]]] = [
     ("command_to_write_p99_ms", "< 50 ms", lambda v: v < 50),
     ("start_to_first_sample_s", "< 2 s", lambda v: v < 2),
     ("config_load_10k_points_s", "<= 1 s (issue 17)", lambda v: v <= 1),
+    ("wire_json_bytes_per_value", "(report; v1 JSON, 69.9 before)", lambda v: True),
+    ("wire_json_zlib_bytes_per_value", "(report; v1 JSON + zlib)", lambda v: True),
+    ("wire_cbor_bytes_per_value", "<= 12 B (issue 17, cbor)", lambda v: v <= 12),
+    ("wire_cbor_zlib_bytes_per_value", "<= 3 B (issue 17, cbor+zlib)", lambda v: v <= 3),
+    ("wire_noisy_cbor_bytes_per_value", "<= 12 B (noisy float32)", lambda v: v <= 12),
+    ("wire_noisy_cbor_zlib_bytes_per_value", "(report; noisy, + zlib)", lambda v: True),
     ("alarm_cpu_pct_of_core", "< 2 % (typical room budget)", lambda v: v < 2),
     ("alarm_cause_to_subscriber_p99_ms", "(report; 1 s poll)", lambda v: True),
     ("reconnect_p50_s", "<= 1 s (issue 12)", lambda v: v <= 1),
@@ -69,6 +75,7 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         ("broker", lambda: broker_limits.run(work / "broker", q)),
         ("pipeline", lambda: loads.pipeline(work / "pipeline", t)),
         ("typical", lambda: loads.typical(work / "typical", t)),
+        ("wire", lambda: wire.run(work / "wire", 5.0 if q else 15.0)),
         ("many", lambda: loads.many_devices(work / "many", t)),
         ("rtu", lambda: _rtu(work, 5.0 if q else 20.0)),
         ("buffer", lambda: _buffer(work / "buffer", t, q)),
@@ -134,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--only",
         nargs="*",
-        help="config broker pipeline typical many rtu buffer latency alarms soak",
+        help="config broker pipeline typical wire many rtu buffer latency alarms soak",
     )
     ap.add_argument("--soak-s", type=float, default=None, help="soak duration, s (600)")
     args = ap.parse_args(argv)
