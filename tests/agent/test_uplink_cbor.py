@@ -1,7 +1,8 @@
 """The uplink with ``telemetry_format: cbor-c1`` on a broker with a small Maximum Packet Size, in
 process, on a real Mosquitto and a real SQLite buffer: batches are sized by their encoded bytes,
 the split meta is the point table, every message carries the CBOR content type, and what the
-platform decodes is exactly the v1 JSON stream of the buffered samples."""
+platform decodes is exactly the v1 JSON stream of the buffered samples; against a broker that
+enforces Receive Maximum, the in-flight bound holds as with JSON."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
-from agent import contract, wire_cbor
+from agent import contract, wire_cbor, wire_decode
 from agent.core.model import Quality, Reading, Sample
 from agent.store import Poll
-from tests.agent.test_uplink_limits import POINTS, _drain, _uplink
+from tests.agent.test_uplink_limits import POINTS, _drain, _fill, _uplink
 from tests.procs import Mosquitto, Subscriber, wait_for
+from tests.strict_broker import StrictBroker
 
 LIMIT = 2048
 """The broker's max_packet_size, bytes."""
@@ -138,3 +140,35 @@ def test_cbor_batches_fit_the_packet_limit_and_decode_to_the_v1_stream(
     assert types and types <= allowed, types
     assert max(size for _, _, size in mqtt5.seen) <= LIMIT
     assert len(mqtt5.seen) > 1, "2,000 samples cannot fit one 2048-byte packet"
+
+
+def test_cbor_batches_keep_the_receive_maximum(tmp_path: Path) -> None:
+    """A broker that announces and enforces Receive Maximum 3 (DISCONNECT 0x93 beyond it): with
+    cbor-c1 too, never more than 3 publishes in flight, one session, and every buffered sample
+    decodes from what the broker got."""
+    strict = StrictBroker(enforce_receive_max=3, announce_receive_max=3, ack_delay_s=0.02).start()
+    try:
+
+        async def main() -> set[int]:
+            uplink, store = await _uplink(
+                tmp_path, strict.port, batch_max_samples=40, telemetry_format=wire_cbor.FORMAT
+            )
+            seqs = await _fill(store, 100)  # 4,000 samples: 100 messages
+            await _drain(uplink, store, 30)
+            return seqs
+
+        seqs = asyncio.run(main())
+        tables = wire_decode.PointTables()
+        got: set[int] = set()
+        for topic, payload in strict.published:
+            if topic.endswith("/meta"):
+                tables.feed_meta(json.loads(payload))
+            elif "/telemetry" in topic:
+                body = wire_decode.decode(payload, tables)
+                got.update(s[0] for series in body["series"].values() for s in series["s"])
+    finally:
+        strict.stop()
+    assert strict.disconnects == [], "the broker had to disconnect for Receive Maximum"
+    assert strict.max_inflight <= 3
+    assert strict.connects == 1
+    assert seqs <= got, f"{len(seqs - got)} samples never reached the broker"

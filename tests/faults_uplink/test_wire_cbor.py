@@ -91,7 +91,7 @@ def test_compact_telemetry_live_and_backfill_after_an_outage(
         sub.stop()
     sub.assert_valid()
     assert counts["lost"] == 0
-    hist_after = [b for t, b in sub.cbor if b["hist"] and b["seq"] + len(b["p"]) > before]
+    hist_after = [b for t, b in sub.cbor if b["hist"] and b["seq"] + len(b["x"]) > before]
     assert hist_after, "no backfill in cbor-c1 after the outage"
     assert _cbor(sub, live=True), "no live telemetry in cbor-c1"
     telemetry = [t for t, _, _ in sub.snapshot() if "/telemetry" in t]
