@@ -63,7 +63,8 @@ class UplinkSettings:
         compression: ``none`` or ``zlib`` (telemetry payloads over 256 bytes are deflated and
             sent with content type ``application/json+zlib`` or ``application/cbor+zlib``).
         telemetry_format: ``json`` (v1 JSON) or ``cbor-c1`` (:mod:`agent.wire_cbor`; its
-            point table is the meta as published on this connection).
+            point table is the meta as published on this connection; should that meta name a
+            point twice, telemetry goes as JSON, with an ERROR).
         status_interval_s: how often the retained ``online`` status is refreshed with health.
         reconnect_spread_s: full-jitter window of a reconnect once the broker answers again, s
             (:mod:`agent.reconnect`).
@@ -404,7 +405,11 @@ class Uplink:
         if self.settings.telemetry_format == wire_cbor.FORMAT:
             # the table is the meta as the platform gets it: points left out are sent by name
             published = [p for _, payload in parts for p in json.loads(payload)["points"]]
-            self._table = wire_cbor.PointTable.of(published)
+            try:
+                self._table = wire_cbor.PointTable.of(published)
+            except ValueError as exc:  # no index the platform could read unambiguously
+                log.error("uplink: telemetry sent as JSON, not %s: %s", wire_cbor.FORMAT, exc)
+                self._table = None
         ok = True
         for topic, payload in parts:
             ok = await self._publish_once(conn, "meta", topic, payload, retain=True) and ok

@@ -39,9 +39,10 @@ a float32 reading costs 5 bytes. Values follow v1's rules: NaN and ±∞ go as a
 **Point table.** The meta's ``points`` (joined in part order when split), as (name, unit)
 pairs; index i is the i-th point. Its id is the first 8 hex digits of SHA-256 over the compact
 JSON text of ``[[name, unit], …]`` (UTF-8, separators ``,`` and ``:``, non-ASCII not escaped;
-:func:`points_id`), so the platform matches a message to the meta it was encoded against.
-A point not in the table (e.g. buffered before a reload removed it) goes by name, its unit in
-``u``.
+:func:`points_id`), so the platform matches a message to the meta it was encoded against; it
+keeps the tables of earlier metas: a message queued before a new meta replaced the retained
+one names the old id. A point not in the table (e.g. buffered before a reload removed it) goes
+by name, its unit in ``u``.
 """
 
 from __future__ import annotations

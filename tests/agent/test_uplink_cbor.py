@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -172,3 +173,29 @@ def test_cbor_batches_keep_the_receive_maximum(tmp_path: Path) -> None:
     assert strict.max_inflight <= 3
     assert strict.connects == 1
     assert seqs <= got, f"{len(seqs - got)} samples never reached the broker"
+
+
+def test_a_meta_naming_a_point_twice_falls_back_to_json(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No index the platform could misread: should the meta ever name a point twice, the
+    session's telemetry goes as v1 JSON, and an ERROR says why."""
+    strict = StrictBroker().start()
+    try:
+
+        async def main() -> set[int]:
+            uplink, store = await _uplink(tmp_path, strict.port, telemetry_format=wire_cbor.FORMAT)
+            uplink.catalogue = [*uplink.catalogue, uplink.catalogue[0]]
+            seqs = await _fill(store, 5)
+            await _drain(uplink, store, 30)
+            return seqs
+
+        with caplog.at_level(logging.ERROR):
+            seqs = asyncio.run(main())
+    finally:
+        strict.stop()
+    telemetry = [p for t, p in strict.published if "/telemetry" in t]
+    assert telemetry and all(p[:1] == b"{" for p in telemetry)
+    got = {s[0] for p in telemetry for ser in json.loads(p)["series"].values() for s in ser["s"]}
+    assert seqs <= got
+    assert any("'p0' appears twice" in r.getMessage() for r in caplog.records)
