@@ -142,10 +142,12 @@ def to_v1(body: Mapping[str, Any], table: PointTable) -> dict[str, Any]:
     ds, dt = _sparse(body, "ds", n), _sparse(body, "dt", n)
     bad = {}
     for entry in body.get("q", []):
-        if not (isinstance(entry, list) and len(entry) == 3) or not 0 <= entry[0] < n:
+        if not (isinstance(entry, list) and len(entry) == 3 and _index(entry[0], 0, n)):
             raise DecodeError(f"cbor-c1: q entry {entry!r} is not [sample index, q, reason]")
         bad[entry[0]] = entry
     named = body.get("u", {})
+    if not isinstance(named, dict):
+        raise DecodeError(f"cbor-c1: u is {type(named).__name__}, expected a map")
     series: dict[str, dict[str, Any]] = {}
     for i, ref in enumerate(refs):
         if i:
@@ -178,7 +180,8 @@ def to_v1(body: Mapping[str, Any], table: PointTable) -> dict[str, Any]:
 def _sparse(body: Mapping[str, Any], key: str, n: int) -> dict[int, int]:
     out = {}
     for entry in body.get(key, []):
-        if not (isinstance(entry, list) and len(entry) == 2) or not 0 < entry[0] < n:
+        pair = isinstance(entry, list) and len(entry) == 2
+        if not (pair and _index(entry[0], 1, n) and _int(entry[1])):
             raise DecodeError(f"cbor-c1: {key} entry {entry!r} is not [sample index >= 1, delta]")
         out[entry[0]] = entry[1]
     return out
@@ -212,3 +215,12 @@ def _points(p: Any, size: int) -> list[int | str]:
             )
         out.extend(range(k, k + n))
     return out
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _index(v: Any, lo: int, n: int) -> bool:
+    """Whether ``v`` is an integer sample index in ``lo`` .. ``n - 1``."""
+    return _int(v) and lo <= v < n
