@@ -3,8 +3,11 @@
 Runs every benchmark against real processes on loopback (synthetic Modbus server, private
 Mosquitto, the agent as its own process), prints a table of figures against the targets of
 issue 6 and writes them as JSON (``--json``, default ``benchmarks.json``). ``--quick`` runs
-each benchmark briefly (under 3 minutes in all); the full run takes about 15 minutes, most of
-it the soak (``--soak-s``, default 600 s). Not part of the CI test run.
+each benchmark briefly (about 5 minutes in all); the full run takes about 20 minutes, most of
+it the soak (``--soak-s``, default 600 s) and the side-by-side with the ThingsBoard gateway
+(``peer``: root, and PyPI once for the peer's venv; see :mod:`tests.benchmarks.peer`). After the
+table of issue 6's targets comes the table of issue 17's figures (:mod:`tests.benchmarks.issue17`).
+Not part of the CI test run.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ try:  # the buffer benchmarks of the other helper, when present
 except ImportError:
     buffer_bench = None
 from tests.benchmarks import store_bench
+from tests.benchmarks.issue17 import table as issue17_table
+from tests.benchmarks.peer import __main__ as peer
 
 # (JSON key, target description, check) — the targets of issue 6.
 TARGETS: list[tuple[str, str, Callable[[float], bool]]] = [
@@ -81,6 +86,10 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         ("buffer", lambda: _buffer(work / "buffer", t, q)),
         ("latency", lambda: latency.run(work / "latency", 8.0 if q else 40.0, 8 if q else 25)),
         ("alarms", lambda: alarms_bench.run(work / "alarms", 10 if q else 40)),
+        (
+            "peer",
+            lambda: peer.figures(["--rounds", "2" if q else "3", "--seconds", str(max(t, 10.0))]),
+        ),
         (
             "soak",
             lambda: loads.soak(
@@ -151,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["total_s"] = round(time.monotonic() - t0, 1)
     figures["load_avg_end"] = round(os.getloadavg()[0], 2)
     print(table(figures))
+    print(issue17_table(figures))
     Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
     print(f"figures written to {args.json}")
     return 0
