@@ -119,11 +119,11 @@ def test_schedule_interleaves_subjects_round_by_round() -> None:
 
 def test_summarise_gives_medians_ranges_and_the_ratio_ours_over_peer() -> None:
     runs = [
-        Run("ours", 0, 10.0, 0.30, 10_000),  # 30 ms / 1000 values
-        Run("memory", 0, 10.0, 0.80, 10_000),  # 80
-        Run("ours", 1, 10.0, 0.20, 10_000),  # 20
-        Run("memory", 1, 10.0, 0.90, 9_000),  # 100
-        Run("ours", 2, 10.0, 0.25, 10_000),  # 25
+        Run("ours", 0, 10.0, 0.30, 10_000, 700_000),  # 30 ms / 1000 values, 70 B/value
+        Run("memory", 0, 10.0, 0.80, 10_000, 170_000),  # 80, 17 B/value
+        Run("ours", 1, 10.0, 0.20, 10_000, 690_000),  # 20
+        Run("memory", 1, 10.0, 0.90, 9_000, 171_000),  # 100, 19 B/value
+        Run("ours", 2, 10.0, 0.25, 10_000, 710_000),  # 25
         Run("memory", 2, 10.0, 0.0, 0),  # nothing delivered: no per-value figure
     ]
     s = cpu.summarise(runs, "ours")
@@ -136,6 +136,8 @@ def test_summarise_gives_medians_ranges_and_the_ratio_ours_over_peer() -> None:
     assert s["memory"]["values_per_s"] == pytest.approx(900.0)  # median of 1000, 900, 0
     assert s["memory"]["cpu_pct_of_core"] == pytest.approx(8.0)  # median of 8, 9, 0
     assert s["memory"]["ratio"] == pytest.approx(25.0 / 90.0)
+    assert s["memory"]["bytes_per_value"] == pytest.approx(18.0)  # median of 17 and 19
+    assert s["ours"]["bytes_per_value"] == pytest.approx(70.0)  # median of 70, 69 and 71
     assert s["ours"]["ratio"] == pytest.approx(1.0)
     flat = cpu.flat(s, "ours")
     assert flat["peer_ratio_ours_memory"] == pytest.approx(0.278)
@@ -179,10 +181,9 @@ def test_issue17_table_says_not_measured_and_prefers_the_builders_key() -> None:
     lines = dict(zip((r[0].strip() for r in issue17.ROWS), text.splitlines()[2:], strict=True))
     cpu_row = lines["CPU per 1000 points, 100 float32 / 100 ms, ms"]
     assert "31.000" in cpu_row and " NO " in cpu_row and "(peer_ours_cpu_ms_per_1000)" in cpu_row
-    assert "NO" in lines["ours / peer memory"]
+    assert "NO" in lines["ours / peer memory (same run)"]
     assert "not measured" in lines["marginal CPU per sample, us"]
     assert "not measured" in lines["config load + check, 10k points, s"]
-    text = issue17.table(
-        {"cpu_ms_per_1000_points_100pt_100ms": 7.5, "peer_ours_cpu_ms_per_1000": 31}
-    )
-    assert "7.500  <= 8               yes (cpu_ms_per_1000_points_100pt_100ms)" in text
+    text = issue17.table({"cpu_ms_per_1000_points": 7.5, "peer_ours_cpu_ms_per_1000": 31})
+    assert "7.500  <= 8" in text and "yes (cpu_ms_per_1000_points)" in text
+    assert "31.000" not in text

@@ -106,14 +106,14 @@ def inside(args: argparse.Namespace) -> dict[str, Any]:
             args.workdir or Path(tmp), python, args.rounds, args.seconds, args.warmup, args.storage
         )
     summary = summarise(runs, OURS)
-    print("\nsubject  CPU ms/1000 values (median, range)  values/s  % core  ours/subject")
+    print("\nsubject  CPU ms/1000 values, median (range)  values/s  % core  B/value  ours/subject")
     for subject, f in summary.items():
-        mid, lo, hi = f["cpu_ms_per_1000"], f["cpu_ms_per_1000_min"], f["cpu_ms_per_1000_max"]
-        ratio = f["ratio"]
+        n = {k: float("nan") if v is None else v for k, v in f.items()}
+        cpu = f"{n['cpu_ms_per_1000']:8.1f} ({n['cpu_ms_per_1000_min']:.1f}-"
+        cpu += f"{n['cpu_ms_per_1000_max']:.1f})"
         print(
-            f"{subject:8} {mid or float('nan'):8.1f} ({lo or float('nan'):.1f}–"
-            f"{hi or float('nan'):.1f}){'':14} {f['values_per_s'] or 0:8.1f} "
-            f"{f['cpu_pct_of_core'] or 0:6.1f}  {ratio if ratio is not None else float('nan'):.3f}"
+            f"{subject:8} {cpu:33} {n['values_per_s']:8.1f} {n['cpu_pct_of_core']:7.1f} "
+            f"{n['bytes_per_value']:8.1f}  {n['ratio']:.3f}"
         )
     figures: dict[str, Any] = flat(summary, OURS)
     figures["peer_runs"] = [vars(r) | {"cpu_ms_per_1000": r.cpu_ms_per_1000} for r in runs]

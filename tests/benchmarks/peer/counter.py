@@ -52,6 +52,7 @@ class Counter:
         self.host, self.port = host, port
         self.errors: list[str] = []
         self._values = 0
+        self._bytes = 0
         self.last: dict[str, Any] = {}
         """Latest value per point (ours: ``f.7``) or key (the peer: ``f7``)."""
         self._lock = threading.Lock()
@@ -66,6 +67,12 @@ class Counter:
         with self._lock:
             return self._values
 
+    @property
+    def payload_bytes(self) -> int:
+        """MQTT payload bytes of the telemetry messages counted (as sent: compressed if so)."""
+        with self._lock:
+            return self._bytes
+
     def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
         try:
             n = count_values(msg.topic, msg.payload, self.last)
@@ -74,6 +81,7 @@ class Counter:
             return
         with self._lock:
             self._values += n
+            self._bytes += len(msg.payload) if n else 0
 
     def start(self) -> Counter:
         self.client.connect(self.host, self.port, keepalive=10)

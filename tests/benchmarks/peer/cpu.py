@@ -98,11 +98,17 @@ class Run:
     seconds: float
     cpu_s: float
     values: int
+    payload_bytes: int = 0
 
     @property
     def cpu_ms_per_1000(self) -> float | None:
         """CPU milliseconds per 1000 values delivered (``None`` when none arrived)."""
         return 1e6 * self.cpu_s / self.values if self.values else None
+
+    @property
+    def bytes_per_value(self) -> float | None:
+        """MQTT payload bytes per value delivered (``None`` when none arrived)."""
+        return self.payload_bytes / self.values if self.values else None
 
     @property
     def values_per_s(self) -> float:
@@ -114,7 +120,8 @@ class Run:
 
 
 def summarise(runs: Sequence[Run], ours: str) -> dict[str, dict[str, float | None]]:
-    """Per subject: median, min and max of CPU ms per 1000 values, median values/s and %core,
+    """Per subject: median, min and max of CPU ms per 1000 values, median values/s, % of a core
+    and payload bytes per value,
     and ``ratio`` = ours' median / that subject's median (``None`` where undefined)."""
     by: dict[str, list[Run]] = {}
     for r in runs:
@@ -122,12 +129,14 @@ def summarise(runs: Sequence[Run], ours: str) -> dict[str, dict[str, float | Non
     out: dict[str, dict[str, float | None]] = {}
     for subject, rs in by.items():
         per = [x for x in (r.cpu_ms_per_1000 for r in rs) if x is not None]
+        wire = [x for x in (r.bytes_per_value for r in rs) if x is not None]
         out[subject] = {
             "cpu_ms_per_1000": statistics.median(per) if per else None,
             "cpu_ms_per_1000_min": min(per) if per else None,
             "cpu_ms_per_1000_max": max(per) if per else None,
             "values_per_s": statistics.median(r.values_per_s for r in rs),
             "cpu_pct_of_core": statistics.median(r.cpu_pct_of_core for r in rs),
+            "bytes_per_value": statistics.median(wire) if wire else None,
             "runs": float(len(rs)),
         }
     base = out.get(ours, {}).get("cpu_ms_per_1000")

@@ -77,10 +77,10 @@ def measure_one(
 
     wait_for(flowing, 60, f"the first values of {subject}", step_s=0.1)
     time.sleep(warmup_s)
-    c0, v0, t0 = tree_cpu_s(start.pid), counter.values, time.monotonic()
+    c0, v0, b0, t0 = tree_cpu_s(start.pid), counter.values, counter.payload_bytes, time.monotonic()
     time.sleep(seconds)
-    c1, v1, t1 = tree_cpu_s(start.pid), counter.values, time.monotonic()
-    return Run(subject, rnd, t1 - t0, c1 - c0, v1 - v0)
+    c1, v1, b1, t1 = tree_cpu_s(start.pid), counter.values, counter.payload_bytes, time.monotonic()
+    return Run(subject, rnd, t1 - t0, c1 - c0, v1 - v0, b1 - b0)
 
 
 def side_by_side(
@@ -121,7 +121,8 @@ def side_by_side(
                     print(
                         f"   round {rnd} {subject:7} {r.cpu_ms_per_1000 or float('nan'):7.1f} ms "
                         f"CPU/1000 values, {r.values_per_s:7.1f} values/s, "
-                        f"{r.cpu_pct_of_core:5.1f} % of a core",
+                        f"{r.cpu_pct_of_core:5.1f} % of a core, "
+                        f"{r.bytes_per_value or float('nan'):5.1f} payload bytes/value",
                         flush=True,
                     )
                     if subject != OURS:
