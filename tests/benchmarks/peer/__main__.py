@@ -118,6 +118,8 @@ def inside(args: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = flat(summary, OURS)
     figures["peer_runs"] = [vars(r) | {"cpu_ms_per_1000": r.cpu_ms_per_1000} for r in runs]
     figures["peer_interfaces"] = nets
+    figures["peer_load_avg"] = round(os.getloadavg()[0], 2)
+    print(f"load average at the end: {figures['peer_load_avg']}")
     return figures
 
 
