@@ -51,13 +51,13 @@ def table(figures: Mapping[str, Any], rows: Sequence[Row] = ROWS) -> str:
     """One line per figure: its value (and the key it came from), the goal, and whether it is
     met ("-" for a figure only reported); "not measured" where no key of the row holds a
     number."""
-    lines = ["issue 17 figures:", f"  {'figure':44} {'value':>12}  {'goal':21} ok  (key)"]
+    lines = ["issue 17 figures:", f"  {'figure':46} {'value':>12}  {'goal':21} ok  (key)"]
     for label, keys, goal, ok in rows:
         key = next((k for k in keys if isinstance(figures.get(k), int | float)), None)
         if key is None:
-            lines.append(f"  {label:44} {'not measured':>12}  {goal:21} -")
+            lines.append(f"  {label:46} {'not measured':>12}  {goal:21} -")
             continue
         v = float(figures[key])
         mark = "-  " if goal.startswith("(report") else "yes" if ok(v) else "NO "
-        lines.append(f"  {label:44} {v:12.3f}  {goal:21} {mark} ({key})")
+        lines.append(f"  {label:46} {v:12.3f}  {goal:21} {mark} ({key})")
     return "\n".join(lines)
