@@ -1,7 +1,7 @@
 """Command line: ``hil-sim run`` plays the pump room behind real Modbus/OPC UA servers.
 
-The click group :func:`main` is the console script ``hil-sim``; other subcommands (``demo``) are
-added to the same group.
+The click group :func:`main` is the console script ``hil-sim``; other subcommands (``demo``,
+``fleet``: :mod:`hil_sim.fleet`) are added to the same group.
 """
 
 from __future__ import annotations
@@ -133,6 +133,79 @@ def demo(seconds: float | None) -> None:
     from hil_sim.demo import run_demo
 
     sys.exit(run_demo(seconds))
+
+
+@main.command()
+@click.option("--rooms", required=True, type=click.IntRange(1, 5000), help="Number of rooms.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the rooms' draws.")
+@click.option(
+    "--out",
+    default="hil-fleet",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for room-NNN/agent.yaml and fleet.json.",
+)
+@click.option(
+    "--base-port",
+    default=16000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Room i's Modbus TCP port is P+i-1 (OPC UA: P+1000+i-1); 0: free ports.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address.")
+@click.option("--rtu", is_flag=True, help="RS-485 units on a pty per room, not behind the gateway.")
+@click.option("--opcua", is_flag=True, help="One OPC UA server per room (heavy).")
+@click.option("--site-prefix", default="fleet", show_default=True, help="Sites PREFIX-001...")
+@click.option("--broker", default="mqtt://127.0.0.1:1883", show_default=True, help="For configs.")
+@click.option(
+    "--status-base-port",
+    default=18080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Agent i's status page port is S+i-1; 0: status pages off.",
+)
+@click.option("--start-time", default="10:00", show_default=True, help="Plant time of day, HH:MM.")
+def fleet(
+    rooms: int,
+    seed: int,
+    out: str,
+    base_port: int,
+    host: str,
+    rtu: bool,
+    opcua: bool,
+    site_prefix: str,
+    broker: str,
+    status_base_port: int,
+    start_time: str,
+) -> None:
+    """Run N pump rooms (plants and device servers) and write one agent config per room."""
+    from pathlib import Path
+
+    from hil_sim.fleet import FleetOptions, serve
+
+    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        hh, mm = start_time.split(":")
+        start_tod = int(hh) * 3600.0 + int(mm) * 60.0
+    except ValueError:
+        raise click.BadParameter("expected HH:MM", param_hint="--start-time") from None
+    options = FleetOptions(
+        rooms=rooms,
+        seed=seed,
+        base_port=base_port,
+        host=host,
+        rtu_dir=Path(out).resolve() if rtu else None,
+        opcua=opcua,
+        out=Path(out),
+        site_prefix=site_prefix,
+        broker=broker,
+        status_base_port=status_base_port or None,
+        start_time_of_day_s=start_tod,
+    )
+    try:
+        asyncio.run(serve(options, _say))
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"fleet: {exc}") from exc
 
 
 async def _run(options: SimOptions) -> None:
