@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from hil_sim.devices.acs580 import Acs580
@@ -28,6 +29,7 @@ from hil_sim.hydraulics import M_PER_MPA, PressureDrivenDemand, Riser
 from hil_sim.modbus.counters import RequestCounters
 from hil_sim.modbus.faults import Faults
 from hil_sim.modbus.rtu import ModbusRtuServer
+from hil_sim.modbus.slave import Slave
 from hil_sim.modbus.tcp import ModbusTcpServer
 from hil_sim.plant import PUMP_OFF, Plant, PlantParams
 from hil_sim.sim import ServedDevice
@@ -126,6 +128,40 @@ def room_specs(rooms: int, seed: int) -> list[RoomSpec]:
     return specs
 
 
+class LazyUnits(Mapping[int, Slave]):
+    """Unit id → register bank for a server, re-serving a device from the plant only when a
+    request asks for it after the plant moved (:meth:`mark_stale`), not on every tick.
+
+    The values served are the same (the plant's state at its latest tick); a room nobody polls
+    costs only its plant step. Devices that integrate time in ``update()`` (the ACS580's ramp)
+    must be updated every tick by their owner instead, and are not given here.
+    """
+
+    def __init__(self, devices: Iterable[ServedDevice]) -> None:
+        self._devices = {d.unit_id: d for d in devices}
+        self._stale: set[int] = set()
+
+    def mark_stale(self) -> None:
+        """The plant moved: re-serve each device at its next request."""
+        self._stale.update(self._devices)
+
+    def __getitem__(self, unit_id: int) -> Slave:
+        device = self._devices[unit_id]
+        if unit_id in self._stale:
+            self._stale.discard(unit_id)
+            device.update()
+        return device.bank
+
+    def __contains__(self, unit_id: object) -> bool:
+        return unit_id in self._devices  # without updating the device
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._devices)
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+
 class FleetRoom:
     """One room of the fleet: plant, devices and servers (see the module docstring).
 
@@ -159,7 +195,9 @@ class FleetRoom:
         for pump in range(spec.pumps_in_service, len(self.plant.pumps)):
             self.plant.set_pump_mode(pump, PUMP_OFF)
         pl = self.plant
-        self.tcp_devices: list[ServedDevice] = [Cabinet(pl), FlowMeter(pl), Acs580(pl), Cl500(pl)]
+        self.circ_drive = Acs580(pl)  # its update() integrates its ramp: every tick
+        self.tcp_devices: list[ServedDevice] = [Cabinet(pl), FlowMeter(pl), self.circ_drive]
+        self.tcp_devices.append(Cl500(pl))
         self.rtu_devices: list[ServedDevice] = [Vfd(pl, n) for n in (1, 2, 3)]
         self.rtu_devices += [PressureTransmitter(pl, w) for w in ("p_in", "p_out")]
         self.counters = RequestCounters()
@@ -167,6 +205,9 @@ class FleetRoom:
         self.opcua = OpcUaFacade(pl, host, opcua_port) if opcua_port is not None else None
         self.tcp_server: ModbusTcpServer | None = None
         self.rtu_server: ModbusRtuServer | None = None
+        lazy = [d for d in self.tcp_devices if d is not self.circ_drive]
+        self.tcp_units = LazyUnits(lazy)
+        self.rtu_units = LazyUnits(self.rtu_devices)
         self.refresh()
 
     @property
@@ -181,10 +222,12 @@ class FleetRoom:
 
     async def start(self) -> None:
         """Start the room's servers. Raises OSError naming the room and the port or link."""
-        units = {d.unit_id: d.bank for d in self.tcp_devices}
-        rtu_units = {d.unit_id: d.bank for d in self.rtu_devices}
-        if self.rtu_link is None:
-            units |= rtu_units  # behind the room's RS-485-to-TCP gateway
+        units: Mapping[int, Slave] = _Chain(
+            {self.circ_drive.unit_id: self.circ_drive.bank},
+            self.tcp_units,
+            self.rtu_units if self.rtu_link is None else {},  # behind the room's gateway
+        )
+        rtu_units = self.rtu_units
         try:
             server = ModbusTcpServer(self.host, self._tcp_port, units, self.faults, self.counters)
             await server.start()
@@ -214,17 +257,39 @@ class FleetRoom:
             self.tcp_server = None
 
     def advance(self, dt_s: float, max_step_s: float) -> None:
-        """Advance the plant ``dt_s`` in sub-steps of at most ``max_step_s`` and re-serve."""
+        """Advance the plant ``dt_s`` in sub-steps of at most ``max_step_s``; the devices are
+        re-served when next asked (:class:`LazyUnits`), the ACS580 at once."""
         remaining = dt_s
         while remaining > 1e-9:
             step = min(max_step_s, remaining)
             self.plant.step(step)
             remaining -= step
-        self.refresh()
+        self.circ_drive.update()
+        self.tcp_units.mark_stale()
+        self.rtu_units.mark_stale()
 
     def refresh(self) -> None:
-        """Re-serve every Modbus device from the plant."""
+        """Re-serve every Modbus device from the plant now."""
         for dev in self.tcp_devices:
             dev.update()
         for dev in self.rtu_devices:
             dev.update()
+
+
+class _Chain(Mapping[int, Slave]):
+    """Several unit maps seen as one (the first that has the unit answers)."""
+
+    def __init__(self, *maps: Mapping[int, Slave]) -> None:
+        self._maps = maps
+
+    def __getitem__(self, unit_id: int) -> Slave:
+        for m in self._maps:
+            if unit_id in m:
+                return m[unit_id]
+        raise KeyError(unit_id)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter({u for m in self._maps for u in m})
+
+    def __len__(self) -> int:
+        return len({u for m in self._maps for u in m})
