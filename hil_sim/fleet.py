@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import signal
 import time
 from collections.abc import Callable
@@ -32,6 +33,9 @@ OPCUA_OFFSET = 1000
 """Room *i*'s OPC UA port is ``base_port + OPCUA_OFFSET + i − 1``."""
 YIELD_EVERY = 4
 """Rooms stepped between two yields to the servers."""
+FILES_PER_ROOM = 4
+"""File descriptors a room needs: its listening socket, an agent's connection, a spare (and a
+pty pair with ``--rtu``)."""
 
 
 @dataclass
@@ -218,11 +222,23 @@ class Fleet:
             await room.stop()
 
 
+def _enough_files(needed: int) -> None:
+    """Raise the soft limit of open files to ``needed`` (up to the hard limit, as any process
+    may). Raises ValueError when the hard limit is lower."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed or soft == resource.RLIM_INFINITY:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise ValueError(f"{needed} open files needed, the hard limit is {hard} (ulimit -Hn)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
 async def serve(options: FleetOptions, announce: Callable[[str], None] = print) -> None:
     """Run a fleet until SIGTERM or SIGINT (Ctrl-C), then stop every room cleanly.
 
     Raises ValueError on impossible options, OSError when a room cannot start."""
     fleet = Fleet(options, announce)
+    _enough_files(options.rooms * FILES_PER_ROOM + 64)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, fleet.request_stop)
