@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
 from hil_sim.fleet import Fleet, FleetOptions
 from hil_sim.fleet_config import load_example, room_config, write_fleet_configs
@@ -137,4 +137,25 @@ async def test_a_room_serves_the_plant_as_of_its_latest_tick() -> None:
         assert rr.registers == [45]
     finally:
         client.close()
+        await room.stop()
+
+
+async def test_with_rtu_the_rs485_units_answer_on_the_room_pty_only(tmp_path: Path) -> None:
+    link = tmp_path / "room-001" / "ttyRTU0"
+    room = FleetRoom(room_specs(1, 4)[0], "127.0.0.1", 0, 10 * 3600.0, rtu_link=str(link))
+    await room.start()
+    tcp = AsyncModbusTcpClient("127.0.0.1", port=room.tcp_port, timeout=2, retries=0)
+    rtu = AsyncModbusSerialClient(str(link), baudrate=19200, parity="N", timeout=2, retries=0)
+    try:
+        assert await tcp.connect() and await rtu.connect()
+        room.advance(1.0, 0.1)
+        rr = await rtu.read_holding_registers(4, count=1, device_id=22)  # outlet transmitter
+        assert not rr.isError(), rr
+        assert rr.registers[0] * 1e-4 == pytest.approx(room.plant.p_out_tx, abs=1e-4)
+        rr = await tcp.read_holding_registers(4, count=1, device_id=22)
+        assert rr.isError() and rr.exception_code == 0x0B  # not behind the TCP gateway now
+        assert not (await tcp.read_holding_registers(67, count=1, device_id=1)).isError()
+    finally:
+        tcp.close()
+        rtu.close()
         await room.stop()
