@@ -88,7 +88,7 @@ def _set(sim: Simulator, name: str, value: Any) -> None:
     elif name == "chlorine_in_mg_l":
         pl.quality.chlorine_in_mg_l = _num(value, name)
     elif name == "analyser_status":
-        sim.opcua_status = int(_num(value, name))
+        sim.opcua.analyser_status = int(_num(value, name))
     elif name == "watchdog_timeout_s":
         pl.watchdog_timeout_s = _num(value, name)
     elif name == "watchdog_action":

@@ -195,3 +195,14 @@ def test_shipped_example_scenario_is_valid() -> None:
     path = Path(__file__).resolve().parents[2] / "hil_sim" / "scenarios" / "example.yaml"
     actions = load_scenario(path)
     assert len(actions) == 11 and actions[0].command["cmd"] == "set"
+
+
+def test_the_analyser_status_command_reaches_the_opcua_server() -> None:
+    """Fix: ``set analyser_status`` set an attribute nobody served (sim.opcua_status); the OPC UA
+    facade serves ``opcua.analyser_status``."""
+    from hil_sim import commands
+    from hil_sim.sim import SimOptions
+
+    sim = Simulator(SimOptions(rtu_link=None, control_port=None), announce=lambda line: None)
+    assert commands.execute(sim, {"cmd": "set", "name": "analyser_status", "value": 4})["ok"]
+    assert sim.opcua.analyser_status == 4
