@@ -7,6 +7,8 @@
   pressure transmitters) and the OPC UA analyser/room server.
 * :mod:`hil_sim.modbus` — the Modbus TCP/RTU slave stack the devices are served by.
 * :mod:`hil_sim.sim` — the running simulator; :mod:`hil_sim.commands` the control-port commands;
-  :mod:`hil_sim.scenario` scripted faults; :mod:`hil_sim.configgen` the matching agent config;
+  :mod:`hil_sim.scenario` scenario files (played by :mod:`hil_sim.scenario_run`), with the
+  fault catalogue :mod:`hil_sim.faults` (hil_sim/README.md); :mod:`hil_sim.configgen` the
+  matching agent config;
   :mod:`hil_sim.cli` the ``hil-sim`` command. ``hil_sim`` never imports ``agent``.
 """

@@ -14,7 +14,7 @@ import time
 
 import click
 
-from hil_sim.scenario import load_scenario
+from hil_sim.scenario import ScenarioError, load_scenario
 from hil_sim.sim import SimOptions, Simulator
 
 
@@ -45,14 +45,24 @@ def main() -> None:
 )
 @click.option("--control-port", default=15080, show_default=True, type=int)
 @click.option("--truth", "truth_path", type=click.Path(dir_okay=False), help="JSON-lines file.")
-@click.option("--scenario", "scenario_path", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--scenario",
+    "scenario_path",
+    help="Scenario file, or the name of a shipped one (hil_sim/scenarios/NAME.yaml); its "
+    "speed, seed and start_time apply unless given here.",
+)
 @click.option(
     "--test-types",
     is_flag=True,
     help="Also serve the raw-value test bench (Modbus TCP unit 99, OPC UA Types.*); tests only.",
 )
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(0.01, 1000.0))
+@click.option("--seed", default=None, type=int, help="[default: scenario's, else 0]")
+@click.option(
+    "--speed",
+    default=None,
+    type=click.FloatRange(0.01, 1000.0),
+    help="[default: scenario's, else 1]",
+)
 @click.option(
     "--step", "step_s", default=0.05, show_default=True, type=click.FloatRange(0.005, 1.0)
 )
@@ -77,8 +87,8 @@ def run(
     truth_path: str | None,
     scenario_path: str | None,
     test_types: bool,
-    seed: int,
-    speed: float,
+    seed: int | None,
+    speed: float | None,
     step_s: float,
     start_time: str | None,
     log_level: str,
@@ -88,10 +98,12 @@ def run(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        scenario = load_scenario(scenario_path) if scenario_path else []
-    except (OSError, ValueError) as exc:
+        scenario = load_scenario(scenario_path) if scenario_path else None
+    except (OSError, ScenarioError) as exc:
         raise click.ClickException(f"scenario: {exc}") from exc
-    if start_time is None:
+    if start_time is None and scenario is not None and scenario.start_time_s is not None:
+        start_tod = scenario.start_time_s
+    elif start_time is None:
         now = time.localtime()
         start_tod = now.tm_hour * 3600.0 + now.tm_min * 60.0 + now.tm_sec
     else:
@@ -109,14 +121,16 @@ def run(
         control_port=control_port,
         truth_path=truth_path,
         scenario=scenario,
-        seed=seed,
-        speed=speed,
+        seed=seed if seed is not None else (scenario and scenario.seed) or 0,
+        speed=speed if speed is not None else (scenario and scenario.speed) or 1.0,
         step_s=step_s,
         start_time_of_day_s=start_tod,
         test_types=test_types,
     )
     try:
         asyncio.run(_run(options))
+    except ScenarioError as exc:
+        raise click.ClickException(f"scenario: {exc}") from exc
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from exc
 

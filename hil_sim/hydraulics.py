@@ -226,13 +226,14 @@ The instantaneous peaks on top of this hourly mean come from the pulse draws
 """
 
 
-def diurnal_factor(time_of_day_s: float) -> float:
+def diurnal_factor(time_of_day_s: float, pattern: tuple[float, ...] = DIURNAL_PATTERN) -> float:
     """Multiplier of the average-day flow at ``time_of_day_s`` (seconds since local midnight),
-    linearly interpolated between the hourly values of :data:`DIURNAL_PATTERN`."""
+    linearly interpolated between the 24 hourly values of ``pattern`` (default
+    :data:`DIURNAL_PATTERN`; a scenario may give its own)."""
     h = (time_of_day_s / 3600.0) % 24.0
     i = int(h)
     frac = h - i
-    return DIURNAL_PATTERN[i] * (1.0 - frac) + DIURNAL_PATTERN[(i + 1) % 24] * frac
+    return pattern[i] * (1.0 - frac) + pattern[(i + 1) % 24] * frac
 
 
 def average_flow_m3h(households: int, persons: float, quota_l_per_day: float) -> float:

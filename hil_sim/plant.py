@@ -22,6 +22,7 @@ from hil_sim.controller import CabinetController, ControllerParams
 from hil_sim.drive import Drive, WatchdogAction
 from hil_sim.environment import PulseDemand, Room, WaterQuality
 from hil_sim.hydraulics import (
+    DIURNAL_PATTERN,
     M_PER_MPA,
     DiaphragmTank,
     PressureDrivenDemand,
@@ -66,6 +67,10 @@ class PlantParams:
         start_time_of_day_s: local time of day at plant time 0, s since midnight.
         p_noise_mpa, flow_noise_frac: standard deviation of sensor noise.
         controller: cabinet controller tuning.
+        pattern: 24 hourly factors of the average-day flow (default
+            :data:`~hil_sim.hydraulics.DIURNAL_PATTERN`, domain.md §5.2).
+        random_draws: False replaces the Poisson draws by their mean (a smooth, repeatable
+            demand for scenarios that test control, not statistics).
     """
 
     n_pumps: int = 3
@@ -89,6 +94,8 @@ class PlantParams:
     p_noise_mpa: float = 0.0005
     flow_noise_frac: float = 0.003
     controller: ControllerParams = field(default_factory=ControllerParams)
+    pattern: tuple[float, ...] = DIURNAL_PATTERN
+    random_draws: bool = True
 
 
 @dataclass
@@ -149,6 +156,8 @@ class Plant:
         self.pt_out_fault = "none"
         self.blip_until_s = 0.0
         """A supply blip lasts until this plant time (:meth:`power_blip`)."""
+        self.bypass_factor = 1.0
+        """Opening of the mains bypass check valve, 0–1 (0: stuck closed, a scenario fault)."""
         self._tod_s = p.start_time_of_day_s
         self.pumps = [PumpState() for _ in range(p.n_pumps)]
         self.controller = CabinetController(p.n_pumps, p.controller, p.curve)
@@ -310,7 +319,7 @@ class Plant:
             mains_pressure_mpa(tod, p.mains_mean_mpa, p.mains_swing_mpa) - self.suction_dip_mpa,
             -0.05,
         )
-        factor = diurnal_factor(tod)
+        factor = diurnal_factor(tod, p.pattern)
         mean = average_flow_m3h(p.households, p.persons, p.quota_l_per_day) * factor
         surge = p.peak_surge * min(max((factor - 1.0) / 1.5, 0.0), 1.0)
         self.demand.duration_scale = draw_duration_scale(
@@ -320,7 +329,10 @@ class Plant:
         # a compressed day shortens the draws and shows the profile, not the instants: the
         # surge fades with the draws' duration scale (1 in real time)
         surge *= self.demand.duration_scale
-        self.required_m3h = self.demand.step(self.t_s, draws, self.rng, surge)
+        if p.random_draws:
+            self.required_m3h = self.demand.step(self.t_s, draws, self.rng, surge)
+        else:
+            self.required_m3h = self.demand.leak_m3h + draws
 
         # Dry-run protection (device-side, §2): stop everything while suction is lost.
         self._dry_timer = self._dry_timer + dt_s if self.p_in < p.dry_run_mpa else 0.0
@@ -380,7 +392,7 @@ class Plant:
         for pump in self.pumps:
             q += prm.curve.flow_m3h(head, pump.drive.speed_hz / pump.drive.f_max_hz)
         if self.p_in > p_out:
-            q += prm.bypass_m3h_per_sqrt_mpa * math.sqrt(self.p_in - p_out)
+            q += self.bypass_factor * prm.bypass_m3h_per_sqrt_mpa * math.sqrt(self.p_in - p_out)
         return q - prm.pdd.delivered_m3h(self.required_m3h, p_out)
 
     def _solve_header(self, dt_s: float) -> None:
@@ -415,7 +427,7 @@ class Plant:
             if pump.drive.f_out_hz > 0.0:
                 pump.run_s += dt_s
         self.bypass_m3h = (
-            prm.bypass_m3h_per_sqrt_mpa * math.sqrt(self.p_in - self.p_out)
+            self.bypass_factor * prm.bypass_m3h_per_sqrt_mpa * math.sqrt(self.p_in - self.p_out)
             if self.p_in > self.p_out
             else 0.0
         )

@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 from hil_sim import commands
@@ -40,7 +40,8 @@ from hil_sim.modbus.rtu import ModbusRtuServer
 from hil_sim.modbus.slave import Slave
 from hil_sim.modbus.tcp import ModbusTcpServer
 from hil_sim.plant import Plant, PlantParams
-from hil_sim.scenario import Action
+from hil_sim.scenario import Scenario
+from hil_sim.scenario_run import ScenarioRunner, plant_params
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,9 @@ class SimOptions:
     rtu_link: str | None = "/tmp/pumproom-hil/ttyRTU0"
     control_port: int | None = 15080
     truth_path: str | None = None
-    scenario: list[Action] = field(default_factory=list)
+    scenario: Scenario | None = None
+    """A scenario to play (:mod:`hil_sim.scenario`); its ``start_time`` applies when
+    ``start_time_of_day_s`` is None (see :meth:`for_scenario` for its speed and seed)."""
     seed: int = 0
     speed: float = 1.0
     step_s: float = 0.05
@@ -78,6 +81,15 @@ class SimOptions:
     rtu_parity: str = "N"
     test_types: bool = False
     """Serve the raw-value test bench too (:mod:`hil_sim.devices.testbench`); tests only."""
+
+    @classmethod
+    def for_scenario(cls, scenario: Scenario, **overrides: Any) -> SimOptions:
+        """Options playing ``scenario`` with its ``speed``, ``seed`` and ``start_time`` (where
+        given); ``overrides`` (any field) win over them."""
+        given = {"speed": scenario.speed, "seed": scenario.seed,
+                 "start_time_of_day_s": scenario.start_time_s}  # fmt: skip
+        fields = {k: v for k, v in given.items() if v is not None}
+        return cls(**{**fields, "scenario": scenario, **overrides})
 
 
 class Simulator:
@@ -92,13 +104,19 @@ class Simulator:
     def __init__(self, options: SimOptions, announce: Callable[[str], None] = print) -> None:
         self.options = options
         self.announce = announce
-        params = PlantParams()
-        if options.start_time_of_day_s is not None:
-            params = PlantParams(start_time_of_day_s=options.start_time_of_day_s)
+        scenario = options.scenario
+        start_tod = options.start_time_of_day_s
+        if start_tod is None and scenario is not None:
+            start_tod = scenario.start_time_s
+        if scenario is not None:
+            params = plant_params(scenario, start_tod)
+        else:
+            params = (
+                PlantParams() if start_tod is None else PlantParams(start_time_of_day_s=start_tod)
+            )
         self.plant = Plant(params, seed=options.seed)
         self.speed = options.speed
         self.frozen = False
-        self.opcua_status = 1
         self.cabinet = Cabinet(self.plant)
         self.flowmeter = FlowMeter(self.plant)
         self.circ_drive = Acs580(self.plant)
@@ -125,9 +143,14 @@ class Simulator:
         self.control_server: asyncio.Server | None = None
         self._control_tasks: set[asyncio.Task] = set()
         self._stop = asyncio.Event()
-        self._pending = sorted(options.scenario, key=lambda a: a.at_s)
         self._truth_file: IO[str] | None = None
         self._last_truth: dict[str, Any] = {}
+        self.event_log: list[tuple[int, float, str, dict[str, Any]]] = []
+        """Scenario events that fired, failed or ended: ``(wall_ms, plant_s, name,
+        description)``, appended by :meth:`note_event`; the ground-truth recorder drains it."""
+        self.runner = (
+            None if scenario is None else ScenarioRunner(self, scenario, seed=options.seed)
+        )
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -245,7 +268,8 @@ class Simulator:
                 dt = min(step, remaining)
                 self.plant.step(dt)
                 remaining -= dt
-            self._run_scenario()
+            if self.runner is not None:
+                self.runner.step()
             self.refresh()
 
     def refresh(self) -> None:
@@ -298,14 +322,10 @@ class Simulator:
             self._truth_file.flush()
         self._last_truth = values
 
-    def _run_scenario(self) -> None:
-        while self._pending and self._pending[0].at_s <= self.plant.t_s:
-            action = self._pending.pop(0)
-            try:
-                commands.execute(self, action.command)
-                log.info("scenario t=%.1f s: %s", self.plant.t_s, action.command)
-            except commands.CommandError as exc:
-                log.warning("scenario action %s failed: %s", action.command, exc)
+    def note_event(self, name: str, description: dict[str, Any]) -> None:
+        """Record a scenario event in :attr:`event_log` with the wall clock (ms since the epoch)
+        and the plant time (s)."""
+        self.event_log.append((int(time.time() * 1000), self.plant.t_s, name, description))
 
     # --- control port ---------------------------------------------------------------------
 

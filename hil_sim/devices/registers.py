@@ -155,6 +155,9 @@ class RegisterMap:
         self._on_write = on_write
         self.stuck: set[str] = set()
         """Point names whose registers :meth:`publish` leaves alone (a stuck sensor)."""
+        self.distort: dict[str, Callable[[Number], Number]] = {}
+        """Point name → function of the true value returning the value served instead (a
+        sensor fault of :mod:`hil_sim.faults.sensor`: offset, drift, noise, gain …)."""
         cells: dict[tuple[str, int], bool] = {}
         owner: dict[tuple[str, int], list[MapPoint]] = {}
         for p in self.points:
@@ -174,7 +177,8 @@ class RegisterMap:
         bank.on_write = self._handle_write
 
     def publish(self, values: Mapping[str, Number]) -> None:
-        """Serve ``values`` (point name → engineering value), except :attr:`stuck` points.
+        """Serve ``values`` (point name → engineering value), except :attr:`stuck` points;
+        a point in :attr:`distort` serves what its function makes of the value.
 
         Raises:
             KeyError: an unknown point name.
@@ -184,6 +188,8 @@ class RegisterMap:
             p = self.by_name[name]
             if name in self.stuck:
                 continue
+            if name in self.distort:
+                value = self.distort[name](value)
             if p.table in BIT_TABLES:
                 self.bank.set(p.table, p.address, bool(value))
             elif p.dtype == "bool":

@@ -9,7 +9,8 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusIOException
 
-from hil_sim.scenario import Action, parse_scenario
+from hil_sim.scenario import parse_scenario
+from hil_sim.scenario_run import ScenarioRunner
 from hil_sim.sim import Simulator
 
 
@@ -157,14 +158,14 @@ async def test_freeze_and_set(sim: Simulator, control: Control) -> None:
 
 
 async def test_scenario_actions_run_at_plant_time(sim: Simulator) -> None:
-    actions = parse_scenario(
+    scenario = parse_scenario(
         [
             {"at": 40, "cmd": "set", "name": "suction_dip_mpa", "value": 0.3},
             {"at": 35, "cmd": "fault", "unit": 21, "transport": "rtu", "delay_s": 0.2},
         ]
     )
-    assert [a.at_s for a in actions] == [35.0, 40.0]
-    sim._pending = list(actions)  # as if given on the command line
+    sim.runner = ScenarioRunner(sim, scenario)  # as if given on the command line
+    assert [e.at_s for e in sim.runner.timed] == [35.0, 40.0]
     sim.advance(4.0)  # plant time 34 s
     assert sim.plant.suction_dip_mpa == 0.0
     sim.advance(10.0)
@@ -183,8 +184,13 @@ def test_scenario_validation(bad) -> None:
         parse_scenario(bad)
 
 
-def test_action_shape() -> None:
-    assert parse_scenario([{"at": 2, "cmd": "ping"}]) == [Action(2.0, {"cmd": "ping"})]
+def test_old_format_event_shape() -> None:
+    (event,) = parse_scenario([{"at": 2, "cmd": "set", "name": "door", "value": True}]).events
+    assert (event.at_s, event.name, event.command) == (
+        2.0,
+        "0:set",
+        {"cmd": "set", "name": "door", "value": True},
+    )
 
 
 def test_shipped_example_scenario_is_valid() -> None:
@@ -193,8 +199,12 @@ def test_shipped_example_scenario_is_valid() -> None:
     from hil_sim.scenario import load_scenario
 
     path = Path(__file__).resolve().parents[2] / "hil_sim" / "scenarios" / "example.yaml"
-    actions = load_scenario(path)
-    assert len(actions) == 11 and actions[0].command["cmd"] == "set"
+    events = load_scenario(path).events
+    assert len(events) == 11 and events[0].command == {
+        "cmd": "set",
+        "name": "demand_factor",
+        "value": 2.5,
+    }
 
 
 def test_the_analyser_status_command_reaches_the_opcua_server() -> None:
