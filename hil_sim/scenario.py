@@ -59,6 +59,12 @@ DEMAND_KEYS = frozenset(
     {"factor", "peak_factor", "pattern", "random_draws", "day_speed", "leak_m3h", "peak_surge"}
 )
 EVENT_KEYS = frozenset({"name", "at", "when", "for_s", "cmd", "fault"})
+COMMANDS = frozenset(
+    {"ping", "stats", "reset_stats", "truth", "fault", "clear_faults", "raw", "raw_ua", "freeze",
+     "set"}
+)  # fmt: skip
+"""Control-port commands (:func:`hil_sim.commands.execute`); their arguments are checked when
+the event fires (a refused one is logged and recorded as ``NAME:failed``)."""
 
 
 class ScenarioError(ValueError):
@@ -193,7 +199,14 @@ def _event(source: str, i: int, item: Any, old_format: bool) -> Event:
     if has_cmd:
         if not isinstance(item["cmd"], str):
             raise ScenarioError(f"{where}.cmd: expected a string")
+        if item["cmd"] not in COMMANDS:
+            known = ", ".join(sorted(COMMANDS))
+            raise ScenarioError(f"{where}.cmd: unknown command {item['cmd']!r}; known: {known}")
         command = {"cmd": item["cmd"], **{k.removesuffix("_"): v for k, v in rest.items()}}
+        if command["cmd"] == "set" and (
+            not isinstance(command.get("name"), str) or "value" not in command
+        ):
+            raise ScenarioError(f"{where}: a set command needs 'name_' (what to set) and 'value'")
         if for_s is not None:
             raise ScenarioError(f"{where}.for_s: only a fault can be undone; use a later 'set'")
         kind = item["cmd"]

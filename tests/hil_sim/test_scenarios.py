@@ -86,6 +86,8 @@ def test_the_readme_lists_every_catalogue_fault_and_parameter() -> None:
         ({"events": [], "demand": {"pattern": [1.0] * 23}}, "demand.pattern: expected 24"),
         ({"events": [], "start_time": "25:00"}, "start_time"),
         ({"events": [], "colour": "red"}, "unknown key(s) ['colour']"),
+        ({"events": [{"at": 1, "cmd": "sett"}]}, "events[0].cmd: unknown command 'sett'"),
+        ({"events": [{"at": 1, "cmd": "set", "value": 2}]}, "events[0]: a set command needs"),
         ({"events": [{"at": 1, "fault": "comms_crc", "target": 7, "probability": 2}]},
          "events[0].probability"),
     ],
