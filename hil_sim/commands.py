@@ -83,6 +83,8 @@ def _set(sim: Simulator, name: str, value: Any) -> None:
         pl.room.door_open = bool(value)
     elif name == "flood":
         pl.room.flood = bool(value)
+    elif name == "smoke":
+        pl.room.smoke = bool(value)
     elif name == "turbidity_event_ntu":
         pl.quality.turbidity_event_ntu = _num(value, name)
     elif name == "chlorine_in_mg_l":
@@ -130,9 +132,9 @@ def _set(sim: Simulator, name: str, value: Any) -> None:
 
 SETTABLE = (
     "demand_factor", "leak_m3h", "suction_dip_mpa", "setpoint", "mode", "drives_on", "door",
-    "flood", "turbidity_event_ntu", "chlorine_in_mg_l", "analyser_status", "watchdog_timeout_s",
-    "watchdog_action", "day_speed", "p_out.fault", "power_blip_s", "speed", "pump<N>.trip",
-    "pump<N>.mode", "<modbus point>.stuck",
+    "flood", "smoke", "turbidity_event_ntu", "chlorine_in_mg_l", "analyser_status",
+    "watchdog_timeout_s", "watchdog_action", "day_speed", "p_out.fault", "power_blip_s", "speed",
+    "pump<N>.trip", "pump<N>.mode", "<modbus point>.stuck",
 )  # fmt: skip
 """Names accepted by ``set``. ``pump<N>.trip`` latches a drive fault code (0 clears it);
 ``leak_m3h`` is the always-on draw (base leak, or a burst main downstream when raised);

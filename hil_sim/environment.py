@@ -149,11 +149,12 @@ class WaterQuality:
 
 @dataclass
 class Room:
-    """Pump-room I/O: door contact, flood electrode, cabinet temperature.
+    """Pump-room I/O: door contact, flood electrode, smoke detector, cabinet temperature.
 
     Attributes:
         door_open: door contact (True = open).
         flood: water-on-floor electrode (True = wet).
+        smoke: smoke detector's alarm contact (True = smoke).
         ambient_c: room temperature, °C.
         cabinet_c: cabinet air temperature, °C; rises with drive losses (τ 10 min, assumed
             0.02 K per W of loss at steady state).
@@ -161,6 +162,7 @@ class Room:
 
     door_open: bool = False
     flood: bool = False
+    smoke: bool = False
     ambient_c: float = 22.0
     cabinet_c: float = 25.0
 

@@ -54,6 +54,7 @@ UA_POINTS: tuple[UaPoint, ...] = (
             "reading status: 1 normal, 2 over, 3 under, 4 need standard, 5 need sample, 6 error"),
     UaPoint("room.door", "Room.Door", ua.VariantType.Boolean, "", None, "door contact (open)"),
     UaPoint("room.flood", "Room.Flood", ua.VariantType.Boolean, "", None, "flood electrode (wet)"),
+    UaPoint("room.smoke", "Room.Smoke", ua.VariantType.Boolean, "", None, "smoke detector (alarm)"),
     UaPoint("room.cabinet_temp", "Room.CabinetTemperature", ua.VariantType.Double, "°C", 1,
             "cabinet air temperature"),
 )  # fmt: skip
@@ -69,6 +70,7 @@ def ua_values(plant: Plant, analyser_status: int = STATUS_NORMAL) -> dict[str, f
         "wq.status": analyser_status,
         "room.door": plant.room.door_open,
         "room.flood": plant.room.flood,
+        "room.smoke": plant.room.smoke,
         "room.cabinet_temp": plant.room.cabinet_c,
     }
     for p in UA_POINTS:

@@ -138,26 +138,34 @@ def _contact(sim: Simulator, prm: dict[str, Any], rng: random.Random, attr: str)
     setattr(room, attr, prm["state"])
     if "chatter_s" not in prm:
         return Active(lambda: setattr(room, attr, before))
-    mean = prm["chatter_s"]
+    mean, bounce = prm["chatter_s"], prm["bounce_s"]
     nxt = [sim.plant.t_s + rng.expovariate(1.0 / mean)]
 
-    def tick() -> None:  # a bouncing contact: random flips, mean interval chatter_s
+    def tick() -> None:  # a bouncing contact: brief opposite blips, mean interval chatter_s
         while sim.plant.t_s >= nxt[0]:
+            steady = getattr(room, attr) == prm["state"]
             setattr(room, attr, not getattr(room, attr))
-            nxt[0] += rng.expovariate(1.0 / mean)
+            nxt[0] += bounce if steady else rng.expovariate(1.0 / mean)
 
     return Active(lambda: setattr(room, attr, before), tick)
 
 
 def door(sim: Simulator, prm: dict[str, Any], rng: random.Random) -> Active:
-    """Door contact open (`state`), optionally chattering (flips every `chatter_s` on average)."""
+    """Door contact open (`state`), optionally chattering: every `chatter_s` on average the
+    contact bounces to the other state for `bounce_s`."""
     return _contact(sim, prm, rng, "door_open")
 
 
 def flood(sim: Simulator, prm: dict[str, Any], rng: random.Random) -> Active:
-    """Flood electrode wet (`state`), optionally chattering (flips every `chatter_s` on
-    average: water lapping at the electrode)."""
+    """Flood electrode wet (`state`), optionally chattering like `door` (water lapping at the
+    electrode)."""
     return _contact(sim, prm, rng, "flood")
+
+
+def smoke(sim: Simulator, prm: dict[str, Any], rng: random.Random) -> Active:
+    """Smoke detector in alarm (`state`), optionally chattering like `door` (a detector at its
+    threshold)."""
+    return _contact(sim, prm, rng, "smoke")
 
 
 def turbidity(sim: Simulator, prm: dict[str, Any], rng: random.Random) -> Active:
@@ -214,7 +222,8 @@ def analyser_status(sim: Simulator, prm: dict[str, Any], rng: random.Random) -> 
 
 CONTACT = {"state": Param("bool", "contact state while in force", True),
            "chatter_s": Param("number", "mean time between bounces, plant s", None,
-                               low=0.05)}  # fmt: skip
+                               low=0.05),
+           "bounce_s": Param("number", "length of one bounce, plant s", 0.2, low=0.01)}  # fmt: skip
 SPECS = [
     FaultSpec("drive_trip", "actuator", drive_trip.__doc__ or "", drive_trip,
               {"target": PUMP,
@@ -238,6 +247,7 @@ SPECS = [
                "offline": Param("choice", "devices off the bus", "drives", tuple(OFFLINE))}),
     FaultSpec("door", "room", door.__doc__ or "", door, CONTACT),
     FaultSpec("flood", "room", flood.__doc__ or "", flood, CONTACT),
+    FaultSpec("smoke", "room", smoke.__doc__ or "", smoke, CONTACT),
     FaultSpec("turbidity", "quality", turbidity.__doc__ or "", turbidity,
               {"ntu": Param("number", "turbidity, NTU", 3.0, low=0.0)}),
     FaultSpec("chlorine_low", "quality", chlorine_low.__doc__ or "", chlorine_low,
