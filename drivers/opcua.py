@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -305,7 +304,7 @@ class OpcUaDriver(Driver):
             if dv is not None:
                 r = self._reading(p, dv)
                 if subs.take_new(node_id) and dv.SourceTimestamp is not None:
-                    r = replace(r, source_ts_ms=_epoch_ms(dv.SourceTimestamp))
+                    r = r._replace(source_ts_ms=_epoch_ms(dv.SourceTimestamp))
                 out[i] = r
             elif refused is not None or failed is not None:
                 reason = failed or f"opcua:{refused}"

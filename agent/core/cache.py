@@ -7,14 +7,14 @@ delays them. Values are updated as soon as a poll returns, before the buffer com
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from agent.core.model import Quality, Reading, Value
 
 
-@dataclass(frozen=True, slots=True)
-class Latest:
-    """The newest reading of one point.
+class Latest(NamedTuple):
+    """The newest reading of one point (a named tuple: one is made per point per poll, and a
+    tuple is the cheapest immutable record Python makes).
 
     Attributes:
         value: engineering value, ``None`` unless good.

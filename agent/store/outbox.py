@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.core.model import Quality, Sample
-from agent.store import alarm_rows, commands
+from agent.store import alarm_rows, commands, rows
 from agent.store.records import AppendResult, Event, Evicted, Poll, StoreCounters
 from agent.store.space import WAL_AUTOCHECKPOINT_PAGES, WAL_RESERVE_BYTES, SpaceKeeper
-from agent.store.values import UNSTORABLE, from_row, to_row
+from agent.store.values import from_row
 from agent.store.writer import TransactionThread
 
 log = logging.getLogger("agent.store")
@@ -374,32 +374,17 @@ class Store(SpaceKeeper, TransactionThread):
         result.evicted.extend(self._unreported)
         result.evicted.extend(self._make_room(db))
         ids, pid = self._point_ids, self._point_id
-        rows = []
-        kept = []  # (point, ts, value as read back, quality, reason, synced) per row
-        for p in polls:
-            for r in p.readings:
-                # one reading at a time: a value SQLite cannot take becomes a bad-value sample
-                # of its own instead of failing the whole batch (agent.store.values)
-                (value, kind, q, reason), back = to_row(r)
-                if reason == UNSTORABLE and r.quality is Quality.GOOD:
-                    result.unstorable.append((r.point, repr(r.value)[:80]))
-                rows.append((ids.get(r.point) or pid(db, r.point), p.ts_ms, value, q, reason,
-                             p.synced, kind))  # fmt: skip
-                kept.append((r.point, p.ts_ms, back, q, reason, p.synced))
+
+        def point_id(name: str) -> int:
+            return ids.get(name) or pid(db, name)
+
         # SQLITE_FULL here aborts the whole transaction: _run_batch frees space and retries.
-        db.executemany(
-            "INSERT INTO samples (point, ts, value, quality, reason, synced, kind)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            rows,
+        result.samples, result.unstorable = rows.insert_polls(
+            db, polls, self._last_seq(db) + 1, point_id
         )
-        last = db.execute("SELECT seq FROM sqlite_sequence WHERE name='samples'").fetchone()[0]
-        seq = last - len(rows) + 1
-        out = result.samples
-        for point, ts, back, q, reason, synced in kept:
-            out.append(Sample(seq, point, ts, back, q, reason, synced))
-            seq += 1
-        self.counters.appended += len(rows)
-        self.pending_rows += len(rows)
+        n = len(result.samples)
+        self.counters.appended += n
+        self.pending_rows += n
         return result
 
     def _last_seq(self, db: sqlite3.Connection) -> int:

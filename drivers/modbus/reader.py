@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent.core.model import ConnectionLost, Quality, Reading
-from drivers.modbus import codec
+from drivers.modbus import codec, columns
 from drivers.modbus.health import GATEWAY_EXCEPTIONS, UnitHealth
 from drivers.modbus.learned import Learned, LearnedMap
 from drivers.modbus.link import (
@@ -135,8 +135,7 @@ class PlanReader:
             self._consecutive_timeouts = 0
             health.answered()
             probing.discard(uid)
-            for m in req.members:
-                out[m.index] = codec.decode_point(points[m.index], block, m.offset)
+            columns.decode_request(points, req, block, out)
         await self._reprobe(plan, out, skipped | set(dead), now)
         link_alive = self._link.responses > answers_before
         for unit_id in units:
