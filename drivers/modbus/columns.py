@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 
-from agent.core.model import Reading
+from agent.core.model import Quality, Reading
 from drivers.modbus.codec import STRUCT_FORMAT, decode_point
 from drivers.modbus.plan import ReadRequest
 from drivers.specs import DataType, ModbusPoint, Order
@@ -28,6 +28,10 @@ from drivers.values import to_engineering
 
 MAX_FINITE = 1.7976931348623157e308
 """The largest finite double (IEEE 754 binary64); NaN fails every comparison with it."""
+
+_GOOD = Quality.GOOD
+_new = tuple.__new__
+"""``_new(Reading, (…))``: a named tuple made without its Python-level ``__new__``."""
 
 Block = Sequence[int] | Sequence[bool]
 _Decode = Callable[[Sequence[ModbusPoint], Block, list[Reading | None]], None]
@@ -97,7 +101,7 @@ def _build(points: tuple[ModbusPoint, ...], req: ReadRequest) -> _Decode:
         raw = values.unpack(words.pack(*block[:at]))
         for (i, name, plain, is_float, p), v in zip(cols, raw, strict=True):
             if plain and (not is_float or -MAX_FINITE <= v <= MAX_FINITE):
-                out[i] = Reading(name, v)
+                out[i] = _new(Reading, (name, v, _GOOD, None, None))
             else:
                 out[i] = to_engineering(p, v)
         if rest:

@@ -252,8 +252,11 @@ class PlanReader:
         """Re-probe the learned items that are due (at most ``REPROBE_PER_READ``, one request
         each; units that did not answer in this read are left for later). An answer forgets
         the item and, for unreadable points of this plan, gives their readings at once."""
+        due = self._learned.due(now)
+        if not due:  # the usual case: nothing learned, or nothing due
+            return
         index = {p.name: i for i, p in enumerate(plan.points)}
-        for item in self._learned.due(now):
+        for item in due:
             if item.unit_id in gone:
                 continue
             block = await self._probe(item, gone, now)
