@@ -380,7 +380,7 @@ class Store(SpaceKeeper, TransactionThread):
 
         # SQLITE_FULL here aborts the whole transaction: _run_batch frees space and retries.
         result.samples, result.unstorable = rows.insert_polls(
-            db, polls, self._last_seq(db) + 1, point_id
+            db, polls, rows.next_seq(db), point_id
         )
         n = len(result.samples)
         self.counters.appended += n

@@ -55,6 +55,17 @@ _GENERAL_SQL = (
 )
 
 
+def next_seq(db: sqlite3.Connection) -> int:
+    """The seq the next sample gets: one above the highest ever assigned (``sqlite_sequence``,
+    which AUTOINCREMENT keeps at or above every rowid; the table's own maximum is taken too, so
+    a file whose counter was tampered with cannot make an explicit seq collide)."""
+    row = db.execute(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'samples'), 0),"
+        " coalesce((SELECT max(seq) FROM samples), 0))"
+    ).fetchone()
+    return int(row[0]) + 1
+
+
 def insert_polls(
     db: sqlite3.Connection,
     polls: Sequence[Poll],
@@ -66,7 +77,7 @@ def insert_polls(
     Args:
         db: the writer thread's connection, inside a transaction.
         polls: the polls, oldest first.
-        first_seq: seq of the first reading (the highest seq ever assigned + 1).
+        first_seq: seq of the first reading (:func:`next_seq`).
         point_id: point name → its id in the ``points`` table (adds unknown names).
 
     Returns:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.benchmarks import alarms as alarms_bench
-from tests.benchmarks import broker_limits, config_load, latency, loads, rtu_bus, wire
+from tests.benchmarks import broker_limits, config_load, latency, loads, per_sample, rtu_bus, wire
 
 try:  # the buffer benchmarks of the other helper, when present
     from tests.benchmarks import buffer as buffer_bench  # type: ignore[attr-defined]
@@ -79,6 +79,7 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         ("config", lambda: config_load.run(work / "config", 3 if q else 5)),
         ("broker", lambda: broker_limits.run(work / "broker", q)),
         ("pipeline", lambda: loads.pipeline(work / "pipeline", t)),
+        ("per_sample", lambda: per_sample.run(work / "per_sample", 8.0 if q else 20.0)),
         ("typical", lambda: loads.typical(work / "typical", t)),
         ("wire", lambda: wire.run(work / "wire", 5.0 if q else 15.0)),
         ("many", lambda: loads.many_devices(work / "many", t)),
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--only",
         nargs="*",
-        help="config broker pipeline typical wire many rtu buffer latency alarms soak",
+        help="config broker pipeline per_sample typical wire many rtu buffer latency alarms soak",
     )
     ap.add_argument("--soak-s", type=float, default=None, help="soak duration, s (600)")
     args = ap.parse_args(argv)
