@@ -92,3 +92,41 @@ async def test_seqs_are_never_reused_after_every_row_is_acked_and_reopened(
     finally:
         await store.close()
     assert again[0].seq == samples[-1].seq + 1 == 301
+
+
+WHOLE_POLLS: list[list[Any]] = [
+    [1.5, -0.0, 5e-324, 2.2250738585072014e-308, -3.25],  # all finite floats
+    [1.7976931348623157e308, -1.7976931348623157e308],  # the largest finite doubles
+    [1.0, float("nan"), 2.0],  # a NaN: that reading is a bad-value sample
+    [1.0, float("inf")],
+    [0, -(1 << 63), (1 << 63) - 1, 7],  # all int64
+    [1, 1 << 63],  # a uint64 beyond int64: a general row, kind UINT64
+    [1, 2.5],  # ints and floats mixed
+    [True, False],  # bools: general rows, kind BOOL
+]
+
+
+async def test_polls_of_known_points_keep_every_value(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    names = [f"w{i}" for i in range(5)]
+    store = await Store.open(path, 8 << 20)
+    try:  # the first append makes the points known
+        await store.append([Poll([Reading(n, 0.5) for n in names], 1, True)])
+        polls = [
+            Poll([Reading(n, v) for n, v in zip(names, values, strict=False)], 10 + k, k % 2 == 1)
+            for k, values in enumerate(WHOLE_POLLS)
+        ]
+        live = (await store.append(polls)).samples
+        back = await store.begin(10_000, after_seq=len(names))
+    finally:
+        await store.close()
+    flat = [(v, p.ts_ms, p.synced) for p, values in zip(polls, WHOLE_POLLS, strict=True)
+            for v in values]  # fmt: skip
+    assert [s.seq for s in live] == list(range(len(names) + 1, len(names) + 1 + len(flat)))
+    assert [_key(s) for s in back] == [_key(s) for s in live]
+    for s, (v, ts, synced) in zip(live, flat, strict=True):
+        assert (s.ts_ms, s.synced) == (ts, synced)
+        if isinstance(v, float) and not -1.8e308 < v < 1.8e308:
+            assert (s.quality, s.value) == (Quality.BAD_VALUE, None)
+        else:
+            assert (s.quality, type(s.value), repr(s.value)) == (Quality.GOOD, type(v), repr(v))
