@@ -140,11 +140,12 @@ class PlanReader:
         link_alive = self._link.responses > answers_before
         for unit_id in units:
             self._unit(unit_id).end_read(now, link_alive)
-        bad = self._learned.bad
-        for i, p in enumerate(points):
-            if out[i] is None:
-                out[i] = Reading(p.name, None, Quality.BAD_VALUE, bad.get(p.name, "unread"))
-        return [r for r in out if r is not None]
+        if None in out:  # a scan in C; the usual read has a reading for every point
+            bad = self._learned.bad
+            for i, p in enumerate(points):
+                if out[i] is None:
+                    out[i] = Reading(p.name, None, Quality.BAD_VALUE, bad.get(p.name, "unread"))
+        return out  # type: ignore[return-value]  # no None left
 
     def _answered_badly(self, health: UnitHealth, exc: ModbusGarbled) -> None:
         self._consecutive_timeouts = 0
