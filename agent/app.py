@@ -11,13 +11,8 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import gc
-import hashlib
 import logging
-import os
 import signal
-import ssl
-import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +24,9 @@ from agent import status as status_page
 from agent.alarms.faults import FaultMapError
 from agent.alarms.rules import alarm_facts
 from agent.alarms.runtime import AlarmRuntime
+from agent.broker_config import ConfigurationError, broker_settings, gateway_id
+from agent.buffer_open import open_store
+from agent.catalogue import alarm_command_meta, command_meta, deadbands, point_meta
 from agent.commands import CommandHandler, Request
 from agent.config import EXIT_CONFIG, SiteConfig
 from agent.config.plan import ConnectionPlan
@@ -37,189 +35,25 @@ from agent.control.wiring import for_agent
 from agent.core.cache import Cache
 from agent.core.model import clock
 from agent.core.progress import PROGRESS, stall_floor_s
-from agent.exception import Deadband, ReportByException
-from agent.logs import redact
+from agent.exception import ReportByException
 from agent.mqtt import BrokerSettings
 from agent.pipeline import Ingest
 from agent.poller import ConnectionPoller
 from agent.sdnotify import Notifier, watch
-from agent.store import Store, StoreCorrupt, StoreUnavailable
+from agent.store import Store, StoreUnavailable
 from agent.supervisor import Supervisor
 from agent.uplink import Uplink, UplinkSettings
 
+__all__ = [
+    "Agent",
+    "ConfigurationError",
+    "broker_settings",
+    "gateway_id",
+    "open_store",
+    "run",
+]
+
 log = logging.getLogger("agent")
-
-
-class ConfigurationError(RuntimeError):
-    """The configuration cannot work on this machine: a credential variable or file is missing,
-    a TLS file cannot be read. Restarting will not fix it: :func:`run` returns
-    :data:`EXIT_CONFIG`."""
-
-
-def gateway_id(config: SiteConfig) -> str:
-    """The configured gateway id, or one derived from this machine's identity.
-
-    The derivation hashes ``/etc/machine-id`` (systemd machine-id(5)) together with the hardware
-    address of a network interface (``uuid.getnode()``): two gateways cloned from one SD-card
-    image share the machine-id but not the Ethernet/Wi-Fi MAC, so they get different ids (and MQTT
-    client ids) and do not knock each other off the broker.
-    """
-    if config.site.gateway_id:
-        return config.site.gateway_id
-    try:
-        mid = Path("/etc/machine-id").read_text().strip()
-    except OSError:
-        mid = os.uname().nodename
-    node = uuid.getnode()
-    return "gw-" + hashlib.sha256(f"{mid}:{node:012x}".encode()).hexdigest()[:12]
-
-
-def broker_settings(config: SiteConfig, gw: str) -> BrokerSettings:
-    """MQTT settings from ``uplink:``; credentials from files or the environment, never the YAML.
-
-    Raises:
-        ConfigurationError: a configured credential file or variable is missing, or a TLS
-            file (``uplink.tls.*``) cannot be read or is not a certificate/key.
-    """
-    up = config.uplink
-    username = password = None
-    cred = up.credentials
-    if cred is not None:
-        username = _secret(cred.username_env, cred.username_file, "username")
-        password = _secret(cred.password_env, cred.password_file, "password")
-    tls = None
-    if up.broker_tls or up.tls is not None:
-        t = up.tls
-        try:
-            tls = ssl.create_default_context(cafile=t.ca_file if t else None)
-            if t is not None and t.cert_file:
-                tls.load_cert_chain(t.cert_file, t.key_file)
-        except (OSError, ssl.SSLError) as exc:
-            named = (
-                []
-                if t is None
-                else [("ca_file", t.ca_file), ("cert_file", t.cert_file), ("key_file", t.key_file)]
-            )
-            files = ", ".join(f"{k}={v}" for k, v in named if v)
-            raise ConfigurationError(
-                f"uplink.tls: cannot load {files or 'the system CA certificates'}: {exc}"
-            ) from exc
-    return BrokerSettings(
-        host=up.broker_host,
-        port=up.broker_port,
-        client_id=up.client_id or f"pumproom-{config.site.id}-{gw}",
-        keepalive_s=up.keepalive_s,
-        mqtt5=up.protocol == "5",
-        tls=tls,
-        username=username,
-        password=password,
-    )
-
-
-def _secret(env: str | None, file: str | None, what: str) -> str | None:
-    if env:
-        value = os.environ.get(env)
-        if value is None:
-            raise ConfigurationError(
-                f"uplink.credentials: environment variable {env} ({what}) is not set"
-            )
-        if what == "password":
-            redact(value)  # never in a log line, whatever library logs it
-        return value
-    if file:
-        directory = os.environ.get("CREDENTIALS_DIRECTORY")  # systemd LoadCredential=
-        path = Path(directory, file) if directory and not os.path.isabs(file) else Path(file)
-        try:
-            secret = path.read_text().strip()
-        except OSError as exc:
-            raise ConfigurationError(
-                f"uplink.credentials: cannot read {what} file {path}: {exc}"
-            ) from exc
-        if directory and not secret.strip("\0 \t\r\n"):
-            # the unit's SetCredential= default (one NUL byte): the file systemd should have
-            # loaded is missing
-            raise ConfigurationError(
-                f"uplink.credentials: the {what} credential {path} is empty (is the file that"
-                " systemd's LoadCredential= names missing?)"
-            )
-        if what == "password":
-            redact(secret)
-        return secret
-    return None
-
-
-def new_buffer_seq_base() -> int:
-    """Where a new buffer's counters (sample, event, session and command-response seqs) start:
-    the wall clock in ms × 1000.
-
-    A new buffer (first start, the file deleted, the SD card swapped, a corrupt file replaced)
-    cannot know the seqs its predecessor used, and the platform deduplicates on (gateway, stream,
-    seq): starting at 1 again would make it drop new data as already seen. Wall-clock ms × 1000
-    is above any seq an older buffer can have reached (that would take 1000 samples per ms since
-    it started) and stays below 2**53, exact in JSON numbers, until the year 2255. It assumes the
-    clock is not far behind the one the old buffer saw (an unsynced RTC back in 1970 is not).
-    """
-    return clock.now_ms() * 1000
-
-
-async def open_store(config: SiteConfig) -> Store:
-    """Open the buffer. An existing one continues from its last seq; a new file starts at
-    :func:`new_buffer_seq_base`. A *damaged* file (SQLite: not a database, or malformed pages:
-    :class:`~agent.store.StoreCorrupt`) is moved aside (kept), a new one started, and a
-    ``data_loss`` event (reason ``buffer_corrupt``) is the new buffer's first event. Any other
-    failure to open leaves the file, and its unsent samples, as they are.
-
-    Raises:
-        StoreUnavailable: the buffer cannot be opened (read-only file system, permission, a lock
-            held by another process, a full disk...) or a damaged one cannot be moved aside;
-            ``installation`` tells whether a restart can help (see :func:`run`).
-    """
-    buf = config.buffer
-    try:
-        store = await Store.open(
-            buf.path, buf.max_bytes, buf.synchronous, seq_base=new_buffer_seq_base()
-        )
-    except StoreCorrupt as exc:
-        aside = f"{buf.path}.corrupt-{int(time.time())}"
-        for suffix in ("", "-wal", "-shm"):
-            try:
-                os.replace(buf.path + suffix, aside + suffix)
-            except FileNotFoundError:
-                pass
-            except OSError as mexc:
-                raise StoreUnavailable(
-                    f"{buf.path}: damaged ({exc}), and it cannot be moved aside to"
-                    f" {aside + suffix}: {mexc.strerror or mexc}",
-                    mexc.strerror or str(mexc),
-                    installation=True,
-                ) from mexc
-        log.error(
-            "buffer %s is unusable (%s); moved aside to %s, starting a new one",
-            buf.path,
-            exc,
-            aside,
-        )
-        # The lost file's counters are unknown: start the new ones above any it can have used.
-        store = await Store.open(
-            buf.path, buf.max_bytes, buf.synchronous, seq_base=new_buffer_seq_base()
-        )
-        log.info("buffer %s: new, seqs start after %d", buf.path, await store.last_seq())
-        await store.add_event(
-            {"type": "data_loss", "t": clock.now_ms(), "stream": "telemetry",
-             "reason": "buffer_corrupt", "file": aside}
-        )  # fmt: skip
-        return store
-    if store.created:
-        log.info("buffer %s: new, seqs start after %d", buf.path, await store.last_seq())
-    else:
-        log.info(
-            "buffer %s: reopened, %d samples from before wait for the platform's PUBACK; seqs"
-            " continue after %d",
-            buf.path,
-            await store.pending(),
-            await store.last_seq(),
-        )
-    return store
 
 
 class Agent:
@@ -283,9 +117,9 @@ class Agent:
         catalogue = self._catalogue()
         self._units.clear()
         self._units.update({p.name: p.unit for p in catalogue})
-        self._meta[:] = [_point_meta(p) for p in catalogue]
+        self._meta[:] = [point_meta(p) for p in catalogue]
         if self.ingest is not None:
-            self.ingest.rbe.bands = _bands(catalogue)
+            self.ingest.rbe.bands = deadbands(catalogue)
 
     def new_poller(self, cp: ConnectionPlan) -> ConnectionPoller:
         """A poller for connection ``cp``, feeding the ingest stage (not started)."""
@@ -439,7 +273,7 @@ class Agent:
             },
             meta_extra={
                 "sw": __version__,
-                "commands": _command_meta(cfg) | _alarm_command_meta(cfg),
+                "commands": command_meta(cfg) | alarm_command_meta(cfg),
                 "encoding": {
                     "telemetry": up.compression,
                     "telemetry_format": up.telemetry_format,
@@ -459,61 +293,6 @@ class Agent:
                 self.uplink.counters.samples_backfill,
                 "up" if self.uplink.connected.is_set() else "down",
             )
-
-
-def _bands(catalogue: list[Any]) -> dict[str, Deadband]:
-    """Report-by-exception deadbands of the points that have one."""
-    return {
-        p.name: Deadband(p.deadband, p.deadband_pct, p.heartbeat_s)
-        for p in catalogue
-        if p.deadband is not None or p.deadband_pct is not None
-    }
-
-
-def _command_meta(cfg: SiteConfig) -> dict[str, Any]:
-    """The commands this gateway takes, with their bounds (published in ``meta``)."""
-    control = getattr(cfg, "control", None)
-    if control is None:
-        return {}
-    r = control.remote
-    return {
-        "setpoint.set": {
-            "unit": "MPa",
-            "min": r.min_mpa,
-            "max": r.max_mpa,
-            "max_step": r.max_step_mpa,
-            "min_interval_s": r.min_interval_s,
-            "ramp_mpa_per_s": r.ramp_mpa_per_s,
-        }
-    }
-
-
-def _alarm_command_meta(cfg: SiteConfig) -> dict[str, Any]:
-    """The alarm commands and their bounds (published in ``meta``), when alarms are on."""
-    if cfg.alarms is None:
-        return {}
-    return {
-        "alarm.ack": {},
-        "alarm.shelve": {"unit": "s", "min": 0, "max": cfg.alarms.shelve_max_s},
-        "alarm.unshelve": {},
-    }
-
-
-def _point_meta(p: Any) -> dict[str, Any]:
-    out = {
-        "name": p.name,
-        "device": p.device,
-        "unit": p.unit,
-        "writable": p.writable,
-        "source": p.source,
-    }
-    if getattr(p, "write_only", False):
-        out["write_only"] = True
-    if p.valid_min is not None or p.valid_max is not None:
-        out["range"] = [p.valid_min, p.valid_max]
-    if p.description:
-        out["description"] = p.description
-    return out
 
 
 STOP_DEADLINE_S = 20.0

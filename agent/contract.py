@@ -38,7 +38,7 @@ the telemetry stream (events and command answers number their own streams): uniq
 buffer, strictly increasing in poll order, kept by backfill, so the platform deduplicates on
 (gw, stream, seq) and detects loss as a gap that no data-loss event explains. A restart
 continues from the buffer's last seq; a new buffer starts above wall-clock ms × 1000
-(:func:`agent.app.new_buffer_seq_base`).
+(:func:`agent.buffer_open.new_buffer_seq_base`).
 Clock state: ``"synced": false`` when every sample of the message was taken while the gateway
 clock was not synchronised; otherwise ``unsynced`` lists the seqs that were (both absent when all
 were synchronised).

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import app, contract, schemas
+from agent import catalogue, contract, schemas
 from agent.commands import CommandHandler
 from agent.config import load_config
 from agent.config.control import Remote
@@ -94,13 +94,15 @@ def test_status_encoder_output_validates() -> None:
 
 def test_meta_of_the_example_config_validates() -> None:
     cfg = load_config(EXAMPLE)
-    points = [app._point_meta(p) for p in cfg.catalogue()]
-    commands = app._command_meta(SimpleNamespace(control=SimpleNamespace(remote=Remote())))  # type: ignore[arg-type]
+    points = [catalogue.point_meta(p) for p in cfg.catalogue()]
+    commands = catalogue.command_meta(SimpleNamespace(control=SimpleNamespace(remote=Remote())))  # type: ignore[arg-type]
     assert commands
     msg = _decode(contract.meta(IDENT, points, ts_ms=clock.now_ms(), sw="0.1.0", commands=commands))
     schemas.validate(TOPICS.meta, msg)
     assert len(msg["points"]) == cfg.point_count
-    no_control = _decode(contract.meta(IDENT, points, ts_ms=1, commands=app._command_meta(cfg)))
+    no_control = _decode(
+        contract.meta(IDENT, points, ts_ms=1, commands=catalogue.command_meta(cfg))
+    )
     schemas.validate(TOPICS.meta, no_control)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from agent import contract, schemas
-from agent.app import _point_meta
+from agent.catalogue import point_meta
 from agent.config import load_config
 from agent.control.events import _TABLE, to_contract
 from agent.control.state import CATALOGUE, catalogue_points
@@ -40,7 +40,7 @@ def test_ctl_points_in_meta_with_control(tmp_path: Path) -> None:
     ctl = {p.name: p for p in points if p.name.startswith("ctl.")}
     assert ctl["ctl.sp"].unit == "MPa" and ctl["ctl.mv"].unit == "Hz"
     assert not any(p.writable for p in ctl.values())
-    schemas.validate("meta", _meta([_point_meta(p) for p in points]))
+    schemas.validate("meta", _meta([point_meta(p) for p in points]))
 
 
 def test_no_ctl_points_without_control(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from agent import contract, schemas
-from agent.app import _point_meta
+from agent.catalogue import point_meta
 from agent.config import load_config
 from agent.core.model import Quality, WriteError
 from drivers import create
@@ -97,7 +97,7 @@ def test_write_only_in_config_plans_and_meta(tmp_path):
             polled |= {p.name for p in drv.plan(points).points}
     assert polled == {"vfd1.freq", "wq.ph"}
     assert written == {"vfd1.cmd", "vfd1.freq_ref", "wq.reset"}  # write_only implies writable
-    points = [_point_meta(p) for p in cfg.catalogue()]
+    points = [point_meta(p) for p in cfg.catalogue()]
     meta = json.loads(contract.meta(contract.Identity("s", "g", 1), points, ts_ms=1))
     schemas.validate("meta", meta)
     flags = {p["name"]: (p["writable"], p.get("write_only")) for p in meta["points"]}
