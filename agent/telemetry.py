@@ -46,7 +46,7 @@ from agent.store import Store
 from agent.wire_cbor import PointTable
 
 if TYPE_CHECKING:
-    from agent.uplink import UplinkCounters, UplinkSettings
+    from agent.uplink_settings import UplinkCounters, UplinkSettings
 
 log = logging.getLogger(__name__)
 

@@ -11,91 +11,44 @@ downlink (command requests and the platform's ingest watermark).
 Reconnects follow :mod:`agent.reconnect`; broker refusals :mod:`agent.refusals`; every packet
 fits the broker's Maximum Packet Size (:mod:`agent.uplink_size`) and at most min(configured
 ``inflight_window``, the broker's Receive Maximum) QoS 1 publishes of any kind are in flight.
-``session`` grows on every connect and is persisted in the buffer.
+``session`` grows on every connect and is persisted in the buffer. The retained status and meta
+are :mod:`agent.uplink_retained`'s, the downlink :mod:`agent.uplink_downlink`'s, the settings and
+counters :mod:`agent.uplink_settings`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from agent import contract, faultpoint, wire_cbor
+from agent import contract, faultpoint
 from agent.core import progress
-from agent.core.aio import cancel_all, spawn, wait_event, within
+from agent.core.aio import cancel_all, within
 from agent.core.model import Sample, WallClock
 from agent.mqtt import (
     SESSION_TAKEN_OVER,
     BrokerSettings,
     ConnectFailed,
     MqttConnection,
-    PacketTooLarge,
     PublishFailed,
-    PublishRefused,
     Will,
 )
-from agent.reconnect import HEALTHY_AFTER_S, SPREAD_S, ReconnectPolicy
+from agent.reconnect import HEALTHY_AFTER_S, ReconnectPolicy
 from agent.refusals import RefusalGate, Refusals
 from agent.store import Store
 from agent.telemetry import TelemetryFlow
+from agent.uplink_downlink import Downlink
 from agent.uplink_events import EventSender
-from agent.uplink_size import LearnedLimits, meta_parts
-from agent.wire_cbor import PointTable
+from agent.uplink_retained import RetainedMessages
+from agent.uplink_settings import UplinkCounters, UplinkSettings
+from agent.uplink_size import LearnedLimits
+
+__all__ = ["Uplink", "UplinkCounters", "UplinkSettings"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class UplinkSettings:
-    """Batching and flow settings (see ``uplink:`` in the config).
-
-    Attributes:
-        batch_max_samples: most samples per telemetry message.
-        batch_interval_s: longest a live sample waits for others to share its message, seconds.
-        backlog_rate_per_s: most backlog samples published per second.
-        inflight_window: most messages awaiting PUBACK at once.
-        live_queue_max: most live samples held for publishing; beyond it the oldest are left to
-            the backlog (they are safe in the buffer).
-        compression: ``none`` or ``zlib`` (telemetry payloads over 256 bytes are deflated and
-            sent with content type ``application/json+zlib`` or ``application/cbor+zlib``).
-        telemetry_format: ``json`` (v1 JSON) or ``cbor-c1`` (:mod:`agent.wire_cbor`; its
-            point table is the meta as published on this connection; should that meta name a
-            point twice, telemetry goes as JSON, with an ERROR).
-        status_interval_s: how often the retained ``online`` status is refreshed with health.
-        reconnect_spread_s: full-jitter window of a reconnect once the broker answers again, s
-            (:mod:`agent.reconnect`).
-    """
-
-    batch_max_samples: int = 500
-    batch_interval_s: float = 0.05
-    backlog_rate_per_s: float = 100_000.0
-    inflight_window: int = 10
-    live_queue_max: int = 50_000
-    compression: str = "none"
-    telemetry_format: str = "json"
-    status_interval_s: float = 60.0
-    reconnect_spread_s: float = SPREAD_S
-
-
-@dataclass(slots=True)
-class UplinkCounters:
-    """Counters since start."""
-
-    connects: int = 0
-    connect_failures: int = 0
-    messages_published: int = 0
-    samples_live: int = 0
-    samples_backfill: int = 0
-    publish_failures: int = 0
-    live_overflow: int = 0
-    bytes_published: int = 0
-    set_aside: int = 0
-    """Messages that can never fit the broker's packet limit, reported and dropped."""
-    last_error: str | None = None
 
 
 class Uplink:
@@ -132,23 +85,21 @@ class Uplink:
         self.ident = ident
         self.store = store
         self.units = units
-        self.catalogue = catalogue
         self.settings = settings
         self.clock = clock
-        self.status_extra = status_extra or (lambda: {})
-        self.meta_extra = dict(meta_extra or {})
+        status_extra = status_extra or (lambda: {})
         self.counters = UplinkCounters()
         self.reconnect = ReconnectPolicy(spread_s=settings.reconnect_spread_s)
         self.refusals = Refusals()
-        self._status_wake = asyncio.Event()
-        self.refusals.on_new = self._status_wake.set
+        self.retained = RetainedMessages(
+            topics, catalogue, settings, clock, status_extra, dict(meta_extra or {}),
+            self.refusals, self.counters,
+        )  # fmt: skip
+        """The retained status and meta of each session."""
+        self.refusals.on_new = self.retained.wake.set
         self.gates = {k: RefusalGate(k, self.refusals) for k in ("telemetry", "event")}
         """Hold a refused stream (telemetry, events) with backoff: :mod:`agent.refusals`."""
         self.learned = LearnedLimits()
-        self._meta_sent = False
-        self._table: PointTable | None = None
-        """The point table of the meta published on this connection (``cbor-c1`` only)."""
-        self._health_dropped = False
         self.connected = asyncio.Event()
         self._conn: MqttConnection | None = None
         self._telemetry: TelemetryFlow | None = None
@@ -163,11 +114,40 @@ class Uplink:
         self._session = 0
         self._failing = False
         self._stopping = False
-        self._inbox: set[asyncio.Task[None]] = set()
-        self.on_command: Callable[[bytes, Any, bool], Coroutine[Any, Any, None]] | None = None
-        """Handles a command request: (payload, MQTT 5 properties or None, retained)."""
-        self.watermark: dict[str, int] = {}
+        self.downlink = Downlink(topics, ident, store, self.refusals)
+        """Command requests and the ingest watermark in, command responses out."""
+        self.watermark = self.downlink.watermark
         """The platform's last ``ingest`` watermark (stream → seq stored by the platform)."""
+
+    @property
+    def catalogue(self) -> Sequence[Mapping[str, Any]]:
+        """Point descriptions for the retained ``meta`` (held by :attr:`retained`)."""
+        return self.retained.catalogue
+
+    @catalogue.setter
+    def catalogue(self, catalogue: Sequence[Mapping[str, Any]]) -> None:
+        self.retained.catalogue = catalogue
+
+    @property
+    def status_extra(self) -> Callable[[], dict[str, Any]]:
+        """Extra fields for the status message (held by :attr:`retained`)."""
+        return self.retained.status_extra
+
+    @property
+    def meta_extra(self) -> Mapping[str, Any]:
+        """Extra fields for the retained meta message (held by :attr:`retained`)."""
+        return self.retained.meta_extra
+
+    @property
+    def on_command(self) -> Callable[[bytes, Any, bool], Coroutine[Any, Any, None]] | None:
+        """Handles a command request: (payload, MQTT 5 properties or None, retained)."""
+        return self.downlink.on_command
+
+    @on_command.setter
+    def on_command(
+        self, handler: Callable[[bytes, Any, bool], Coroutine[Any, Any, None]] | None
+    ) -> None:
+        self.downlink.on_command = handler
 
     # ---- pipeline side -----------------------------------------------------------------------
 
@@ -186,7 +166,7 @@ class Uplink:
     def refresh_status(self) -> None:
         """Republish the retained status soon (e.g. the active alarm list changed); at most
         once a second."""
-        self._status_wake.set()
+        self.retained.wake.set()
 
     def limits(self) -> dict[str, int | None]:
         """What the current connection's broker imposes (all ``None`` while disconnected):
@@ -334,24 +314,22 @@ class Uplink:
         # platform that sends a command as soon as it sees ``online`` is always heard (the
         # broker handles one connection's packets in order).
         self._conn = conn
-        conn.on_message = self._on_message
+        conn.on_message = self.downlink.on_message
         conn.subscribe(self.topics.cmd_req)
         conn.subscribe(self.topics.ingest)
-        self._meta_sent = False
-        await self._publish_status(conn, ident)
-        await self._publish_meta(conn, ident)
+        await self.retained.birth(conn, ident)
         self._events_drained.clear()
         flow = TelemetryFlow(
             conn, ident, self.topics, self.store, self.units, self.settings, self.clock,
             self.counters, self.gates["telemetry"], backlog_gate=self._events_drained,
-            events_wake=self._events_wake, table=lambda: self._table,
+            events_wake=self._events_wake, table=lambda: self.retained.table,
         )  # fmt: skip
         self._telemetry = flow
         self.connected.set()
         tasks = [
             asyncio.create_task(flow.run(), name="uplink-telemetry"),
             asyncio.create_task(self.events.run(conn, ident), name="uplink-events"),
-            asyncio.create_task(self._refresh_status(conn, ident), name="uplink-status"),
+            asyncio.create_task(self.retained.refresh(conn, ident), name="uplink-status"),
         ]
         closed = asyncio.create_task(conn.closed.wait(), name="uplink-watch")
         try:
@@ -362,92 +340,7 @@ class Uplink:
         finally:
             await cancel_all([closed, *tasks])
 
-    async def _refresh_status(self, conn: MqttConnection, ident: contract.Identity) -> None:
-        """Republish the retained ``online`` status with fresh health, periodically and soon
-        after :meth:`refresh_status` or a new kind of broker refusal, at most once a second
-        (and the meta, while the broker has not taken it)."""
-        while True:
-            await wait_event(self._status_wake, self.settings.status_interval_s)
-            self._status_wake.clear()
-            try:
-                await self._publish_status(conn, ident)
-                if not self._meta_sent:
-                    await self._publish_meta(conn, ident)
-            except (TimeoutError, PublishFailed) as exc:  # the session's end is seen elsewhere
-                log.debug("uplink: status refresh not acknowledged: %s", exc)
-            self.refusals.summarise()
-            await asyncio.sleep(1.0)  # a burst of changes: one refresh a second
-
-    async def _publish_status(self, conn: MqttConnection, ident: contract.Identity) -> None:
-        """Publish the retained ``online`` status (birth or refresh). Too large for the broker
-        with its health: without it. Refused: named and counted, the session goes on."""
-        now = self.clock.now_ms()
-        extra = self.status_extra()
-        payload = contract.status(ident, "online", ts_ms=now, **extra)
-        if not conn.fits(self.topics.status, len(payload)) and "health" in extra:
-            extra.pop("health")
-            payload = contract.status(ident, "online", ts_ms=now, **extra)
-            if not self._health_dropped:
-                log.warning(
-                    "uplink: status health left out: it does not fit the broker's maximum"
-                    " packet of %s bytes",
-                    conn.max_packet_size,
-                )
-                self._health_dropped = True
-        await self._publish_once(conn, "status", self.topics.status, payload, retain=True)
-
-    async def _publish_meta(self, conn: MqttConnection, ident: contract.Identity) -> None:
-        """Publish the retained ``meta``, in parts when one packet cannot hold it
-        (:func:`agent.uplink_size.meta_parts`)."""
-        parts = meta_parts(
-            conn, self.topics, ident, self.catalogue, self.clock.now_ms(), self.meta_extra
-        )
-        if self.settings.telemetry_format == wire_cbor.FORMAT:
-            # the table is the meta as the platform gets it: points left out are sent by name
-            published = [p for _, payload in parts for p in json.loads(payload)["points"]]
-            try:
-                self._table = wire_cbor.PointTable.of(published)
-            except ValueError as exc:  # no index the platform could read unambiguously
-                log.error("uplink: telemetry sent as JSON, not %s: %s", wire_cbor.FORMAT, exc)
-                self._table = None
-        ok = True
-        for topic, payload in parts:
-            ok = await self._publish_once(conn, "meta", topic, payload, retain=True) and ok
-        self._meta_sent = ok
-
-    async def _publish_once(
-        self, conn: MqttConnection, kind: str, topic: str, payload: bytes, *, retain: bool
-    ) -> bool:
-        """One retained publish of the session (status, meta): True once PUBACKed. A refusal
-        is named and counted (the caller goes on); a lost connection raises PublishFailed."""
-        try:
-            await within(conn.publish(topic, payload, retain=retain), 10.0)
-        except PublishRefused as exc:
-            self.refusals.note("PUBACK", exc.code, exc.name, kind, "retrying with the status")
-            self.counters.last_error = f"{kind} publish: {exc}"
-            return False
-        except PacketTooLarge as exc:
-            log.warning("uplink: %s not published: %s", kind, exc)
-            self.counters.last_error = f"{kind} publish: {exc}"
-            return False
-        return True
-
     # ---- downlink --------------------------------------------------------------------------------
-
-    def _on_message(self, topic: str, payload: bytes, props: Any, retained: bool) -> None:
-        if topic == self.topics.cmd_req and self.on_command is not None:
-            spawn(self.on_command(payload, props, retained), "command", self._inbox, log)
-        elif topic == self.topics.ingest:
-            self._on_watermark(payload)
-
-    def _on_watermark(self, payload: bytes) -> None:
-        try:
-            body = json.loads(payload)
-            marks = {k: int(v) for k, v in body.items() if k in ("telemetry", "event")}
-        except (ValueError, TypeError, AttributeError):
-            log.warning("uplink: ignoring a malformed ingest watermark: %.100r", payload)
-            return
-        self.watermark.update(marks)
 
     async def reply(
         self, body: Mapping[str, Any], correlation: bytes | None, topic: str | None
@@ -458,19 +351,4 @@ class Uplink:
         ``cmd/res`` or below it (:meth:`agent.contract.Topics.response_topic`); otherwise
         ``cmd/res``. Returns False when not connected or refused.
         """
-        conn = self._conn
-        if conn is None:
-            return False
-        seq = await self.store.next_seq("cmd")
-        ident = contract.Identity(self.ident.site, self.ident.gateway, self._session)
-        target = self.topics.response_topic(topic)
-        payload = contract.command_response(ident, seq, body)
-        try:
-            await within(conn.publish(target, payload, correlation=correlation), 10.0)
-        except PublishRefused as exc:
-            self.refusals.note("PUBACK", exc.code, exc.name, "cmd", "the answer is not repeated")
-            return False
-        except (TimeoutError, PublishFailed) as exc:
-            log.warning("uplink: command response %s not delivered: %s", body.get("id"), exc)
-            return False
-        return True
+        return await self.downlink.reply(self._conn, self._session, body, correlation, topic)

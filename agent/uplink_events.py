@@ -23,7 +23,7 @@ from agent.store import Event, Store
 from agent.uplink_size import events_that_fit
 
 if TYPE_CHECKING:
-    from agent.uplink import UplinkCounters
+    from agent.uplink_settings import UplinkCounters
 
 log = logging.getLogger(__name__)
 
