@@ -11,18 +11,20 @@ A connection ends when the socket closes, on a keep-alive timeout (paho sends PI
 ``keepalive`` seconds of silence and drops the link when no PINGRESP comes back by the next
 check), or on :meth:`MqttConnection.close`. Then :attr:`MqttConnection.closed` is set and every
 pending publish fails with :class:`PublishFailed`.
+
+What a connection is opened with is :mod:`agent.mqtt_settings`; its in-flight window (publishes
+awaiting PUBACK, and those waiting for a place) :mod:`agent.mqtt_window`; reason codes, errors and
+packet sizes :mod:`agent.mqtt_codes`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import socket
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -41,6 +43,8 @@ from agent.mqtt_codes import (
     PublishRefused,
     publish_packet_size,
 )
+from agent.mqtt_settings import BrokerSettings, Will
+from agent.mqtt_window import InflightWindow, Queued
 
 __all__ = [
     "PACKET_TOO_LARGE",
@@ -59,59 +63,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Will:
-    """Last will: published by the broker, retained, when the connection is lost uncleanly."""
-
-    topic: str
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerSettings:
-    """Where and how to connect.
-
-    Attributes:
-        host: broker host.
-        port: broker TCP port (1883 plain, 8883 TLS by IANA registration).
-        client_id: MQTT client identifier.
-        keepalive_s: MQTT keep-alive, seconds.
-        mqtt5: MQTT 5 when true, else 3.1.1.
-        tls: TLS context, or ``None`` for plain TCP.
-        username: user name or ``None``.
-        password: password or ``None``.
-        connect_timeout_s: bound on TCP connect plus CONNACK, seconds.
-        max_inflight: most QoS 1 publishes awaiting PUBACK on this connection, all topics
-            together; the broker's Receive Maximum lowers it
-            (:attr:`MqttConnection.inflight_limit`).
-        max_packet_size: our own bound on a packet, bytes, or ``None``; the broker's Maximum
-            Packet Size lowers it (:attr:`MqttConnection.max_packet_size`).
-    """
-
-    host: str
-    port: int
-    client_id: str
-    keepalive_s: int = 30
-    mqtt5: bool = True
-    tls: ssl.SSLContext | None = None
-    username: str | None = None
-    password: str | None = None
-    connect_timeout_s: float = 10.0
-    max_inflight: int = 10
-    max_packet_size: int | None = None
-
-
-@dataclass(slots=True)
-class _Queued:
-    """A publish waiting for a free in-flight place."""
-
-    topic: str
-    payload: bytes
-    retain: bool
-    props: Properties | None
-    fut: asyncio.Future[None]
-
-
 class MqttConnection:
     """A connected MQTT session. Make one with :meth:`connect`."""
 
@@ -120,7 +71,6 @@ class MqttConnection:
         self._loop = loop
         self.closed = asyncio.Event()
         self._connack: asyncio.Future[int] = loop.create_future()
-        self._pending: dict[int, asyncio.Future[None]] = {}
         self._misc_task: asyncio.Task[None] | None = None
         self._sock: Any = None
         self.disconnect_reason = 0
@@ -148,7 +98,7 @@ class MqttConnection:
         # The in-flight limit is ours (paho's cannot change once connected, and the broker's
         # Receive Maximum is known only then): paho sends everything it is given.
         self._client.max_inflight_messages_set(0)
-        self._queued: collections.deque[_Queued] = collections.deque()
+        self._window = InflightWindow(lambda: self.inflight_limit, self._transmit)
         if settings.tls is not None:
             self._client.tls_set_context(settings.tls)
         if settings.username is not None:
@@ -254,27 +204,20 @@ class MqttConnection:
             fut.set_exception(PacketTooLarge(size, self.max_packet_size))
             return fut
         self.largest_sent = max(self.largest_sent, size)
-        item = _Queued(topic, payload, retain, props, fut)
-        if len(self._pending) < self.inflight_limit and not self._queued:
-            self._send(item)
-        else:
-            self._queued.append(item)
+        self._window.submit(Queued(topic, payload, retain, props, fut))
         return fut
 
-    def _send(self, q: _Queued) -> None:
+    def _transmit(self, q: Queued) -> int:
+        """Hand ``q`` to paho; returns its packet id (its PUBACK, on_publish, can only come from
+        _do_read, later on this same loop: no race).
+
+        Raises:
+            PublishFailed: paho did not take it (its error string).
+        """
         info = self._client.publish(q.topic, q.payload, qos=1, retain=q.retain, properties=q.props)
         if info.rc != paho.MQTT_ERR_SUCCESS:
-            q.fut.set_exception(PublishFailed(paho.error_string(info.rc)))
-            return
-        # on_publish can only run from _do_read, later on this same loop: no race.
-        self._pending[info.mid] = q.fut
-
-    def _send_queued(self) -> None:
-        """Send waiting publishes while places are free (a caller that gave up is skipped)."""
-        while self._queued and len(self._pending) < self.inflight_limit:
-            q = self._queued.popleft()
-            if not q.fut.done():
-                self._send(q)
+            raise PublishFailed(paho.error_string(info.rc))
+        return info.mid
 
     def _properties(self, content_type: str, correlation: bytes | None) -> Properties | None:
         if not self.settings.mqtt5:
@@ -304,7 +247,8 @@ class MqttConnection:
     @property
     def inflight_limit(self) -> int:
         """Most QoS 1 publishes awaiting PUBACK at once: ``settings.max_inflight``, lowered to
-        the broker's Receive Maximum (MQTT 5 §3.3.4: the client MUST NOT exceed it)."""
+        the broker's Receive Maximum (MQTT 5 §3.3.4: the client MUST NOT exceed it); kept to by
+        :class:`agent.mqtt_window.InflightWindow`."""
         return max(1, min(self.settings.max_inflight, self.receive_maximum))
 
     def subscribe(self, topic: str) -> None:
@@ -328,7 +272,7 @@ class MqttConnection:
     @property
     def inflight(self) -> int:
         """Publishes sent and not yet acknowledged (those waiting for a place not counted)."""
-        return len(self._pending)
+        return self._window.inflight
 
     async def close(self, timeout_s: float = 2.0) -> None:
         """Send DISCONNECT (the broker then drops the last will) and wait, bounded, for the end."""
@@ -391,8 +335,7 @@ class MqttConnection:
         self._mark_closed(f"disconnected: {reason}")
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        fut = self._pending.pop(mid, None)
-        self._send_queued()
+        fut = self._window.acked(mid)
         if fut is None or fut.done():
             return
         if getattr(reason, "is_failure", False):
@@ -413,11 +356,7 @@ class MqttConnection:
         if not self._connack.done():
             self._connack.set_exception(ConnectFailed(why))
             self._connack.exception()  # mark retrieved: nobody may be waiting any more
-        pending, self._pending = self._pending, {}
-        queued, self._queued = [q.fut for q in self._queued], collections.deque()
-        for fut in [*pending.values(), *queued]:
-            if not fut.done():
-                fut.set_exception(PublishFailed(why))
+        self._window.fail_all(why)
 
     def _teardown(self) -> None:
         if self._sock is not None:
