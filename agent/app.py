@@ -42,6 +42,7 @@ from agent.poller import ConnectionPoller
 from agent.sdnotify import Notifier, watch
 from agent.store import Store, StoreUnavailable
 from agent.supervisor import Supervisor
+from agent.uplink import STAGES as UPLINK_STAGES
 from agent.uplink import Uplink, UplinkSettings
 
 __all__ = [
@@ -160,17 +161,19 @@ class Agent:
         floor = stall_floor_s()
         PROGRESS.clear()
         # Each stage's stall limit: the floor plus its own longest legitimate wait (see
-        # agent.core.progress). The uplink: reconnect backoff, MQTT connect, birth and meta
-        # (10 s each), and a drainer waiting for PUBACKs from a broker that went silent until
-        # the keep-alive declares it lost (1.5 x keepalive_s, MQTT 3.1.1 §3.1.2.10).
-        PROGRESS.register(
-            "uplink",
-            floor
-            + uplink.reconnect.backoff.cap_s
-            + broker.connect_timeout_s
-            + 20.0
-            + 1.5 * broker.keepalive_s,
-        )
+        # agent.core.progress). The uplink's three heartbeats (agent.uplink.STAGES): reconnect
+        # backoff, MQTT connect, birth and meta (10 s each), and a sender waiting for PUBACKs
+        # from a broker that went silent until the keep-alive declares it lost (1.5 x
+        # keepalive_s, MQTT 3.1.1 §3.1.2.10).
+        for name in UPLINK_STAGES:
+            PROGRESS.register(
+                name,
+                floor
+                + uplink.reconnect.backoff.cap_s
+                + broker.connect_timeout_s
+                + 20.0
+                + 1.5 * broker.keepalive_s,
+            )
         sup.start("uplink", uplink.run)
         PROGRESS.register("ingest", floor + 1.0)
         sup.start("ingest", ingest.run)

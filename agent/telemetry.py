@@ -54,6 +54,11 @@ COMPRESS_OVER = 256
 """Payloads up to this many bytes are sent uncompressed even with compression on."""
 BACKLOG_GATE_MAX_S = 30.0
 """Longest the telemetry backlog waits for the buffered events to go first, s."""
+LIVE_STAGE = "uplink-live"
+"""Heartbeat (:mod:`agent.core.progress`) of the live sender: beats at each turn, at least every
+second while connected (the uplink's session loop beats it while disconnected)."""
+BACKLOG_STAGE = "uplink-backlog"
+"""Heartbeat of the backlog drainer, likewise: one stuck while the other goes on is seen."""
 
 
 class TelemetryFlow:
@@ -142,7 +147,10 @@ class TelemetryFlow:
     async def _send_live(self) -> None:
         s = self.settings
         while True:
-            await self._live_ready.wait()
+            progress.beat(LIVE_STAGE)  # turns at least every second while connected
+            await faultpoint.checkpoint(LIVE_STAGE)
+            if not await wait_event(self._live_ready, 1.0):
+                continue
             if len(self._live) < s.batch_max_samples:  # let one poll's neighbours join
                 await asyncio.sleep(s.batch_interval_s)
             self._live_ready.clear()
@@ -158,8 +166,9 @@ class TelemetryFlow:
         s = self.settings
         pace = time.monotonic()  # when the backlog may send next (``backlog_rate_per_s``)
         while True:
-            progress.beat("uplink")  # turns at least every second while connected
+            progress.beat(BACKLOG_STAGE)  # turns at least every second while connected
             await faultpoint.checkpoint("uplink")
+            await faultpoint.checkpoint(BACKLOG_STAGE)
             rows = []
             rewinds = self._rewinds
             if self._upto is not None and self._cursor < self._upto:

@@ -39,16 +39,27 @@ from agent.mqtt import (
 from agent.reconnect import HEALTHY_AFTER_S, ReconnectPolicy
 from agent.refusals import RefusalGate, Refusals
 from agent.store import Store
-from agent.telemetry import TelemetryFlow
+from agent.telemetry import BACKLOG_STAGE, LIVE_STAGE, TelemetryFlow
 from agent.uplink_downlink import Downlink
 from agent.uplink_events import EventSender
 from agent.uplink_retained import RetainedMessages
 from agent.uplink_settings import UplinkCounters, UplinkSettings
 from agent.uplink_size import LearnedLimits
 
-__all__ = ["Uplink", "UplinkCounters", "UplinkSettings"]
+__all__ = ["STAGES", "Uplink", "UplinkCounters", "UplinkSettings"]
 
 log = logging.getLogger(__name__)
+
+STAGES = ("uplink", LIVE_STAGE, BACKLOG_STAGE)
+"""The uplink's heartbeats (:mod:`agent.core.progress`): the session loop (``uplink``: each
+connect attempt or probe, and every second while it watches a connection), the live sender and
+the backlog drainer (:mod:`agent.telemetry`). While disconnected the session loop beats all three:
+there is nothing to send, and trying to connect is progress."""
+
+
+def _beat_all() -> None:
+    for name in STAGES:
+        progress.beat(name)
 
 
 class Uplink:
@@ -196,10 +207,10 @@ class Uplink:
         policy = self.reconnect
         while not self._stopping:
             await faultpoint.checkpoint("uplink")
-            progress.beat("uplink")
+            _beat_all()
             if probe:
                 await policy.until_reachable(
-                    self.broker.host, self.broker.port, on_probe=lambda: progress.beat("uplink")
+                    self.broker.host, self.broker.port, on_probe=_beat_all
                 )  # a broker that is down is not a stuck uplink: each probe is progress
                 probe = False
             if session == 0:  # failed attempts reuse the number; a connection uses one up
@@ -333,7 +344,12 @@ class Uplink:
         ]
         closed = asyncio.create_task(conn.closed.wait(), name="uplink-watch")
         try:
-            done, _ = await asyncio.wait([closed, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            done: set[asyncio.Task[Any]] = set()
+            while not done:  # the session loop watches: it beats; the flow's tasks beat theirs
+                progress.beat("uplink")
+                done, _ = await asyncio.wait(
+                    [closed, *tasks], timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                )
             for t in done:
                 if t is not closed and t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
