@@ -1,9 +1,10 @@
 """Stage heartbeats: is every long-lived stage still making progress?
 
 Each stage beats when one turn of its loop is done: a poller after each tick, the ingest stage
-after each turn (a commit, or its 1 s idle wake), the uplink at each connect attempt and each turn
-of its backlog drainer (which wakes at least every second while connected), the control loop
-after each tick. A stage whose last beat is older than its limit is *stalled*: a hung task, not a
+after each turn (a commit, or its 1 s idle wake), the uplink (``uplink``) at each connect attempt
+and, while connected, its live sender (``uplink-live``) and backlog drainer (``uplink-backlog``)
+each on its own at every turn (both wake at least every second), the control loop after each
+tick. A stage whose last beat is older than its limit is *stalled*: a hung task, not a
 merely failing one (a poller whose device does not answer still ticks; an uplink whose broker is
 gone still tries to connect, within its backoff). :mod:`agent.sdnotify` sends systemd's
 ``WATCHDOG=1`` only while no stage is stalled, so systemd restarts an agent with a hung stage.
