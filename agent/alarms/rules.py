@@ -3,7 +3,8 @@
 Besides the configured rules it adds the flood-control summaries (one cause, one alarm):
 
 * ``comm.<device>`` (kind ``comm_lost``, code ``COMM_LOST``): no good sample from any point of
-  the device for ``comm_loss_delay_s`` (at least two of its fastest poll intervals plus 1 s).
+  the device for ``comm_loss_delay_s`` (at least two of its fastest poll intervals plus 1 s,
+  plus, on a shared connection, its longest poll: one response timeout per device on it).
   The device's ``stale`` and ``bad_quality`` rules are its members.
 * ``comm.<connection>`` for a connection with several devices (an RS-485 bus, a TCP gateway):
   none of its devices answers. Its devices' ``comm.<device>`` alarms are its members: a whole
@@ -13,7 +14,9 @@ Besides the configured rules it adds the flood-control summaries (one cause, one
 A member waits at least its group's window before it raises, so a cause read a poll later
 still folds it. For comm loss the window is what the cause needs beyond the member's own time
 (``comm delay − after_s`` for stale, the whole comm delay for bad quality) plus one poll
-interval and :data:`FOLD_MARGIN_S`: a point's alarm never beats its silent device's.
+interval (for a connection's devices, also its longest poll: a device read at the start of a
+poll that the others' silence drags out arrives that much later) and :data:`FOLD_MARGIN_S`: a
+point's alarm never beats its silent device's.
 """
 
 from __future__ import annotations
@@ -81,12 +84,15 @@ class Spec:
 
 @dataclass(frozen=True, slots=True)
 class PointFacts:
-    """What the rule set needs of a point: its device, connection, unit and poll interval."""
+    """What the rule set needs of a point: its device, connection, unit, poll interval (s), its
+    connection's per-request response timeout (s) and how many devices share that connection."""
 
     device: str
     connection: str
     unit: str | None
     interval_s: float
+    timeout_s: float = 1.0
+    devices_on_connection: int = 1
 
 
 def default_code(rule_id: str) -> str:
@@ -149,7 +155,7 @@ def _comm_rules(cfg: AlarmsConfig, points: dict[str, PointFacts], specs: dict[st
         by_conn.setdefault(f.connection, set()).add(f.device)
     for dev, names in by_device.items():
         fastest = min(points[n].interval_s for n in names)
-        delay = max(cfg.comm_loss_delay_s, 2 * fastest + 1.0)
+        delay = max(cfg.comm_loss_delay_s, 2 * fastest + 1.0 + _longest_poll(points[names[0]]))
         specs[f"comm.{dev}"] = Spec(
             id=f"comm.{dev}", point=None, kind=COMM_KIND, code="COMM_LOST",
             priority=cfg.comm_loss_priority, after_s=delay, device=dev, watch=tuple(names),
@@ -170,10 +176,22 @@ def _comm_rules(cfg: AlarmsConfig, points: dict[str, PointFacts], specs: dict[st
             priority=cfg.comm_loss_priority, after_s=delay, device=conn, watch=tuple(names),
         )  # fmt: skip
         fastest = min(points[n].interval_s for n in names)
+        skew = fastest + _longest_poll(points[names[0]])  # one device's poll arrives this late
         for d in devs:
             own = specs[f"comm.{d}"].after_s or 0.0
             specs[f"comm.{d}"].cause = cid
-            specs[f"comm.{d}"].window_s = max(0.0, delay - own) + FOLD_MARGIN_S + fastest
+            specs[f"comm.{d}"].window_s = max(0.0, delay - own) + FOLD_MARGIN_S + skew
+
+
+def _longest_poll(f: PointFacts) -> float:
+    """How long one poll of ``f``'s connection can take when its devices stop answering, s: a
+    silent device costs one response timeout per poll (it is then offline and probed), so
+    ``timeout × devices on the connection``. A poll hands over its readings when it ends, so
+    a good reading taken at its start arrives this much later; a comm-loss delay shorter than
+    this raises while such a poll is still on its way and clears when it lands."""
+    if f.devices_on_connection < 2:
+        return 0.0  # one device: a poll cut by its own silence ends within the 1 s of slack
+    return f.timeout_s * f.devices_on_connection
 
 
 def _safe(name: str) -> str:
@@ -185,9 +203,14 @@ def alarm_facts(config: SiteConfig, catalogue: Sequence[PointInfo]) -> dict[str,
     """Point → what the alarm rules need of it (device, connection, unit, poll interval), for
     the polled points of ``config``; ``catalogue`` gives the units."""
     units = {p.name: p.unit for p in catalogue}
-    return {
-        p.name: PointFacts(p.device, cp.spec.name, units.get(p.name), interval)
-        for cp in config.connections()
-        for interval, points in cp.groups.items()
-        for p in points
-    }
+    out: dict[str, PointFacts] = {}
+    for cp in config.connections():
+        groups = cp.groups.items()
+        devices = len({p.device for _, points in groups for p in points})
+        timeout = float(getattr(cp.spec, "timeout_s", 1.0))
+        for interval, points in groups:
+            for p in points:
+                out[p.name] = PointFacts(
+                    p.device, cp.spec.name, units.get(p.name), interval, timeout, devices
+                )
+    return out

@@ -139,6 +139,8 @@ class AlarmsConfig(Strict):
         comm_loss_delay_s: a device, or a connection of several devices, with no good sample
             for this long raises one ``COMM_LOST`` alarm whose ``affected`` lists its points;
             the per-point stale and bad-quality alarms of those points are folded into it.
+            A floor applies: two poll intervals + 1 s, plus on a shared connection one response
+            timeout per device on it (:mod:`agent.alarms.rules`).
         comm_loss_priority: priority of those alarms.
         groups: flood-control groups (:class:`AlarmGroup`).
         points: point name → its rules.

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from agent.alarms.rules import PointFacts
 from agent.core.model import Quality
 from tests.alarms.helpers import Run, engine, facts
 
@@ -235,3 +236,27 @@ def test_drive_fault_code_is_normalised_and_keeps_the_vendor_code() -> None:
     run.out = []
     run.feed(2, pump1__fault_code=0)
     assert run.take() == [("pump1.fault_code.fault", "cleared")]
+
+
+def test_a_bus_lost_mid_poll_is_one_alarm_that_stays() -> None:
+    """Five devices on one RS-485 bus (1 s polls, 1 s timeout). The bus dies 0.1 s into a poll:
+    that poll read d1 and then waits out four timeouts, so it lands 4 s late with d1's good
+    value. That late good value must neither clear a bus alarm already raised nor let the other
+    devices' alarms beat the bus alarm (CI failure: raised, cleared, then one alarm per device)."""
+    devs = [f"d{i}" for i in range(1, 6)]
+    points = {
+        f"p{i}": PointFacts(d, "bus", None, 1.0, timeout_s=1.0, devices_on_connection=5)
+        for i, d in enumerate(devs, 1)
+    }
+    run = Run(engine({"points": {}}, points))
+    good = {f"p{i}": 1.0 for i in range(1, 6)}
+    for t in range(1, 11):  # healthy: each poll lands 0.3 s after it started
+        run.feed(t + 0.3, **good)
+    run.at(11.0).at(12.0).at(13.0)  # the poll that started at 10 s is still waiting out timeouts
+    lost = {f"p{i}": Quality.COMM_FAIL for i in range(2, 6)}
+    run.feed(14.1, p1=1.0, **lost)  # it lands: d1 answered before the bus died
+    t = 14.1
+    while t < 40:  # then every poll: nothing answers (offline units are probed)
+        t += 1.0
+        run.feed(t, **{f"p{i}": Quality.COMM_FAIL for i in range(1, 6)})
+    assert run.seen() == [("comm.bus", "raised")]
