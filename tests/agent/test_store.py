@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,17 @@ def _rows_on_disk(path: Path) -> int:
     """Samples in the buffer file, read through a connection of its own (as the buffer CLI)."""
     with contextlib.closing(sqlite3.connect(path)) as other:
         return other.execute("SELECT count(*) FROM samples").fetchone()[0]
+
+
+async def _until_rows(path: Path, rows: int) -> None:
+    """Wait until the buffer file holds ``rows`` samples. The linger's delete is due after
+    ACK_LINGER_S; the slack of 30 s more is for a loaded CI machine (3 workers on 2 cores), where
+    a fixed ACK_LINGER_S + 1 s sleep lost the race with the writer thread's commit. A linger
+    that never deletes still fails."""
+    deadline = time.monotonic() + ACK_LINGER_S + 30.0
+    while (n := _rows_on_disk(path)) != rows:
+        assert time.monotonic() < deadline, f"{n} rows on disk, not {rows}: the ack never went"
+        await asyncio.sleep(0.1)
 
 
 async def test_append_begin_ack_keeps_order_and_values(tmp_path: Path) -> None:
@@ -149,8 +161,9 @@ async def test_acks_ride_along_with_the_next_transaction_or_go_alone_soon(
         second = await store.begin(10)
         store.ack(s.seq for s in second[:2])
         assert _rows_on_disk(path) == 4, "deleted at once: the linger is gone"
-        await asyncio.sleep(ACK_LINGER_S + 1.0)  # no other transaction meanwhile
-        assert _rows_on_disk(path) == 2 and store.pending_rows == 2
+        # no other transaction meanwhile: the linger's own delete must come
+        await _until_rows(path, 2)
+        assert store.pending_rows == 2
 
         store.ack([second[2].seq])
     finally:
@@ -205,7 +218,7 @@ async def test_acks_of_a_rolled_back_transaction_are_deleted_by_a_later_one_in_t
         with pytest.raises(StoreError):
             await store._submit(lambda db: db.execute("ROLLBACK"))
         assert _rows_on_disk(path) == 5 and store.counters.acked == 0, "rolled back, yet counted"
-        await asyncio.sleep(ACK_LINGER_S + 1.0)  # no other transaction meanwhile
-        assert _rows_on_disk(path) == 2 and store.counters.acked == 3
+        await _until_rows(path, 2)  # no other transaction meanwhile
+        assert store.counters.acked == 3
     finally:
         await store.close()

@@ -12,6 +12,7 @@ never fit, reported by a ``data_loss`` event), and the reason is named in the lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -29,7 +30,7 @@ from agent.core.model import Reading, WallClock
 from agent.mqtt import BrokerSettings
 from agent.store import Poll, Store
 from agent.uplink import Uplink, UplinkSettings
-from tests.procs import Mosquitto, Subscriber
+from tests.procs import Mosquitto, Subscriber, wait_for
 from tests.strict_broker import StrictBroker
 
 POINTS = 40
@@ -270,7 +271,15 @@ def test_packets_fit_maximum_packet_size(
         seqs, big_seq, uplink = asyncio.run(main())
     sub: Subscriber = site_holder["sub"]  # type: ignore[assignment]
     try:
-        time.sleep(0.5)
+        # the buffer drained on PUBACKs: the subscriber gets them a moment later (a fixed 0.5 s
+        # was too short on a loaded machine); the assertions below say what is missing
+        def arrived() -> bool:
+            events = [e for t, b, _ in sub.snapshot() if t.endswith("/event") for e in b["events"]]
+            got = {s[0] for s in sub.samples()}
+            return seqs <= got and [e.get("code") for e in events].count("AFTER") >= 30
+
+        with contextlib.suppress(AssertionError):
+            wait_for(arrived, 30, "the subscriber to have every sample and event")
         sub.assert_valid()
         got = {s[0] for s in sub.samples()}
         assert seqs <= got, f"{len(seqs - got)} samples lost"
@@ -316,7 +325,8 @@ def test_mqtt311_learns_the_packet_limit(
     try:
         with caplog.at_level(logging.WARNING):
             seqs, uplink = asyncio.run(main())
-        time.sleep(0.5)
+        with contextlib.suppress(AssertionError):  # the assertion below names what is missing
+            wait_for(lambda: seqs <= {s[0] for s in subs[0].samples()}, 30, "every sample")
         got = {s[0] for s in subs[0].samples()}
     finally:
         for sub in subs:

@@ -192,8 +192,10 @@ class Rig:
         assert self.loop is not None
         self._tasks.append(asyncio.create_task(self.loop.run(), name="control"))
 
-    async def wait_polled(self, timeout_s: float = 5.0) -> None:
-        """Until the outlet pressure and every drive frequency are in the cache."""
+    async def wait_polled(self, timeout_s: float = 30.0) -> None:
+        """Until the outlet pressure and every drive frequency are in the cache. The default
+        30 s is for a loaded CI machine: six rigs started at once (each with its Modbus and
+        OPC UA servers) missed a 5 s deadline under ``pytest -n 3`` on 2 cores."""
         deadline = time.monotonic() + timeout_s
         names = ["p_out", "pump1.freq", "pump2.freq", "pump3.freq", "flow", "p_in"]
         while not all(self.cache.get(n) for n in names):

@@ -139,21 +139,37 @@ async def test_line_noise_before_reply_is_skipped_and_flushed(rtu_server, rtu_dr
     assert drv.counters()["noise_bytes"] >= 5
 
 
-@pytest.mark.parametrize("late_s", [0.22, 0.3])
+@pytest.mark.parametrize("late_s", [0.35, 1.5])
 async def test_late_reply_never_answers_the_next_request(rtu_server, rtu_driver_for, late_s):
-    """0.22 s: the stale reply lands inside the guard time after the timeout and is flushed;
-    0.3 s: it lands while the next request (same unit, function code and byte count) waits."""
-    drv = await rtu_driver_for(timeout_s=0.2, guard_s=0.05)
+    """A reply of the same shape as the next one (same unit, function code and byte count) that
+    comes after the 0.2 s timeout: at 0.35 s it lands inside the guard time (0.5 s) and is
+    flushed by it; at 1.5 s it lands after the next transaction and is flushed before the one
+    after.
+
+    Each window has >= 0.15 s of margin either side, for a loaded CI machine: the earlier 0.22 s
+    (with a 0.05 s guard) and 0.3 s left 15 and 50 ms, and under ``pytest -n 3`` the next
+    request went out late enough that the stale reply arrived before its answer and was taken
+    for it. A stale reply landing while the next request waits cannot be told from its answer
+    (RTU frames carry no transaction id, MSL §2.5.1): the guard time is what keeps that window
+    empty for replies up to timeout + guard."""
+    drv = await rtu_driver_for(timeout_s=0.2, guard_s=0.5)
     u1 = drv.plan(typed_points(1)[:1])  # f32 at HR 0
     u1b = drv.plan(typed_points(1)[1:2])  # f32 CDAB at HR 2: the same reply shape
     rtu_server.faults.unit(1).late_reply_s = late_s
     noise = drv.counters()["noise_bytes"]
     got = await drv.read(u1)
     assert got[0].reason == "timeout"
+    if late_s < 0.2 + 0.5:  # inside the guard time: flushed before the read returned
+        assert drv.counters()["noise_bytes"] - noise == 9
     rtu_server.faults.unit(1).late_reply_s = 0.0
     got = await drv.read(u1b)
     assert got[0].quality is Quality.GOOD and got[0].value == pytest.approx(-12.5)
-    await asyncio.sleep(0.1)
+    for _ in range(200):  # the simulator has sent the late reply (its task is done)
+        if not rtu_server._late:
+            break
+        await asyncio.sleep(0.05)
+    assert not rtu_server._late, "the late reply was never sent"
+    await asyncio.sleep(0.1)  # and our reader has taken it off the line
     got = await drv.read(u1b)
     assert got[0].value == pytest.approx(-12.5)
     assert drv.counters()["noise_bytes"] - noise == 9  # the stale 9-byte reply, flushed

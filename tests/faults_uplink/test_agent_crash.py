@@ -7,6 +7,8 @@ import random
 import signal
 import time
 
+import pytest
+
 from tests.faults_uplink.conftest import account, appended, wait_delivered
 from tests.procs import AgentProc, Mosquitto, Subscriber, wait_for
 
@@ -33,6 +35,7 @@ def _backfill_received(sub: Subscriber) -> int:
     return sum(1 for s in sub.samples() if s[6])
 
 
+@pytest.mark.timeout(300)  # 21 agent start-ups of 3-5 s each on a loaded machine: > 120 s
 def test_twenty_sigkills_while_a_backlog_drains_lose_nothing(
     broker: Mosquitto, subscriber: Subscriber, agent: AgentProc
 ) -> None:
