@@ -16,6 +16,10 @@ surprises that bite technicians (see the YAML 1.2 spec, §10.3 "Core Schema", wh
 
 Merge keys (``<<: *anchor``) and aliases are supported; an aliased node is copied, and its
 positions are those of the anchored node.
+
+An ordinary document (no anchor, alias, merge key or tag; no error) is built straight from
+libyaml's events by :mod:`agent.config.yaml_events`, with the same data and positions; the rest
+goes through the nodes composed here.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from yaml.reader import Reader
 from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
+from agent.config import yaml_events
 from agent.config.problems import ConfigError, Path_, Pos, Positions, Problem
 
 _NULL = {"", "~", "null", "Null", "NULL"}
@@ -130,6 +135,9 @@ def load_yaml(text: str, file: str, line: int = 0, column: int = 0) -> tuple[Any
     Raises:
         ConfigError: a syntax error, a tab in indentation, a duplicate key, an unsupported tag.
     """
+    built = yaml_events.build(text, file, line, column, resolve_plain)
+    if built is not None:
+        return built
     builder = _Builder(file, line, column)
     try:
         node = _compose(_FastLoader, text)
