@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,16 +60,37 @@ def load_config(
     except UnicodeDecodeError as exc:
         msg = f"not UTF-8 text (byte {exc.start}); save the file as UTF-8"
         raise ConfigError([Problem(file, 1, 1, msg)]) from None
-    data, positions = load_yaml(text, file)
-    found = expand_profiles(data, positions, file)  # before --set: it may name profile points
-    data, problems = apply_overrides(data, positions, overrides)
-    return validate(
-        data,
-        positions,
-        [*found, *problems],
-        base_dir=Path(path).resolve().parent,
-        warnings=warnings,
-    )
+    with _gc_paused():
+        data, positions = load_yaml(text, file)
+        found = expand_profiles(data, positions, file)  # before --set: it may name profile points
+        data, problems = apply_overrides(data, positions, overrides)
+        return validate(
+            data,
+            positions,
+            [*found, *problems],
+            base_dir=Path(path).resolve().parent,
+            warnings=warnings,
+        )
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """CPython's cyclic garbage collector paused while a configuration is loaded.
+
+    A load allocates a container (dict, list, tuple, :class:`Pos`, model) for every key and
+    value, ~10^6 for 10,000 points, and nearly all of them live until the load returns: the
+    collector, which runs a young-generation pass every 700 net container allocations (Python
+    docs, ``gc.set_threshold``, default thresholds) and promotes survivors into ever larger
+    older passes, spent a quarter to a half of the load's CPU finding nothing to free (issue
+    17). The collector is resumed (if it was enabled) when the load ends, however it ends, and
+    collects whatever cycles the load left (a caught exception's traceback) as usual."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def validate(
@@ -97,7 +120,7 @@ def validate(
         config = SiteConfig.model_validate(data)
     except ValidationError as exc:
         found += problems_from(exc, SiteConfig, data, positions)
-    checked = _checked_devices(data)
+    checked = _checked_devices(data, config)
     found += check_devices(checked, data, positions)
     found += check_control(checked, data, positions)
     found += check_alarms(checked, data, positions, base_dir)
@@ -120,9 +143,15 @@ def _default_uri(data: dict[str, Any]) -> str | None:
     return default_application_uri(site["id"], gateway if isinstance(gateway, str) else None)
 
 
-def _checked_devices(data: dict[str, Any]) -> list[CheckedDevice]:
+def _checked_devices(data: dict[str, Any], config: SiteConfig | None) -> list[CheckedDevice]:
     """What passed the schema, device by device, for the whole-config checks: a device that
-    failed still contributes its valid points (so one typo does not hide an overlap)."""
+    failed still contributes its valid points (so one typo does not hide an overlap). When the
+    whole model validated (``config``), its devices are those, not validated a second time."""
+    if config is not None:
+        return [
+            CheckedDevice(i, dev.name, dev, list(enumerate(dev.points)), _addressing(dev))
+            for i, dev in enumerate(config.devices)
+        ]
     devices = data.get("devices")
     out = []
     for i, item in enumerate(devices if isinstance(devices, list) else []):
@@ -134,8 +163,7 @@ def _checked_devices(data: dict[str, Any]) -> list[CheckedDevice]:
             pass  # reported by the whole-model validation
         else:
             points = list(enumerate(dev.points))
-            addressing = getattr(dev, "addressing", "pdu")
-            out.append(CheckedDevice(i, dev.name, dev, points, addressing))
+            out.append(CheckedDevice(i, dev.name, dev, points, _addressing(dev)))
             continue
         name = item.get("name")
         valid_name = isinstance(name, str) and re.fullmatch(NAME_PATTERN, name)
@@ -154,6 +182,12 @@ def _checked_devices(data: dict[str, Any]) -> list[CheckedDevice]:
                 continue
         out.append(checked)
     return out
+
+
+def _addressing(dev: Any) -> str:
+    """A validated device's register addressing: ``pdu`` or ``register-number`` (Modbus), ``pdu``
+    for an OPC UA device (it has none)."""
+    return str(getattr(dev, "addressing", "pdu"))
 
 
 def _literal_secrets(data: dict[str, Any], positions: Positions) -> list[Problem]:
