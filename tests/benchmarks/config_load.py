@@ -3,12 +3,19 @@
 Writes a site of ``devices`` Modbus TCP devices with ``points_per_device`` float32 points each
 (word order little, unit, scale, description: the shape of a real point list), then times
 :func:`agent.config.load_config` on it (strict YAML with positions, schema, whole-config
-checks) in this process, ``runs`` times. Target (issue 17): 10,000 points in ≤ 1 s.
+checks) in this process, ``runs`` times. Target (issue 17): 10,000 points in ≤ 1 s, read as
+CPU time (``time.process_time``): wall time on the shared 2-core machine measures the other
+developers' load as much as ours. Then times ``pumproom-agent check`` on the same file as its
+own process, ``runs`` times (CPU of the child, from ``getrusage``): what a user waits for,
+interpreter start-up and imports included.
 """
 
 from __future__ import annotations
 
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -47,12 +54,30 @@ def run(work: Path, runs: int = 5) -> dict[str, Any]:
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     assert sum(len(d.points) for d in cfg.devices) == n
+    cli = [_cli_cpu(site, n) for _ in range(runs)]
     print(
         f"   config: {n} points, load + check median {statistics.median(times):.3f} s, "
-        f"best {min(times):.3f} s, CPU median {statistics.median(cpu):.3f} s"
+        f"best {min(times):.3f} s, CPU median {statistics.median(cpu):.3f} s; "
+        f"pumproom-agent check CPU median {statistics.median(cli):.3f} s"
     )
     return {
         "config_load_10k_points_s": round(statistics.median(times), 3),
         "config_load_10k_points_best_s": round(min(times), 3),
         "config_load_10k_points_cpu_s": round(statistics.median(cpu), 3),
+        "config_check_cli_10k_points_cpu_s": round(statistics.median(cli), 3),
     }
+
+
+def _cli_cpu(site: Path, n: int) -> float:
+    """CPU seconds (user + system) of one ``pumproom-agent check -c site`` process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "check", "-c", str(site)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out.returncode != 0 or f"{n} points" not in out.stdout:
+        raise RuntimeError(f"pumproom-agent check failed ({out.returncode}): {out.stderr}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
