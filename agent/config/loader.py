@@ -60,17 +60,21 @@ def load_config(
     except UnicodeDecodeError as exc:
         msg = f"not UTF-8 text (byte {exc.start}); save the file as UTF-8"
         raise ConfigError([Problem(file, 1, 1, msg)]) from None
-    with _gc_paused():
-        data, positions = load_yaml(text, file)
-        found = expand_profiles(data, positions, file)  # before --set: it may name profile points
-        data, problems = apply_overrides(data, positions, overrides)
-        return validate(
-            data,
-            positions,
-            [*found, *problems],
-            base_dir=Path(path).resolve().parent,
-            warnings=warnings,
-        )
+    with _gc_paused():  # the parsed tree dies with _parse_and_validate's frame, before resuming
+        return _parse_and_validate(text, file, overrides, Path(path).resolve().parent, warnings)
+
+
+def _parse_and_validate(
+    text: str,
+    file: str,
+    overrides: Sequence[str],
+    base_dir: Path,
+    warnings: list[Problem] | None,
+) -> SiteConfig:
+    data, positions = load_yaml(text, file)
+    found = expand_profiles(data, positions, file)  # before --set: it may name profile points
+    data, problems = apply_overrides(data, positions, overrides)
+    return validate(data, positions, [*found, *problems], base_dir=base_dir, warnings=warnings)
 
 
 @contextmanager
@@ -83,7 +87,8 @@ def _gc_paused() -> Iterator[None]:
     docs, ``gc.set_threshold``, default thresholds) and promotes survivors into ever larger
     older passes, spent a quarter to a half of the load's CPU finding nothing to free (issue
     17). The collector is resumed (if it was enabled) when the load ends, however it ends, and
-    collects whatever cycles the load left (a caught exception's traceback) as usual."""
+    collects whatever cycles the load left (a caught exception's traceback) as usual. Resume it
+    after the parsed tree is freed: the first pass then scans only what the load returns."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -193,24 +198,28 @@ def _addressing(dev: Any) -> str:
 def _literal_secrets(data: dict[str, Any], positions: Positions) -> list[Problem]:
     """Problems for ``password``/``username`` keys anywhere under ``uplink``; the keys are then
     removed so the schema does not report them a second time as unknown keys."""
-    found = []
-
-    def walk(node: Any, path: Path_) -> None:
-        if isinstance(node, dict):
-            for key in list(node):
-                if key in _SECRET_KEYS:
-                    what = _SECRET_KEYS[key]
-                    msg = (
-                        f"{path_text(data, (*path, key))}: credentials never live in the YAML; "
-                        f"use {what}_file or {what}_env"
-                    )
-                    found.append(positions.key((*path, key)).problem(msg))
-                    del node[key]
-                else:
-                    walk(node[key], (*path, key))
-        elif isinstance(node, list):
-            for i, item in enumerate(node):
-                walk(item, (*path, i))
-
-    walk(data.get("uplink"), ("uplink",))
+    found: list[Problem] = []
+    _walk_secrets(data.get("uplink"), ("uplink",), data, positions, found)
     return found
+
+
+def _walk_secrets(
+    node: Any, path: Path_, data: dict[str, Any], positions: Positions, found: list[Problem]
+) -> None:
+    """:func:`_literal_secrets` below ``path`` (a function, not a recursive closure: that is a
+    reference cycle keeping ``positions`` alive for the cyclic GC, paused during a load)."""
+    if isinstance(node, dict):
+        for key in list(node):
+            if key in _SECRET_KEYS:
+                what = _SECRET_KEYS[key]
+                msg = (
+                    f"{path_text(data, (*path, key))}: credentials never live in the YAML; "
+                    f"use {what}_file or {what}_env"
+                )
+                found.append(positions.key((*path, key)).problem(msg))
+                del node[key]
+            else:
+                _walk_secrets(node[key], (*path, key), data, positions, found)
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            _walk_secrets(item, (*path, i), data, positions, found)

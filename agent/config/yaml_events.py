@@ -72,25 +72,54 @@ def build(
 def _walk(
     get: Callable[[], Any], file: str, line: int, column: int, resolve: Callable[[str], Any]
 ) -> tuple[Any, Positions]:
-    positions = Positions()
-    values, keys, plain = positions.values, positions.keys, positions.plain
-    line += 1  # marks are 0-based, positions 1-based
-    column += 1
+    get()  # StreamStartEvent
+    if type(get()) is StreamEndEvent:  # no document at all
+        return None, Positions(values={(): Pos(file, line + 1, column + 1)})
+    walker = _Walker(get, file, line, column, resolve)
+    data = walker.node(get(), ())  # after the DocumentStartEvent
+    if type(get()) is not DocumentEndEvent or type(get()) is not StreamEndEvent:
+        raise _Unusual  # a second document: the node path words the error
+    return data, walker.positions
 
-    def node(ev: Any, path: Path_) -> Any:
+
+class _Walker:
+    """Builds one document's data and positions; a class, not a recursive closure, so that no
+    reference cycle keeps the positions alive for the cyclic GC (paused during a load)."""
+
+    def __init__(
+        self,
+        get: Callable[[], Any],
+        file: str,
+        line: int,
+        column: int,
+        resolve: Callable[[str], Any],
+    ) -> None:
+        self.get = get
+        self.file = file
+        self.line = line + 1  # marks are 0-based, positions 1-based
+        self.column = column + 1
+        self.resolve = resolve
+        self.positions = Positions()
+
+    def node(self, ev: Any, path: Path_) -> Any:
+        """The value that starts with event ``ev``, at ``path``; its events consumed."""
         kind = type(ev)
         if kind not in _NODES or ev.anchor is not None or ev.tag is not None:
             raise _Unusual  # an alias, an anchor, a tag
         mark: Any = ev.start_mark
-        values[path] = Pos(file, line + mark.line, column + mark.column)
+        self.positions.values[path] = Pos(
+            self.file, self.line + mark.line, self.column + mark.column
+        )
         if kind is ScalarEvent:
             if ev.implicit[0]:  # plain (unquoted): Core Schema resolution
-                value = resolve(ev.value)
+                value = self.resolve(ev.value)
                 if type(value) is str:
-                    plain.add(path)
+                    self.positions.plain.add(path)
                 return value
             return ev.value
+        get = self.get
         if kind is MappingStartEvent:
+            file, line, column, keys = self.file, self.line, self.column, self.positions.keys
             result: dict[str, Any] = {}
             ev = get()
             while type(ev) is not MappingEndEvent:
@@ -102,21 +131,12 @@ def _walk(
                 mark = ev.start_mark
                 sub = (*path, key)
                 keys[sub] = Pos(file, line + mark.line, column + mark.column)
-                result[key] = node(get(), sub)
+                result[key] = self.node(get(), sub)
                 ev = get()
             return result
         items: list[Any] = []  # a SequenceStartEvent
         ev = get()
         while type(ev) is not SequenceEndEvent:
-            items.append(node(ev, (*path, len(items))))
+            items.append(self.node(ev, (*path, len(items))))
             ev = get()
         return items
-
-    get()  # StreamStartEvent
-    ev = get()
-    if type(ev) is StreamEndEvent:  # no document at all
-        return None, Positions(values={(): Pos(file, line, column)})
-    data = node(get(), ())  # after the DocumentStartEvent
-    if type(get()) is not DocumentEndEvent or type(get()) is not StreamEndEvent:
-        raise _Unusual  # a second document: the node path words the error
-    return data, positions
