@@ -43,6 +43,16 @@ def main() -> None:
         "pseudo-terminal (tcsetattr EINVAL), so a client of the pty must open it 8N1."
     ),
 )
+@click.option(
+    "--truth-every",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 3600.0),
+    help="Wall seconds between full states in the --truth file (hil_sim/truth.py).",
+)
+@click.option("--capture-uplink", type=click.Path(dir_okay=False), help="Record the broker too.")
+@click.option("--broker", default=None, help="HOST:PORT for --capture-uplink.")
+@click.option("--site", default=None, help="Site id for --capture-uplink.")
 @click.option("--control-port", default=15080, show_default=True, type=int)
 @click.option("--truth", "truth_path", type=click.Path(dir_okay=False), help="JSON-lines file.")
 @click.option(
@@ -92,6 +102,10 @@ def run(
     step_s: float,
     start_time: str | None,
     log_level: str,
+    truth_every: float,
+    capture_uplink: str | None,
+    broker: str | None,
+    site: str | None,
 ) -> None:
     """Run the simulated pump room until SIGTERM/SIGINT."""
     logging.basicConfig(
@@ -126,13 +140,28 @@ def run(
         step_s=step_s,
         start_time_of_day_s=start_tod,
         test_types=test_types,
+        truth_every_s=truth_every,
     )
+    capture = None
+    if capture_uplink:
+        from hil_sim.report.cli import parse_broker
+        from hil_sim.report.uplink import UplinkCapture
+
+        if not broker or not site:
+            raise click.UsageError("--capture-uplink needs --broker HOST:PORT and --site SITE")
+        try:
+            capture = UplinkCapture(*parse_broker(broker), site, capture_uplink).start()
+        except (OSError, TimeoutError) as exc:
+            raise click.ClickException(f"--capture-uplink: broker {broker}: {exc}") from exc
     try:
         asyncio.run(_run(options))
     except ScenarioError as exc:
         raise click.ClickException(f"scenario: {exc}") from exc
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from exc
+    finally:
+        if capture is not None:
+            capture.stop()
 
 
 def _say(line: str) -> None:
@@ -220,6 +249,16 @@ def fleet(
         asyncio.run(serve(options, _say))
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"fleet: {exc}") from exc
+
+
+def _add_report_commands() -> None:
+    from hil_sim.report.cli import record_uplink, report
+
+    main.add_command(report)
+    main.add_command(record_uplink)
+
+
+_add_report_commands()
 
 
 async def _run(options: SimOptions) -> None:

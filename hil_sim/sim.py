@@ -10,7 +10,7 @@ themselves through ``announce``), ``await sim.run()`` steps until :meth:`request
 
 Timing: every ``step_s`` of wall time (monotonic deadlines, no catch-up queue) the plant advances
 ``step_s × speed`` of plant time in sub-steps of at most ``step_s``, then every device re-serves
-its values and the truth file gets the points that changed.
+its values and the truth recorder (:mod:`hil_sim.truth`) takes the step.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from hil_sim import commands
 from hil_sim.devices.acs580 import Acs580
@@ -42,8 +42,12 @@ from hil_sim.modbus.tcp import ModbusTcpServer
 from hil_sim.plant import Plant, PlantParams
 from hil_sim.scenario import Scenario
 from hil_sim.scenario_run import ScenarioRunner, plant_params
+from hil_sim.truth import TruthRecorder
 
 log = logging.getLogger(__name__)
+
+_QUERIES = frozenset({"ping", "stats", "truth"})
+"""Control-port commands that change nothing: not noted as events."""
 
 
 class ServedDevice(Protocol):
@@ -76,6 +80,8 @@ class SimOptions:
     speed: float = 1.0
     step_s: float = 0.05
     summary_every_s: float = 5.0
+    truth_every_s: float = 1.0
+    """Wall seconds between full states in the truth file (:mod:`hil_sim.truth`)."""
     start_time_of_day_s: float | None = None
     rtu_baudrate: int = 19200
     rtu_parity: str = "N"
@@ -143,8 +149,7 @@ class Simulator:
         self.control_server: asyncio.Server | None = None
         self._control_tasks: set[asyncio.Task] = set()
         self._stop = asyncio.Event()
-        self._truth_file: IO[str] | None = None
-        self._last_truth: dict[str, Any] = {}
+        self.truth_recorder: TruthRecorder | None = None
         self.event_log: list[tuple[int, float, str, dict[str, Any]]] = []
         """Scenario events that fired, failed or ended: ``(wall_ms, plant_s, name,
         description)``, appended by :meth:`note_event`; the ground-truth recorder drains it."""
@@ -198,7 +203,9 @@ class Simulator:
                 port = self.control_server.sockets[0].getsockname()[1]
                 self.announce(f"control ready on {o.host}:{port}")
             if o.truth_path:
-                self._open_truth(o.truth_path)
+                self.truth_recorder = TruthRecorder(o.truth_path, every_s=o.truth_every_s)
+                self.truth_recorder.start()
+                self._record_truth()
         except BaseException:
             await self.stop()
             raise
@@ -252,9 +259,9 @@ class Simulator:
         if self.tcp_server is not None:
             await self.tcp_server.stop()
             self.tcp_server = None
-        if self._truth_file is not None:
-            self._truth_file.close()
-            self._truth_file = None
+        if self.truth_recorder is not None:
+            self.truth_recorder.close()
+            self.truth_recorder = None
 
     # --- stepping and truth ---------------------------------------------------------------
 
@@ -278,7 +285,7 @@ class Simulator:
             return
         for dev in (*self.tcp_devices, *self.rtu_devices):
             dev.update()
-        self._write_truth()
+        self._record_truth()
 
     def _maps(self) -> list[RegisterMap]:
         return [d.map for d in (*self.tcp_devices, *self.rtu_devices)]
@@ -305,26 +312,16 @@ class Simulator:
         out["plant.p_index"] = round(self.plant.p_index, 4)
         return out
 
-    def _open_truth(self, path: str) -> None:
-        # Appends of one short line per tick go to the page cache; not worth a thread.
-        self._truth_file = open(path, "a", encoding="utf-8")
-        self._write_truth()
-
-    def _write_truth(self) -> None:
-        if self._truth_file is None:
-            return
-        values = self.truth()
-        changed = {k: v for k, v in values.items() if self._last_truth.get(k, None) != v}
-        changed |= {k: v for k, v in values.items() if k not in self._last_truth}
-        if changed:
-            line = json.dumps({"t": int(time.time() * 1000), "values": changed})
-            self._truth_file.write(line + "\n")
-            self._truth_file.flush()
-        self._last_truth = values
+    def _record_truth(self) -> None:
+        if self.truth_recorder is not None:
+            self.truth_recorder.record(
+                self, int(time.time() * 1000), self.plant.t_s, self.plant.time_of_day_s
+            )
 
     def note_event(self, name: str, description: dict[str, Any]) -> None:
-        """Record a scenario event in :attr:`event_log` with the wall clock (ms since the epoch)
-        and the plant time (s)."""
+        """Record an event (scenario event, fault, its end, control-port command) in
+        :attr:`event_log` with the wall clock (ms since the epoch) and the plant time (s); the
+        truth recorder (:mod:`hil_sim.truth`) drains it."""
         self.event_log.append((int(time.time() * 1000), self.plant.t_s, name, description))
 
     # --- control port ---------------------------------------------------------------------
@@ -348,7 +345,10 @@ class Simulator:
                 if not line.strip():
                     continue
                 try:
-                    answer = commands.execute(self, json.loads(line))
+                    cmd = json.loads(line)
+                    answer = commands.execute(self, cmd)
+                    if isinstance(cmd, dict) and cmd.get("cmd") not in _QUERIES:
+                        self.note_event(f"control:{cmd.get('cmd')}", cmd)
                 except json.JSONDecodeError as exc:
                     answer = {"ok": False, "error": f"bad JSON: {exc}"}
                 except commands.CommandError as exc:

@@ -1,0 +1,119 @@
+"""``hil-sim report`` and ``hil-sim record-uplink`` (added to the ``hil-sim`` group in
+:mod:`hil_sim.cli`).
+
+A run in three commands (the capture must run while the agent does: the report comes after)::
+
+    hil-sim record-uplink --broker 127.0.0.1:1883 --site demo-site --out uplink.jsonl &
+    hil-sim run --truth truth.jsonl --scenario normal-day.yaml     # and the agent, elsewhere
+    hil-sim report --truth truth.jsonl --uplink uplink.jsonl --scenario normal-day.yaml --out rep/
+
+``hil-sim run --capture-uplink FILE --broker HOST:PORT --site SITE`` does the first two in one.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+import click
+
+from hil_sim.report.uplink import UplinkCapture
+
+
+def parse_broker(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` → (host, port). Raises click.BadParameter."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint="--broker")
+    return host, int(port)
+
+
+@click.command("record-uplink")
+@click.option("--broker", required=True, help="HOST:PORT of the broker the agent publishes to.")
+@click.option("--site", required=True, help="Site id (the agent's site.id).")
+@click.option("--prefix", default="pumproom/v1", show_default=True, help="uplink.topic_prefix")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="JSONL file.")
+@click.option("--seconds", type=float, default=None, help="Stop after this long (default: Ctrl-C).")
+def record_uplink(broker: str, site: str, prefix: str, out: str, seconds: float | None) -> None:
+    """Capture every message of SITE on the broker to a JSON-lines file, for the report."""
+    host, port = parse_broker(broker)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        cap = UplinkCapture(host, port, site, out, prefix=prefix).start()
+    except (OSError, TimeoutError) as exc:
+        raise click.ClickException(f"broker {broker}: {exc}") from exc
+    click.echo(f"recording {cap.topic} from {broker} to {out}")
+    sys.stdout.flush()
+    stop.wait(seconds)
+    cap.stop()
+    click.echo(f"recorded {cap.count} messages ({cap.dropped} dropped over the size bound)")
+
+
+@click.command("report")
+@click.option("--truth", "truth_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--uplink",
+    "uplink_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Capture of record-uplink / run --capture-uplink.",
+)
+@click.option("--broker", default=None, help="HOST:PORT: capture now, for --listen seconds.")
+@click.option("--site", default=None, help="Site id (with --broker).")
+@click.option("--listen", "listen_s", type=float, default=10.0, show_default=True)
+@click.option("--scenario", "scenario_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--band-mpa", type=float, default=None, help="Time-in-band band, MPa.")
+@click.option("--skip", "skip_s", type=float, default=None, help="Window starts this many s in.")
+@click.option("--until", "until_s", type=float, default=None, help="Window ends this many s in.")
+@click.option("--no-plots", is_flag=True, help="HTML and JSON only (no matplotlib needed).")
+def report(
+    truth_path: str,
+    uplink_path: str | None,
+    broker: str | None,
+    site: str | None,
+    listen_s: float,
+    scenario_path: str | None,
+    out_dir: str,
+    band_mpa: float | None,
+    skip_s: float | None,
+    until_s: float | None,
+    no_plots: bool,
+) -> None:
+    """Compare the truth with what the agent uplinked: OUT/report.html, PNGs, report.json.
+    Exit 1 when an expectation of the scenario fails."""
+    from pathlib import Path
+
+    from hil_sim.report import make_report
+
+    if uplink_path is None:
+        if broker is None or site is None:
+            raise click.UsageError("give --uplink FILE, or --broker HOST:PORT and --site SITE")
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        uplink_path = str(Path(out_dir) / "uplink.jsonl")
+        host, port = parse_broker(broker)
+        try:
+            cap = UplinkCapture(host, port, site, uplink_path).start()
+        except (OSError, TimeoutError) as exc:
+            raise click.ClickException(f"broker {broker}: {exc}") from exc
+        threading.Event().wait(listen_s)
+        cap.stop()
+    try:
+        rep = make_report(
+            truth_path,
+            uplink_path,
+            out_dir,
+            scenario_path,
+            band_mpa,
+            skip_s,
+            until_s,
+            plots=not no_plots,
+        )
+    except (OSError, ValueError, ImportError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for o in rep.outcomes:
+        click.echo(f"{'PASS' if o.passed else 'FAIL'} expect[{o.index}] {o.item}: {o.measured}")
+    click.echo(f"{'PASS' if rep.passed else 'FAIL'}: report in {rep.html}")
+    sys.exit(0 if rep.passed else 1)

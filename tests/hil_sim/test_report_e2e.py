@@ -1,0 +1,124 @@
+"""`hil-sim report` on a real run: simulator (truth file), agent, private Mosquitto, uplink
+capture; a door opened by the scenario, the broker stopped for a while, then the report.
+
+The figures are checked against what the run did, not against numbers written down: coverage ≈ 1
+while healthy, the broker's outage is an uplink gap with the outage's length and its samples come
+as backfill, the DOOR_OPEN alarm is raised after the scenario's door event, the expectations
+pass and fail as they must, and the CLI's exit code follows.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from hil_sim.report import make_report
+from hil_sim.report.uplink import UplinkCapture, load_uplink
+from hil_sim.truth import load_truth
+from tests.procs import ROOT, AgentProc, Mosquitto, Simulator, wait_for
+
+pytestmark = pytest.mark.e2e
+
+SCENARIO_RUN = "- {at: 12, cmd: set, name: door, value: true}\n"
+"""What the simulator plays (the v1 list format; its one event is named ``0:set``)."""
+
+EXPECT = """
+name: door-and-outage
+expect:
+  - {alarm: DOOR_OPEN, raised_within_s: 20, after: "0:set"}
+  - {no_alarm: FLOOD}
+  - {truth: p_out, above: 0.2, within_s: 30}
+  - {truth: p_out, below: 0.62, always: true}
+  - {uplink: data_loss, max: 0}
+  - {uplink: coverage, point: p_out, min_fraction: 0.9}
+  - {control: starts_per_hour, max: 20}
+"""
+FAILING = EXPECT + "  - {no_alarm: DOOR_OPEN}\n"
+
+
+def _telemetry_after(path: Path, t_ms: int) -> bool:
+    up = load_uplink(path)
+    return any(s.r > t_ms for ss in up.samples.values() for s in ss)
+
+
+def test_report_of_a_real_run_with_a_broker_outage(tmp_path: Path) -> None:
+    (tmp_path / "run.yaml").write_text(SCENARIO_RUN)
+    (tmp_path / "expect.yaml").write_text(EXPECT)
+    (tmp_path / "failing.yaml").write_text(FAILING)
+    site = "rep-" + uuid.uuid4().hex[:8]
+    broker = Mosquitto(tmp_path).start()
+    sim = Simulator(tmp_path, "--scenario", str(tmp_path / "run.yaml")).start()
+    capture_path = tmp_path / "uplink.jsonl"
+    capture = UplinkCapture("127.0.0.1", broker.port, site, capture_path).start()
+    agent = AgentProc(tmp_path, broker.port, sim, site).start()
+    try:
+        wait_for(lambda: _telemetry_after(capture_path, 0), 60, "the agent's first telemetry")
+        time.sleep(15.0)  # healthy: door opens at plant 12 s, DOOR_OPEN after its 1 s delay
+        healthy_until = time.time()
+        broker.stop()
+        outage_ms = int(time.time() * 1000)
+        time.sleep(8.0)
+        broker.start()
+        back_ms = int(time.time() * 1000)
+        wait_for(lambda: _telemetry_after(capture_path, back_ms + 3000), 60, "telemetry again")
+    finally:
+        agent.stop()
+        capture.stop()
+        sim.stop()
+        broker.stop()
+    truth = load_truth(sim.truth)
+    assert truth.end is not None and truth.end["dropped"] == 0
+    skip = None  # the window starts at the agent's birth
+    until = healthy_until - truth.start_ms / 1000.0
+    healthy = make_report(sim.truth, capture_path, tmp_path / "healthy", until_s=until)
+    covered = {p: f.coverage for p, f in healthy.figures.points.items()}
+    assert covered["p_out"] > 0.95 and covered["flow"] > 0.95, covered
+    assert sorted(covered.values())[len(covered) // 2] > 0.95, "median coverage of a healthy run"
+    assert healthy.figures.arrival_gaps == []
+    assert healthy.figures.latency_s, "changes of bits and codes were timed to their uplink"
+    assert 0 < max(healthy.figures.latency_s) < 10
+
+    rep = make_report(
+        sim.truth, capture_path, tmp_path / "rep", tmp_path / "expect.yaml", skip_s=skip
+    )
+    fig = rep.figures
+    # the outage: one uplink gap about as long as the broker was down (outage_ms .. back_ms)
+    long_gaps = [(a, b) for a, b in fig.arrival_gaps if b - a > 4000]
+    assert len(long_gaps) == 1, fig.arrival_gaps
+    a, b = long_gaps[0]
+    assert outage_ms - 3000 <= a and b >= back_ms - 1000, (a, b, outage_ms, back_ms)
+    up = load_uplink(capture_path)
+    backfilled = [s for ss in up.samples.values() for s in ss if s.hist]
+    assert backfilled and all(outage_ms - 2000 <= s.t <= back_ms + 30_000 for s in backfilled)
+    assert fig.points["p_out"].coverage > 0.9  # store-and-forward: the outage's samples came later
+    assert fig.data_loss_events == 0 and fig.seq_missing == 0
+    assert fig.index_min is not None and 0.0 < fig.index_min < 0.4
+    assert fig.time_in_band is not None and 0.0 <= fig.time_in_band <= 1.0
+    assert [o.passed for o in rep.outcomes] == [True] * 7, rep.outcomes
+    door = rep.outcomes[0].measured
+    assert door.startswith("active after ")
+    assert 1.0 <= float(door.split()[2]) < 20.0  # detection: on_delay 1 s + poll + publish
+    pngs = sorted(p.name for p in rep.plots)
+    assert pngs == ["flow_pumps.png", "pressures.png", "uplink.png"]
+    assert all(p.stat().st_size > 20_000 for p in rep.plots)
+    page = rep.html.read_text()
+    assert "PASS" in page and "pressures.png" in page and "DOOR_OPEN" in page
+
+    # the CLI: exit 0 when every expectation holds, 1 when one fails
+    cli = [sys.executable, "-m", "hil_sim.cli", "report", "--truth", str(sim.truth),
+           "--uplink", str(capture_path), "--no-plots"]  # fmt: skip
+    ok = subprocess.run([*cli, "--scenario", str(tmp_path / "expect.yaml"), "--out",
+                         str(tmp_path / "cli-ok")], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = subprocess.run([*cli, "--scenario", str(tmp_path / "failing.yaml"), "--out",
+                          str(tmp_path / "cli-bad")], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "FAIL expect[7]" in bad.stdout and "raised 1 time(s)" in bad.stdout
+    summary = json.loads((tmp_path / "cli-bad" / "report.json").read_text())
+    assert summary["passed"] is False
