@@ -252,10 +252,11 @@ def fleet(
 
 
 def _add_report_commands() -> None:
-    from hil_sim.report.cli import record_uplink, report
+    from hil_sim.report.cli import check, record_uplink, report
 
     main.add_command(report)
     main.add_command(record_uplink)
+    main.add_command(check)
 
 
 _add_report_commands()

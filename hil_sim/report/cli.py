@@ -117,3 +117,53 @@ def report(
         click.echo(f"{'PASS' if o.passed else 'FAIL'} expect[{o.index}] {o.item}: {o.measured}")
     click.echo(f"{'PASS' if rep.passed else 'FAIL'}: report in {rep.html}")
     sys.exit(0 if rep.passed else 1)
+
+
+@click.command("check")
+@click.option("--scenario", "scenario_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--seconds", type=float, default=None, help="Wall seconds (default: duration_s).")
+@click.option("--speed", type=click.FloatRange(0.01, 1000.0), default=None)
+@click.option("--start-time", default="10:00", show_default=True, help="Plant time of day.")
+@click.option(
+    "--agent-config",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Agent config (default: config/example.yaml of this checkout).",
+)
+@click.option("--no-agent", is_flag=True, help="Start no agent: the gateway under test is yours.")
+@click.option("--site", default=None, help="Site id (default: a fresh one).")
+def check(
+    scenario_path: str | None,
+    out_dir: str,
+    seconds: float | None,
+    speed: float | None,
+    start_time: str,
+    agent_config: str | None,
+    no_agent: bool,
+    site: str | None,
+) -> None:
+    """Broker, simulator, capture and agent for one scenario, then the report in OUT.
+    Exit 1 when an expectation fails."""
+    from pathlib import Path
+
+    from hil_sim.report.check import EXAMPLE, run_check
+
+    config = None if no_agent else Path(agent_config) if agent_config else EXAMPLE
+    try:
+        rep = run_check(
+            Path(scenario_path) if scenario_path else None,
+            Path(out_dir),
+            seconds,
+            speed,
+            start_time,
+            config,
+            site,
+            say=click.echo,
+        )
+    except (OSError, ValueError, RuntimeError, ImportError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for o in rep.outcomes:
+        click.echo(f"{'PASS' if o.passed else 'FAIL'} expect[{o.index}] {o.item}: {o.measured}")
+    click.echo(f"{'PASS' if rep.passed else 'FAIL'}: report in {rep.html}")
+    sys.exit(0 if rep.passed else 1)

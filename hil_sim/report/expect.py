@@ -26,6 +26,7 @@ and the item's index.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,7 +231,9 @@ class Checker:
             point, samples, None, t0, self.fig.stop_ms, (self.fig.stop_ms - t0) / 1000.0
         )
         if "interval_s" in item:
-            expected = max((self.fig.stop_ms - t0) / 1000.0 / float(item["interval_s"]), 1.0)
+            expected = max(
+                math.floor((self.fig.stop_ms - t0) / 1000.0 / float(item["interval_s"])), 1
+            )
             pf.coverage = min(pf.good / expected, 1.0)
         return pf.coverage >= float(item["min_fraction"]), f"coverage {pf.coverage:.3f}"
 

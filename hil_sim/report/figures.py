@@ -4,7 +4,7 @@ All times are wall-clock UTC ms (the clock of the truth's ``t`` and the agent's 
 durations in s; pressures in MPa. Definitions:
 
 * **coverage** of a point: good samples with ``t`` in the window ÷ the samples expected there
-  (window length ÷ the point's poll interval; the interval is the median spacing of its samples
+  (whole poll intervals in the window; the interval is the median spacing of its samples
   unless given);
 * **latency change→uplink**: for each change of a non-float truth point (a bit, a state, a code,
   timed to one simulator step) whose new value then holds 3 s, arrival time of the first
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,7 +185,7 @@ def point_figures(
     good = sorted(s.t for s in samples if s.q == "g" and a <= s.t <= b)
     spacing = [(y - x) / 1000.0 for x, y in itertools.pairwise(good) if y > x]
     interval = statistics.median(spacing) if spacing else 1.0
-    expected = max(window_s / interval, 1.0)
+    expected = max(math.floor(window_s / interval + 1e-9), 1)  # whole polls in the window
     gaps = [
         (x, y)
         for x, y in zip([a, *good], [*good, b], strict=True)

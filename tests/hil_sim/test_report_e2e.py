@@ -122,3 +122,31 @@ def test_report_of_a_real_run_with_a_broker_outage(tmp_path: Path) -> None:
     assert "FAIL expect[7]" in bad.stdout and "raised 1 time(s)" in bad.stdout
     summary = json.loads((tmp_path / "cli-bad" / "report.json").read_text())
     assert summary["passed"] is False
+
+
+def test_check_runs_broker_simulator_agent_and_reports(tmp_path: Path) -> None:
+    scenario = tmp_path / "door.yaml"
+    scenario.write_text("- {at: 3, cmd: set, name: door, value: true}\n")
+    out = tmp_path / "check"
+    run = subprocess.run(
+        [sys.executable, "-m", "hil_sim.cli", "check", "--scenario", str(scenario), "--seconds", "12", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "PASS: report in" in run.stdout  # a v1 scenario expects nothing
+    summary = json.loads((out / "report.json").read_text())
+    assert summary["figures"]["points"]["p_out"]["coverage"] > 0.8, summary["figures"]["points"][
+        "p_out"
+    ]
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        "flow_pumps.png",
+        "pressures.png",
+        "uplink.png",
+    ]
+    codes = [
+        e["body"]["events"][0].get("code")
+        for e in map(json.loads, (out / "uplink.jsonl").read_text().splitlines())
+        if e["topic"].endswith("/event")
+    ]
+    assert "DOOR_OPEN" in codes
+    assert [e["name"] for e in load_truth(out / "truth.jsonl").events] == ["0:set"]
