@@ -143,10 +143,6 @@ def test_check_runs_broker_simulator_agent_and_reports(tmp_path: Path) -> None:
         "pressures.png",
         "uplink.png",
     ]
-    codes = [
-        e["body"]["events"][0].get("code")
-        for e in map(json.loads, (out / "uplink.jsonl").read_text().splitlines())
-        if e["topic"].endswith("/event")
-    ]
+    codes = [e.get("code") for e in load_uplink(out / "uplink.jsonl").events]
     assert "DOOR_OPEN" in codes
     assert [e["name"] for e in load_truth(out / "truth.jsonl").events] == ["0:set"]
