@@ -190,6 +190,8 @@ class Truth:
     changes: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     end: dict[str, Any] | None = None
+    _state_ts: list[int] = field(default_factory=list, repr=False)
+    _speed: float = field(default=1.0, repr=False)
 
     @property
     def start_ms(self) -> int:
@@ -237,10 +239,13 @@ class Truth:
         between states (extrapolated at the speed of the run beyond them)."""
         if not self.states:
             raise ValueError("truth: no state line")
-        ts = [s["t"] for s in self.states]
+        if len(self._state_ts) != len(self.states):  # cached: the plots ask once a sample
+            self._state_ts = [s["t"] for s in self.states]
+            self._speed = self.speed()
+        ts = self._state_ts
         i = min(max(bisect.bisect_right(ts, wall_ms) - 1, 0), len(ts) - 1)
         s = self.states[i]
-        return float(s["tod_s"]) + (wall_ms - s["t"]) / 1000.0 * self.speed()
+        return float(s["tod_s"]) + (wall_ms - s["t"]) / 1000.0 * self._speed
 
 
 def load_truth(path: str | Path) -> Truth:

@@ -100,9 +100,12 @@ def pct(values: list[float], q: float) -> float | None:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
-def interpolate(series: list[tuple[int, Any]], t: float) -> float | None:
-    """Linear interpolation of a numeric (t_ms, value) series at ``t``; None outside it."""
-    ts = [p[0] for p in series]
+def interpolate(
+    series: list[tuple[int, Any]], t: float, ts: list[int] | None = None
+) -> float | None:
+    """Linear interpolation of a numeric (t_ms, value) series at ``t``; None outside it.
+    ``ts``: the series' times, when the caller has them (saves a copy per call)."""
+    ts = ts if ts is not None else [p[0] for p in series]
     i = bisect.bisect_right(ts, t)
     if i == 0 or i > len(series) or (i == len(series) and t > ts[-1]):
         return None
@@ -207,9 +210,10 @@ def _errors(
     pf: PointFigures, samples: list[Sample], series: list[tuple[int, Any]], a: int, b: int
 ) -> None:
     errs = []
+    ts = [p[0] for p in series]
     for s in samples:
         if s.q == "g" and a <= s.t <= b and isinstance(s.value, int | float):
-            ref = interpolate(series, s.t)
+            ref = interpolate(series, s.t, ts)
             if ref is not None:
                 errs.append(abs(float(s.value) - ref))
     if errs:
