@@ -18,6 +18,7 @@ import threading
 
 import click
 
+from hil_sim.report import Report
 from hil_sim.report.uplink import UplinkCapture
 
 
@@ -113,9 +114,7 @@ def report(
         )
     except (OSError, ValueError, ImportError) as exc:
         raise click.ClickException(str(exc)) from exc
-    for o in rep.outcomes:
-        click.echo(f"{'PASS' if o.passed else 'FAIL'} expect[{o.index}] {o.item}: {o.measured}")
-    click.echo(f"{'PASS' if rep.passed else 'FAIL'}: report in {rep.html}")
+    _print(rep)
     sys.exit(0 if rep.passed else 1)
 
 
@@ -163,7 +162,16 @@ def check(
         )
     except (OSError, ValueError, RuntimeError, ImportError) as exc:
         raise click.ClickException(str(exc)) from exc
+    _print(rep)
+    sys.exit(0 if rep.passed else 1)
+
+
+def _print(rep: Report) -> None:
+    if rep.figures.undecoded:
+        click.echo(
+            f"warning: {rep.figures.undecoded} captured messages were not JSON (CBOR "
+            "telemetry?) and are left out of the figures"
+        )
     for o in rep.outcomes:
         click.echo(f"{'PASS' if o.passed else 'FAIL'} expect[{o.index}] {o.item}: {o.measured}")
     click.echo(f"{'PASS' if rep.passed else 'FAIL'}: report in {rep.html}")
-    sys.exit(0 if rep.passed else 1)

@@ -90,6 +90,8 @@ class Figures:
     max_starts_in_hour: int
     index_min: float | None
     index_below_service_s: float
+    undecoded: int = 0
+    """Messages captured that were not JSON (e.g. CBOR telemetry): left out of every figure."""
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -179,6 +181,7 @@ def compute(truth: Truth, up: Uplink, start_ms: int, stop_ms: int, band_mpa: flo
         max_starts_in_hour=worst_hour,
         index_min=index_min,
         index_below_service_s=below_s,
+        undecoded=len(up.undecoded),
     )
 
 

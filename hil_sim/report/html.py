@@ -53,8 +53,13 @@ def render(
         f"<h1>Scenario {_e(name)}: <span class='{verdict.lower()}'>{verdict}</span></h1>",
         f"<small>window {wall(fig.start_ms)} → {wall(fig.stop_ms)} ({window:.0f} s wall); "
         f"{sum(o.passed for o in outcomes)}/{len(outcomes)} expectations met</small>",
-        "<h2>Expectations</h2>",
     ]
+    if fig.undecoded:
+        out.append(
+            f"<p class='fail'>{fig.undecoded} captured messages were not JSON (CBOR telemetry?) "
+            "and are left out of every figure: run the agent with uplink.telemetry_format json.</p>"
+        )
+    out.append("<h2>Expectations</h2>")
     if outcomes:
         out.append(
             "<table><tr><th>#</th><th>expectation</th><th>verdict</th><th>measured</th></tr>"

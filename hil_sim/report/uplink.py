@@ -3,7 +3,9 @@
 :class:`UplinkCapture` subscribes to ``{prefix}/{site}/#`` (QoS 1) and appends every message to
 a JSON-lines file, stamped with the wall ms it arrived: ``{"r": recv_ms, "topic": str,
 "retain": bool, "body": object}`` (zlib payloads, RFC 1950, are inflated; a payload that is not
-JSON is kept as ``{"_raw": text}``). :func:`load_uplink` parses such a file by the uplink
+JSON, e.g. the opt-in CBOR telemetry ``cbor-c1``, is kept as ``{"_b64": base64}`` and counted,
+not decoded: ``hil_sim`` does not import the agent's decoder). :func:`load_uplink` parses such a
+file by the uplink
 contract v1 (README "Uplink contract", ``agent/schemas/v1``: ``…/telemetry`` and
 ``…/telemetry/backfill`` sample batches, ``…/event``, ``…/cmd/req``, ``…/cmd/res``,
 ``…/status``), deduplicating samples and events on (gateway, seq).
@@ -11,6 +13,7 @@ contract v1 (README "Uplink contract", ``agent/schemas/v1``: ``…/telemetry`` a
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -92,7 +95,7 @@ class UplinkCapture:
                 payload = zlib.decompress(payload)
             body = json.loads(payload) if payload else {}
         except (ValueError, zlib.error):
-            body = {"_raw": payload.decode("utf-8", "replace")[:2000]}
+            body = {"_b64": base64.b64encode(msg.payload).decode("ascii")}
         text = (
             json.dumps(
                 {"r": recv, "topic": msg.topic, "retain": bool(msg.retain), "body": body},
@@ -150,6 +153,8 @@ class Uplink:
     units: dict[str, str] = field(default_factory=dict)
     """Point → unit, from the telemetry series."""
     duplicates: int = 0
+    undecoded: list[str] = field(default_factory=list)
+    """Topics of messages that were not JSON (e.g. CBOR telemetry): not in the figures."""
 
     def alarms(self, code: str | None = None) -> list[dict[str, Any]]:
         """Alarm events (optionally of one code), seq order."""
@@ -191,7 +196,10 @@ def load_uplink(path: str | Path) -> Uplink:
 
 
 def _take(up: Uplink, seen: set[tuple[str, str, int]], topic: str, body: Any, recv: int) -> None:
-    if not isinstance(body, dict) or "_raw" in body:
+    if isinstance(body, dict) and "_b64" in body:
+        up.undecoded.append(topic)
+        return
+    if not isinstance(body, dict):
         return
     gw = str(body.get("gw", ""))
     if topic.endswith(("/telemetry", "/telemetry/backfill")):

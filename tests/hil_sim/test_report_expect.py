@@ -193,6 +193,14 @@ def _capture_lines() -> list[dict[str, Any]]:
             {"id": "c-1", "phase": "result", "code": "OK", "ts": T0 + 38_000},
         )
     )
+    out.append(
+        {
+            "r": T0 + 50_000,
+            "topic": f"pumproom/v1/{SITE}/{GW}/telemetry",
+            "retain": False,
+            "body": {"_b64": "2Nl3"},
+        }
+    )
     return out
 
 
@@ -264,6 +272,7 @@ def test_figures_of_the_synthetic_run(files: tuple[Path, Path, Path], tmp_path: 
     assert fig.starts == {"pump1": 0, "pump2": 1, "pump3": 0} and fig.max_starts_in_hour == 1
     assert fig.index_min == 0.08 and fig.index_below_service_s == 10.0
     assert load_uplink(up).duplicates == 2  # both series of the redelivered batch
+    assert fig.undecoded == 1  # the CBOR message: counted, said in the page, not guessed at
 
 
 @pytest.mark.parametrize(
