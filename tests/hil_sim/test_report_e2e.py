@@ -77,9 +77,12 @@ def test_report_of_a_real_run_with_a_broker_outage(tmp_path: Path) -> None:
     skip = None  # the window starts at the agent's birth
     until = healthy_until - truth.start_ms / 1000.0
     healthy = make_report(sim.truth, capture_path, tmp_path / "healthy", until_s=until)
-    covered = {p: f.coverage for p, f in healthy.figures.points.items()}
-    assert covered["p_out"] > 0.95 and covered["flow"] > 0.95, covered
-    assert sorted(covered.values())[len(covered) // 2] > 0.95, "median coverage of a healthy run"
+    # coverage ≈ 1: every poll of the window uplinked but at most the first (the window opens at
+    # the agent's birth, its first poll may come a second later)
+    missing = {p: f.expected - f.good for p, f in healthy.figures.points.items()}
+    assert missing["p_out"] <= 1 and missing["flow"] <= 1, missing
+    assert sorted(missing.values())[len(missing) // 2] <= 1, "median of a healthy run"
+    assert healthy.figures.points["p_out"].expected >= 10
     # healthy: telemetry kept arriving (a loaded CI machine may stall the agent a few seconds)
     assert all(b - a < 6000 for a, b in healthy.figures.arrival_gaps), healthy.figures.arrival_gaps
     assert healthy.figures.latency_s, "changes of bits and codes were timed to their uplink"
@@ -90,10 +93,10 @@ def test_report_of_a_real_run_with_a_broker_outage(tmp_path: Path) -> None:
     )
     fig = rep.figures
     # the outage: one uplink gap about as long as the broker was down (outage_ms .. back_ms)
-    long_gaps = [(a, b) for a, b in fig.arrival_gaps if b - a > 4000]
-    assert len(long_gaps) == 1, fig.arrival_gaps
-    a, b = long_gaps[0]
-    assert outage_ms - 3000 <= a and b >= back_ms - 1000, (a, b, outage_ms, back_ms)
+    outage = [(a, b) for a, b in fig.arrival_gaps if a <= outage_ms + 1000 and b >= back_ms - 1000]
+    assert len(outage) == 1, (fig.arrival_gaps, outage_ms, back_ms)
+    a, _ = outage[0]
+    assert a >= outage_ms - 3000, (a, outage_ms)  # the last telemetry before the broker stopped
     up = load_uplink(capture_path)
     backfilled = [s for ss in up.samples.values() for s in ss if s.hist]
     assert backfilled and all(outage_ms - 2000 <= s.t <= back_ms + 30_000 for s in backfilled)
