@@ -191,7 +191,7 @@ class Truth:
     events: list[dict[str, Any]] = field(default_factory=list)
     end: dict[str, Any] | None = None
     _state_ts: list[int] = field(default_factory=list, repr=False)
-    _speed: float = field(default=1.0, repr=False)
+    _tods: list[float] = field(default_factory=list, repr=False)
 
     @property
     def start_ms(self) -> int:
@@ -235,17 +235,32 @@ class Truth:
         return (b["plant_s"] - a["plant_s"]) / dt if dt > 0 else 1.0
 
     def tod_at(self, wall_ms: float) -> float:
-        """The plant's time of day (s since midnight) at wall time ``wall_ms``, interpolated
-        between states (extrapolated at the speed of the run beyond them)."""
+        """The plant's time of day (s since midnight, not wrapped) at wall time ``wall_ms``,
+        linear between the two states around it (a compressed day, ``demand.day_speed``, moves
+        the clock faster than plant time), extrapolated at the nearest segment's rate."""
         if not self.states:
             raise ValueError("truth: no state line")
         if len(self._state_ts) != len(self.states):  # cached: the plots ask once a sample
             self._state_ts = [s["t"] for s in self.states]
-            self._speed = self.speed()
-        ts = self._state_ts
-        i = min(max(bisect.bisect_right(ts, wall_ms) - 1, 0), len(ts) - 1)
-        s = self.states[i]
-        return float(s["tod_s"]) + (wall_ms - s["t"]) / 1000.0 * self._speed
+            self._tods = _unwrapped([float(s["tod_s"]) for s in self.states])
+        ts, tods = self._state_ts, self._tods
+        if len(ts) == 1:
+            return tods[0] + (wall_ms - ts[0]) / 1000.0
+        i = min(max(bisect.bisect_right(ts, wall_ms) - 1, 0), len(ts) - 2)
+        dt = ts[i + 1] - ts[i]
+        rate = (tods[i + 1] - tods[i]) / dt if dt > 0 else 0.0
+        return tods[i] + (wall_ms - ts[i]) * rate
+
+
+def _unwrapped(tods: list[float]) -> list[float]:
+    """Times of day made monotonic across midnight (add 86 400 s at each wrap)."""
+    out: list[float] = []
+    offset = 0.0
+    for i, t in enumerate(tods):
+        if i and t + offset < out[-1] - 43_200:
+            offset += 86_400.0
+        out.append(t + offset)
+    return out
 
 
 def load_truth(path: str | Path) -> Truth:

@@ -61,7 +61,7 @@ def run_check(
     if seconds is None:
         if scen is None or not scen.duration_s:
             raise ValueError("give --seconds, or a scenario with duration_s")
-        seconds = scen.duration_s / (speed or 1.0)
+        seconds = scen.duration_s / (speed or scen.speed or 1.0)
     site = site or "check-" + uuid.uuid4().hex[:8]
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="hil-sim-check-"))

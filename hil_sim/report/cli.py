@@ -64,7 +64,7 @@ def record_uplink(broker: str, site: str, prefix: str, out: str, seconds: float 
 @click.option("--broker", default=None, help="HOST:PORT: capture now, for --listen seconds.")
 @click.option("--site", default=None, help="Site id (with --broker).")
 @click.option("--listen", "listen_s", type=float, default=10.0, show_default=True)
-@click.option("--scenario", "scenario_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--scenario", "scenario_path", help="Scenario file or shipped name (normal-day …).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--band-mpa", type=float, default=None, help="Time-in-band band, MPa.")
 @click.option("--skip", "skip_s", type=float, default=None, help="Window starts this many s in.")
@@ -119,7 +119,7 @@ def report(
 
 
 @click.command("check")
-@click.option("--scenario", "scenario_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--scenario", "scenario_path", help="Scenario file or shipped name (normal-day …).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--seconds", type=float, default=None, help="Wall seconds (default: duration_s).")
 @click.option("--speed", type=click.FloatRange(0.01, 1000.0), default=None)

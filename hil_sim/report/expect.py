@@ -78,6 +78,7 @@ class Scenario:
     duration_s: float | None
     expect: list[dict[str, Any]]
     source: str
+    speed: float | None = None
 
 
 def load_scenario_expectations(path: str | Path) -> Scenario:
@@ -86,8 +87,12 @@ def load_scenario_expectations(path: str | Path) -> Scenario:
 
     Raises:
         OSError: unreadable file.
+        hil_sim.scenario.ScenarioError: neither a file nor a shipped scenario's name.
         ExpectationError: bad YAML or a malformed item (names the file and the item index).
     """
+    from hil_sim.scenario import resolve
+
+    path = resolve(path)  # a file, or a shipped scenario's name (hil_sim/scenarios/NAME.yaml)
     try:
         doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -101,12 +106,13 @@ def load_scenario_expectations(path: str | Path) -> Scenario:
         raise ExpectationError(f"{path}: expect: must be a list")
     for i, item in enumerate(items):
         validate(item, f"{path}: expect[{i}]")
-    duration = doc.get("duration_s")
+    duration, speed = doc.get("duration_s"), doc.get("speed")
     return Scenario(
         str(doc.get("name", Path(path).stem)),
         float(duration) if duration is not None else None,
         items,
         str(path),
+        float(speed) if speed is not None else None,
     )
 
 

@@ -20,6 +20,16 @@ from hil_sim.truth import Truth
 WIDTH_IN, HEIGHT_IN, DPI = 11.0, 3.6, 100
 
 
+TICK_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600)
+
+
+def _ticks(x0: float, x1: float, most: int = 8) -> list[float]:
+    """Ticks on whole clock steps (1 s … 6 h), at most ``most`` over [x0, x1]."""
+    step = next((st for st in TICK_STEPS_S if (x1 - x0) / st <= most), TICK_STEPS_S[-1])
+    first = -(-x0 // step) * step
+    return [first + i * step for i in range(int((x1 - first) // step) + 1)]
+
+
 def _hhmmss(x: float, _pos: Any = None) -> str:
     s = round(x) % 86400
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
@@ -33,7 +43,7 @@ class _Axes:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import FuncFormatter, MaxNLocator
+        from matplotlib.ticker import FixedLocator, FuncFormatter
 
         self.plt, self.truth = plt, truth
         self.figure, axes = plt.subplots(
@@ -48,8 +58,9 @@ class _Axes:
         self.axes = [a[0] for a in axes]
         self.x0, self.x1 = truth.tod_at(fig.start_ms), truth.tod_at(fig.stop_ms)
         for ax in self.axes:
+            ticks = _ticks(self.x0, self.x1)
+            ax.xaxis.set_major_locator(FixedLocator(ticks))
             ax.xaxis.set_major_formatter(FuncFormatter(_hhmmss))
-            ax.xaxis.set_major_locator(MaxNLocator(nbins=8))
             ax.set_xlim(self.x0, self.x1)
             ax.grid(True, alpha=0.3)
         self.axes[-1].set_xlabel("plant time of day (hh:mm:ss)")

@@ -366,3 +366,15 @@ def test_recorder_bounds_drop_and_count(tmp_path: Path) -> None:
     assert truth.end is not None and truth.end["truncated"] is True
     assert truth.end["dropped"] == 200 - len(truth.states) > 150
     assert [e["name"] for e in truth.events] == ["late"]  # events pass the size bound
+
+
+def test_every_shipped_scenario_has_expectations_the_report_understands() -> None:
+    from hil_sim.scenario import shipped_names
+
+    names = shipped_names()
+    assert "normal-day" in names
+    for name in names:
+        scen = load_scenario_expectations(
+            name
+        )  # by shipped name; raises on an item it cannot check
+        assert scen.name and (scen.expect or name == "example"), name
