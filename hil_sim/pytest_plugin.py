@@ -9,7 +9,8 @@ After ``pip install pumproom-edge`` a tester's own suite gets, with no conftest:
   :class:`hil_sim.truth.Truth`), ``capture()`` (record a broker's uplink of a site) and
   ``report()`` (:func:`hil_sim.report.make_report`). Stopped (SIGTERM, then SIGKILL) at teardown.
 
-Configure it per test with the marker::
+Configure it per test with the marker (``scenario``: a file or a shipped name such as
+``"normal-day"``, whose own speed, seed and start time hold unless given here)::
 
     @pytest.mark.hil_sim(scenario="my-scenario.yaml", speed=2.0, start_time="18:30", seed=7,
                          args=["--rtu-parity", "N"])
@@ -96,17 +97,17 @@ class HilSim:
             self.rtu_link,
             "--truth",
             str(self.truth_path),
-            "--speed",
-            str(o.get("speed", 1.0)),
-            "--seed",
-            str(o.get("seed", 0)),
-            "--start-time",
-            str(o.get("start_time", "10:00")),
             "--log-level",
             "WARNING",
         ]
         if o.get("scenario"):
             args += ["--scenario", str(o["scenario"])]
+        # a scenario's own speed, seed and start time hold unless the marker gives them; without
+        # a scenario: speed 1, seed 0, 10:00 (an average hour, not the machine's clock)
+        defaults = {} if o.get("scenario") else {"speed": 1.0, "seed": 0, "start_time": "10:00"}
+        for key in ("speed", "seed", "start_time"):
+            if key in o or key in defaults:
+                args += [f"--{key.replace('_', '-')}", str(o.get(key, defaults.get(key)))]
         args += [str(a) for a in o.get("args", ())]
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)

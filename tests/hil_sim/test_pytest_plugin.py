@@ -42,6 +42,16 @@ def test_endpoints_truth_and_report(hil_sim):
     report = hil_sim.report(plots=False)
     assert report.html.exists() and report.passed  # a v1 scenario: nothing expected
     print("TESTER-SUITE-OK", hil_sim.modbus_tcp, hil_sim.opcua_endpoint)
+
+
+@pytest.mark.hil_sim(scenario="normal-day")
+def test_a_shipped_scenario_keeps_its_own_clock(hil_sim):
+    deadline = time.monotonic() + 60
+    while not hil_sim.truth().states:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert hil_sim.truth().states[0]["tod_s"] < 3600  # normal-day starts at 00:00, not 10:00
+    print("SHIPPED-OK")
 """
 
 
@@ -53,4 +63,6 @@ def test_a_tester_suite_gets_the_fixture_from_the_entry_point(tmp_path: Path) ->
         cwd=tmp_path, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert "1 passed" in run.stdout and "TESTER-SUITE-OK" in run.stdout
+    assert (
+        "2 passed" in run.stdout and "TESTER-SUITE-OK" in run.stdout and "SHIPPED-OK" in run.stdout
+    )
