@@ -169,7 +169,7 @@ def oscillation(
     counts in a sliding window of T_sup, the same rule without the forgetting's tail. Noise
     and quantisation cross zero often but with a tiny IAE: they do not count.
 
-    ``a``: MPa (the benchmark uses 0.005, its settling band); ``ti_s``: the PI integral time.
+    ``a``: MPa (the benchmark uses 0.01, its band); ``ti_s``: the PI integral time (s).
     Raises ValueError when ``a`` or ``ti_s`` is not > 0.
     """
     if a <= 0 or ti_s <= 0:

@@ -42,6 +42,11 @@ GAUGE_S = 0.5
 """Damping of the pressure as judged (s): the moving average of a panel gauge."""
 DT = 0.1
 """Sampling of the records, s."""
+OSC_AMPLITUDE_MPA = 0.01
+"""Hägglund's ``a``, the smallest oscillation amplitude worth detecting (MPa): the ±0.01 MPa
+band of the hour and day goals. Hägglund suggests 1 % of the measurement range; a smaller ``a``
+counts the simulator's frequent random water draws as load disturbances. The ±10 kPa ring at
+~2.5 s of issue 13 has a half-period IAE of 0.008 MPa·s, above the 0.0064 this gives."""
 SETTLED_HOLD_S = 10.0
 """A step counts as settled once the pressure stayed within its band this long (s): the
 plant's random water draws keep coming, and a later one is not the step's response."""
@@ -67,6 +72,7 @@ def step(work: Path, mode: str, out: Path | None) -> list[tuple[str, Any, str, b
         if not run.hold(0.40, 0.01, 5.0, 90.0):
             raise SystemExit(f"{mode}: the pressure did not settle at 0.40 MPa within 90 s")
         _wait_interval(sent, run)
+        run.hold(0.40, 0.005, 3.0, 30.0)  # start the step from rest (or after 30 s anyway)
         cid, t_cmd = run.platform.setpoint(0.45)
         time.sleep(30.0)
         answers = run.platform.answers_for(cid)
@@ -92,7 +98,8 @@ def step(work: Path, mode: str, out: Path | None) -> list[tuple[str, Any, str, b
             rec,
             (t_cmd - 10.0, t_burst + 40.0, t_cmd),
             0.005,
-            f"setpoint.set 0.40 → 0.45 MPa over MQTT, then +6 m³/h drawn — {mode} mode",
+            f"setpoint.set 0.40 → 0.45 MPa over MQTT (band ±0.005 drawn), then +6 m³/h drawn "
+            f"(judged at ±0.01) — {mode} mode",
             [(t_cmd, "setpoint.set 0.45"), (t_burst, "+6 m³/h"), (t_burst + 30, "−6 m³/h")],
         )
     m = mode
@@ -130,10 +137,9 @@ def steady(
     terr = ts[-n:]
     inside = 100.0 * cf.fraction_in_band(errs, 0.01)
     ti = float(run.control.get("pid", {}).get("ti_s", 2.0))
-    osc = cf.oscillation(terr, errs, a=0.005, ti_s=ti)
+    osc = cf.oscillation(terr, errs, a=OSC_AMPLITUDE_MPA, ti_s=ti)
     limit = int(run.control.get("staging", {}).get("max_starts_per_hour", 20))
-    starts = [cf.starts_per_hour([(t, int(v)) for t, v in rec.truth[f"pump{n}.starts"]
-                                  if t0 <= t <= t1] or [(t0, 0)])
+    starts = [cf.starts_per_hour(_counter(rec.truth[f"pump{n}.starts"], t0, t1))
               for n in (1, 2, 3)]  # fmt: skip
     if out is not None:
         kind = "day" if day_speed != 1 else "hour"
@@ -160,6 +166,15 @@ def steady(
          f"{(sum(e * e for e in errs) / len(errs)) ** 0.5:.4f} / {max(map(abs, errs)):.3f}",
          "(report)", None),
     ]  # fmt: skip
+
+
+def _counter(changes: list[tuple[float, float]], t0: float, t1: float) -> list[tuple[float, int]]:
+    """A counter's changes within [t0, t1], starting with its value at t0 (t0, t1: wall s)."""
+    before = [int(v) for t, v in changes if t < t0]
+    inside = [(t, int(v)) for t, v in changes if t0 <= t <= t1]
+    start = before[-1] if before else (inside[0][1] if inside else 0)
+    end = inside[-1][1] if inside else start
+    return [(t0, start), *inside, (t1, end)]
 
 
 def _r(v: float | None) -> str:
@@ -194,9 +209,10 @@ def _save(
     path.with_suffix(".json").write_text(json.dumps(data), encoding="utf-8")
     try:
         from agent.control import plots
-    except ImportError:
-        return
-    plots.plot_file(path.with_suffix(".json"), path.with_suffix(".png"))
+
+        plots.plot_file(path.with_suffix(".json"), path.with_suffix(".png"))
+    except ImportError as exc:  # matplotlib is an optional extra: the figures still count
+        print(f"no plot {path.with_suffix('.png')}: {exc} (pip install -e '.[plots]')")
 
 
 def main(argv: list[str] | None = None) -> int:
