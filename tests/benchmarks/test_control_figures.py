@@ -144,3 +144,26 @@ def test_the_example_control_section_is_read(tmp_path: Path) -> None:
     none.write_text("site: {id: x}\n")
     with pytest.raises(ValueError, match=r"n\.yaml: no control section"):
         example_control(none)
+
+
+def test_frequent_random_loads_are_not_an_oscillation() -> None:
+    """Load changes at random intervals (the simulator's water draws): Hägglund's count alone
+    exceeds its limit, the regularity test tells them from an oscillation."""
+    rng = random.Random(3)
+    ts, errors, t = [], [], 0.0
+    while t < 300.0:
+        level = rng.choice((-1, 1)) * rng.uniform(0.008, 0.02)
+        end = t + rng.expovariate(1 / 4.0) + 0.5
+        while t < end:
+            ts.append(t)
+            errors.append(level)
+            t += 0.05
+    osc = cf.oscillation(ts, errors, a=0.01, ti_s=2.0)
+    assert osc.most_in_window > osc.n_lim
+    assert osc.regularity < 1.0 and not osc.detected
+
+
+def test_regularity() -> None:
+    assert cf.regularity([0.0, 1.25, 2.5, 3.75]) == math.inf
+    assert cf.regularity([0.0, 1.0, 3.0]) == pytest.approx(1.5 / 1.5)  # gaps 1, 2: sd 0.5
+    assert cf.regularity([0.0, 1.0]) == 0.0
