@@ -122,7 +122,8 @@ def steady(
     run = PlantRun(work, mode, start_time=start_time).start()
     hh, mm = (int(x) for x in start_time.split(":"))
     tod0 = hh * 3600.0 + mm * 60.0
-    try:
+    try:  # measured from rest: the start-up transient is the start-up's, not the day's
+        run.hold(run.ctl("ctl.sp") or 0.40, 0.01, 5.0, 60.0)
         tod_t0 = tod0 + run.sim.command({"cmd": "ping"})["t_s"]  # plant s since its start
         t0 = run.set_sim("day_speed", day_speed) if day_speed != 1.0 else time.time()
         time.sleep(seconds)
