@@ -58,9 +58,10 @@ def plot_record(data: dict[str, Any], title: str, png: Path) -> None:
     ax1.plot(x, sp, color="black", lw=1.2, ls="--", label="setpoint (agent ctl.sp)")
     ax1.plot(x, data["p_out_mpa"], color="tab:red", lw=0.8, label="outlet pressure (plant)")
     ax1.set_ylabel("outlet pressure (MPa)")
-    ax1.set_title(title)
+    fig.suptitle(title)
     ax1.grid(True, alpha=0.3)
-    ax1.legend(loc="lower right", fontsize=9, framealpha=0.9)
+    # above the plot, never over the data
+    ax1.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize=9, frameon=False)
     for i, (f, (colour, style, width)) in enumerate(
         zip(data["freq_hz"], PUMP_STYLES, strict=False)
     ):
