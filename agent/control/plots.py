@@ -83,7 +83,9 @@ def plot_record(data: dict[str, Any], title: str, png: Path) -> None:
     if data.get("time_of_day"):
         hours = FuncFormatter(lambda h, _: f"{int(h) % 24:02d}:{round(h % 1 * 60) % 60:02d}")
         ax3.xaxis.set_major_formatter(hours)
-        ax3.xaxis.set_major_locator(MultipleLocator(3 if x[-1] - x[0] > 6 else 0.25))
+        span_h = x[-1] - x[0]  # ticks: 3 h for a day, 15 min for hours, 1 min for minutes
+        step_h = 3 if span_h > 6 else 0.25 if span_h > 1 else 5 / 60 if span_h > 0.25 else 1 / 60
+        ax3.xaxis.set_major_locator(MultipleLocator(step_h))
     fig.tight_layout()
     fig.savefig(png, dpi=100)
     plt.close(fig)
