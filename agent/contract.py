@@ -51,13 +51,12 @@ is always this JSON.
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.core.model import Quality, Sample
-from agent.store.values import UNSTORABLE, non_finite_reason
+from agent import telemetry_json
+from agent.core.model import Sample
 
 SCHEMA_VERSION = 1
 
@@ -156,89 +155,19 @@ def telemetry(
     hist: bool,
     sent_ms: int,
 ) -> bytes:
-    """Encode a telemetry batch (see the module docstring). ``samples`` must be non-empty.
+    """Encode a telemetry batch (see the module docstring). ``samples`` must be non-empty;
+    ``seq`` and ``ts_ms`` of every sample are ints (not bools), as :class:`Sample` says.
 
-    The JSON text is written directly, one string per sample, without building the message as
-    dicts and lists first (issue 17). The bytes are exactly those of ``json.dumps(message,
-    separators=(",", ":"), allow_nan=False)`` on the message the module docstring describes
-    (keys in the order ``v site gw session stream hist sent series [synced|unsynced]``, per
-    point ``s`` then ``u``, ASCII with ``\\uXXXX`` escapes): ints through ``int.__repr__``,
-    floats through ``float.__repr__`` (shortest repr that reads back the same double), strings
-    through the C escaper ``json.dumps`` itself uses; proved against the old encoder by
-    tests/contract/test_json_fast.py. ``seq`` and ``ts_ms`` of every sample are ints (not
-    bools), as :class:`Sample` says.
+    The bytes are exactly those of ``json.dumps(message, separators=(",", ":"),
+    allow_nan=False)`` on the message described above (keys in the order ``v site gw session
+    stream hist sent series [synced|unsynced]``, per point ``s`` then ``u``), written without
+    building it as dicts first (:mod:`agent.telemetry_json`, issue 17).
 
     Raises:
         TypeError: a point name, unit or reason that is not a string (a unit or reason may be
             None).
     """
-    series: dict[str, list[str]] = {}
-    unsynced: list[int] = []
-    good = Quality.GOOD
-    for seq, point, ts_ms, value, quality, reason, synced in samples:
-        texts = series.get(point)
-        if texts is None:
-            texts = series[point] = []
-        if quality is good:
-            if type(value) is float:
-                if value - value == 0.0:  # finite (NaN and ±inf give NaN)
-                    texts.append(f"[{seq},{ts_ms},{value!r}]")
-                else:
-                    texts.append(f'[{seq},{ts_ms},null,{_BAD},"{non_finite_reason(value)}"]')
-            elif type(value) is int:
-                texts.append(f"[{seq},{ts_ms},{value}]")
-            else:
-                texts.append(_other(seq, ts_ms, value))
-        else:  # a sample that is not good has no value (telemetry.schema.json notGoodSample)
-            texts.append(f'[{seq},{ts_ms},null,"{quality.code}",{_text(reason)}]')
-        if not synced:
-            unsynced.append(seq)
-    msg = ident.header()
-    msg.update(stream="telemetry", hist=hist, sent=sent_ms)
-    parts = [json.dumps(msg, separators=(",", ":"), allow_nan=False)[:-1], ',"series":{']
-    sep = ""
-    for point, texts in series.items():
-        unit = units.get(point)
-        tail = f',"u":{_text(unit)}}}' if unit else "}"
-        parts.append(f'{sep}{_str(point)}:{{"s":[{",".join(texts)}]{tail}')
-        sep = ","
-    parts.append("}")
-    if len(unsynced) == len(samples):
-        parts.append(',"synced":false')
-    elif unsynced:
-        parts.append(f',"unsynced":[{",".join(map(_int, unsynced))}]')
-    parts.append("}")
-    return "".join(parts).encode()
-
-
-_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
-"""The string escaper ``json.dumps`` itself uses with ``ensure_ascii`` (its C version)."""
-_int = int.__repr__
-"""How ``json.dumps`` writes an int (or an int subclass): exact over the int64/uint64 range."""
-_BAD = f'"{Quality.BAD_VALUE.code}"'
-
-
-def _text(value: str | None) -> str:
-    """A unit or reason as ``json.dumps`` writes it: a string escaped, None as ``null``."""
-    return "null" if value is None else _str(value)
-
-
-def _other(seq: int, ts_ms: int, value: object) -> str:
-    """One good sample whose value is neither exactly a float nor exactly an int: a bool
-    (``true``/``false``), an int or float subclass (written as ``json.dumps`` writes them, by
-    ``int.__repr__`` / ``float.__repr__``), a non-finite float subclass (a bad-value sample,
-    reason ``nan``, ``inf`` or ``-inf``: JSON has no NaN or ±∞, RFC 8259 §6), or anything
-    else (a bad-value sample, reason ``unstorable``)."""
-    head = f"[{seq},{ts_ms},"
-    if value is True or value is False:
-        return head + ("true]" if value else "false]")
-    if isinstance(value, int):
-        return f"{head}{_int(value)}]"
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return f"{head}{float.__repr__(value)}]"
-        return f'{head}null,{_BAD},"{non_finite_reason(value)}"]'
-    return f'{head}null,{_BAD},"{UNSTORABLE}"]'
+    return telemetry_json.encode(ident, samples, units, hist=hist, sent_ms=sent_ms)
 
 
 def status(
