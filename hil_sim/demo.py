@@ -2,7 +2,7 @@
 
 Starts a private Mosquitto on a free loopback port (installing the Debian package first when the
 binary is missing and we are root), the simulator (evening, 17:00), and the agent with local
-control (``config/example.yaml`` plus a supervisory ``control:`` section, written to the work
+control (``config/example.yaml`` and its supervisory ``control:`` section, written to the work
 folder) pointed at both. It shows, on one 80×24 screen redrawn in place, the pump room in words as
 the platform receives it over MQTT, and the top-floor pressure the resident feels (simulator
 truth). Then the story (:mod:`hil_sim.demo_story`): an evening peak drops the top floor below the
@@ -109,22 +109,10 @@ def run_demo(duration_s: float | None = None) -> int:
     return code
 
 
-CONTROL_SECTION = """
-# added by hil-sim demo: local control, supervisory (agent/config/control.py)
-control:
-  mode: supervisory
-  setpoint_mpa: {setpoint}
-  points: {{pv: p_out, flow: flow, suction: p_in, suction_switch: di.suction_low,
-           setpoint: setpoint, run_enable: cabinet.drives_on, cabinet_mode: cabinet.mode}}
-  pumps:
-    - {{freq: pump1.freq, fault: pump1.fault_code, mode: pump1.mode, hours: pump1.run_hours}}
-    - {{freq: pump2.freq, fault: pump2.fault_code, mode: pump2.mode, hours: pump2.run_hours}}
-    - {{freq: pump3.freq, fault: pump3.fault_code, mode: pump3.mode, hours: pump3.run_hours}}
-  remote: {{min_mpa: 0.20, max_mpa: 0.55, max_step_mpa: 0.10, min_interval_s: 10,
-           ramp_mpa_per_s: 0.01}}
-"""
-"""The demo's ``control:`` section, appended to config/example.yaml: supervisory (the cabinet's
-PI runs the pumps, the agent writes the setpoint) with the README's remote bounds."""
+SETPOINT_LINE = "\n  setpoint_mpa: 0.40\n"
+"""The local setpoint of config/example.yaml's ``control:`` section (supervisory: the cabinet's PI
+runs the pumps, the agent writes the setpoint, with the README's remote bounds), which the demo
+replaces with its plant's day setpoint."""
 
 START_TIME = "17:00"
 """Plant time of day at the start: the evening, before the peak (demo_story's numbers)."""
@@ -151,10 +139,15 @@ def device_overrides(config: Path, tcp_port: int, rtu_link: str, ua_port: int) -
 
 
 def write_config(work: Path, setpoint_mpa: float) -> Path:
-    """config/example.yaml plus :data:`CONTROL_SECTION`, written to ``work``/agent.yaml."""
+    """config/example.yaml with its control section's setpoint :data:`SETPOINT_LINE` set to
+    ``setpoint_mpa``, written to ``work``/agent.yaml. Raises ValueError when the example has no
+    such line (it was edited: the demo would run on the wrong setpoint)."""
     text = EXAMPLE.read_text(encoding="utf-8")
+    if text.count(SETPOINT_LINE) != 1:
+        raise ValueError(f"{EXAMPLE}: expected one line {SETPOINT_LINE.strip()!r} in control:")
     path = work / "agent.yaml"
-    path.write_text(text + CONTROL_SECTION.format(setpoint=setpoint_mpa), encoding="utf-8")
+    text = text.replace(SETPOINT_LINE, f"\n  setpoint_mpa: {setpoint_mpa}\n")
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -298,9 +298,10 @@ def check_control(
 ) -> list[Problem]:
     """Problems of ``control:`` against ``devices:``: a referenced point that does not exist,
     and a point the loop writes that is not writable. Skipped when ``control`` is absent or
-    not a mapping (the schema reports that)."""
+    not a mapping (the schema reports that), and when ``devices`` is empty or missing (that
+    one problem is reported; every point the loop names would be missing too)."""
     control = data.get("control") if isinstance(data, dict) else None
-    if not isinstance(control, dict):
+    if not isinstance(control, dict) or not data.get("devices"):
         return []
     ctx = _Ctx(data, positions)
     points: dict[str, PointCommon] = {p.name: p for d in devices for _, p in d.points}

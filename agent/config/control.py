@@ -69,12 +69,21 @@ class DriveCodes(Strict):
 
 
 class Pid(Strict):
-    """PI(D) tuning (see :class:`agent.control.law.PidParams`)."""
+    """PI(D) tuning (see :class:`agent.control.law.PidParams`).
+
+    ``out_min_hz``: the lowest speed of a running pump, Hz; at or above the pumps' shut-off
+    speed at the room's boost, below which a pump delivers nothing (it churns against its
+    closed check valve). Shut-off speed = 50 Hz × √(boost head / shut-off head at 50 Hz); the
+    default 34 Hz is that of a 10 m³/h-class multistage pump with the EPANET single-point curve
+    (shut-off head 1.33 × the 35 m design head, domain.md §5.1 [S91], the simulator's
+    ``PumpCurve``) at a 0.20–0.21 MPa boost: 33.1–33.9 Hz. The drives' own LOW FREQ defaults
+    (ABB 25–30 Hz [S12][S13]) are below it, so do not copy them.
+    """
 
     kp_hz_per_mpa: Annotated[float, Field(ge=0)] = 100.0
     ti_s: Seconds = 2.0
     td_s: Annotated[float, Field(ge=0)] = 0.0
-    out_min_hz: Hz = 25.0
+    out_min_hz: Hz = 34.0
     out_max_hz: Hz = 50.0
     rate_hz_per_s: Seconds = 10.0
     ff_hz_per_m3h: Annotated[float, Field(ge=0)] | None = None

@@ -10,6 +10,7 @@ from dataclasses import replace
 from agent.control.feedforward import (
     equal_speed_hz,
     extrapolate_hz,
+    flow_gain_at,
     head_fraction,
     startup_fraction,
 )
@@ -179,6 +180,16 @@ class DirectMode(LoopIO):
             self._write_once(pump.comm_timeout, cl.timeout_s, now)
         return all(self.out.confirmed(p) for p in self._comm_points())
 
+    def _flow_gain(self, running: int, flow: float) -> float:
+        """Lead Hz per m³/h of total flow: ``pid.ff_hz_per_m3h`` as configured (per pump,
+        shared by the running pumps), or derived at the operating point from
+        ``staging.pump_capacity_m3h`` (:func:`~agent.control.feedforward.flow_gain_at`; with one
+        drive and fixed-speed pumps, the drive pump's rated-point gain)."""
+        cap, all_vfd = self.cfg.staging.pump_capacity_m3h, self.cfg.staging.topology == "all_vfd"
+        if self.cfg.pid.ff_hz_per_m3h is not None or cap is None or not all_vfd:
+            return self._ff_gain / (running if all_vfd else 1)
+        return flow_gain_at(self.pid.out, flow, running, self.law.pid.out_max, cap)
+
     def _feedforward(self, now: float, flow: float | None, running: int, closed: bool) -> float:
         """This period's feed-forward increment, Hz (:mod:`agent.control.feedforward`): the
         flow change shared by the running pumps, plus the staging hand-over."""
@@ -188,8 +199,7 @@ class DirectMode(LoopIO):
             self._handover = None
             return 0.0
         if flow is not None and last is not None:
-            share = running if self.cfg.staging.topology == "all_vfd" else 1
-            ff += self._ff_gain / share * (flow - last)
+            ff += self._flow_gain(running, last) * (flow - last)
         if self._handover is not None:
             pump, delta, h, done, since, since_hz = self._handover
             gone = not self.staging.running[pump] or now - since > HANDOVER_MAX_S

@@ -323,13 +323,15 @@ class ControlLoop(DirectMode, LoopRequests):
     def _supervisory(self, now: float, first_step: bool = False) -> None:
         cfg = self.cfg
         self._write_once(cfg.points.cabinet_mode, cfg.codes.cabinet_auto, now)
+        # written on change and rewritten while the read-back differs, not refreshed: the
+        # cabinet runs its own loop and has no watchdog to feed (a same-value rewrite every
+        # second was 1.7 needless requests/s on its bus)
         if cfg.points.run_enable:
-            self._write(cfg.points.run_enable, 0 if self.inter.active else 1, now)
+            self._write(cfg.points.run_enable, 0 if self.inter.active else 1, now, refresh=False)
         if cfg.points.setpoint:
             # a request's first ramp step goes out now, however small
-            self._write(
-                cfg.points.setpoint, round(self.sp_eff, 3), now, tolerance=0.004, force=first_step
-            )
+            self._write(cfg.points.setpoint, round(self.sp_eff, 3), now, tolerance=0.004,
+                        force=first_step, refresh=False)  # fmt: skip
         auto = cfg.points.cabinet_mode is None or self.out.confirmed(cfg.points.cabinet_mode)
         self.state = (
             LoopState.INTERLOCK

@@ -94,14 +94,13 @@ class LoopIO:
 
     def _write(
         self, name: str | None, value: float, now: float, tolerance: float = 0.0,
-        force: bool = False,
+        force: bool = False, refresh: bool = True,
     ) -> None:  # fmt: skip
-        """Want ``value`` on ``name``, rewritten every ``watchdog_refresh_s`` (feeds the drives'
-        communication watchdog) and until the device reads it back (:mod:`.outputs`)."""
-        self.out.want(
-            name, value, now, tolerance=tolerance, refresh_s=self.cfg.watchdog_refresh_s,
-            force=force,
-        )  # fmt: skip
+        """Want ``value`` on ``name``, rewritten until the device reads it back (:mod:`.outputs`)
+        and, with ``refresh``, every ``watchdog_refresh_s`` as well (feeds the drives'
+        communication watchdog; the cabinet's setpoint and run enable need no such feed)."""
+        refresh_s = self.cfg.watchdog_refresh_s if refresh else None
+        self.out.want(name, value, now, tolerance=tolerance, refresh_s=refresh_s, force=force)
 
     def _write_once(self, name: str | None, value: float, now: float) -> None:
         """Want ``value`` on ``name`` (a mode switch): written, then rewritten only until the

@@ -19,16 +19,20 @@ import pytest
 import yaml
 
 from hil_sim.plant import MODE_AUTO, MODE_BUS
-from tests.control.rig import POLL_S, control_section
+from tests.control.rig import documented
 from tests.procs import EXAMPLE, AgentProc, Mosquitto, Simulator, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 TIMEOUT_S = 3.0
 """The drives' control timeout the agent sets (``control.comm_loss.timeout_s`` default)."""
-DIP_FLOOR_MPA = 0.30
-"""Lowest plant pressure allowed from the kill until the cabinet holds again (setpoint 0.40,
-+6 m³/h drawn at the kill; the old test passed with a dip to 0.254 MPa)."""
+DIP_FLOOR_MPA = 0.40 - 0.05
+"""Lowest plant pressure allowed from the kill until the cabinet holds again: the setpoint 0.40
+MPa less the loop's own under-pressure band (``interlocks.under_pressure_band_mpa``, 0.05 MPa):
+a hand-over must not take the room into what the agent itself alarms as UNDER_PRESSURE. What
+bounds the dip: the frozen drives deliver along their curve for at most the 3 s timeout while
++6 m³/h is drawn, then the cabinet's PI takes over bumplessly from their speeds. Measured
+0.375–0.378 MPa (4 runs); the old test passed with a dip to 0.254 MPa."""
 
 
 def _truth(sim: Simulator) -> dict:
@@ -37,9 +41,8 @@ def _truth(sim: Simulator) -> dict:
 
 def test_sigkill_in_direct_mode_hands_over_to_the_cabinet(tmp_path: Path) -> None:
     data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    data["control"] = control_section("direct", watchdog_refresh_s=1.0)
-    for dev in data["devices"]:  # the rig's poll intervals: the PV well inside sensor.stale_s
-        dev["poll_interval_s"] = POLL_S.get(dev["name"], 0.5)
+    data["control"]["mode"] = "direct"  # the documented configuration, direct mode
+    documented(data)  # …with the outlet pressure polled every 0.2 s, as the example says
     config = tmp_path / "site.yaml"
     config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 

@@ -367,6 +367,25 @@ def test_feed_forward_curve_model() -> None:
     assert extrapolate_hz(None, (0.5, 15.0), 0.8, 40.0) == 15.0
 
 
+def test_flow_feed_forward_gain_is_taken_at_the_operating_point() -> None:
+    """The old loop used the rated-point gain at every load: at part load it cut the speed
+    ~1.75 times too much when a draw ended (a step sagged 7 kPa after reaching its target)."""
+    from agent.control.feedforward import flow_gain_at, flow_gain_hz_per_m3h
+
+    rated = flow_gain_hz_per_m3h(50.0, 10.0)
+    # the rated point (q = Q_n per pump at 50 Hz): the rated gain, shared by the pumps
+    assert flow_gain_at(50.0, 10.0, 1, 50.0, 10.0) == pytest.approx(rated)
+    assert flow_gain_at(50.0, 20.0, 2, 50.0, 10.0) == pytest.approx(rated / 2)
+    # half the rated flow per pump at 0.8 speed: 0.625 of it (q/Q_n / s = 0.5 / 0.8)
+    assert flow_gain_at(40.0, 10.0, 2, 50.0, 10.0) == pytest.approx(rated / 2 * 0.625)
+    # little flow: little speed moves it (the flat curve near shut-off); nothing running: 0
+    assert flow_gain_at(35.0, 1.0, 1, 50.0, 10.0) < 0.15 * rated
+    assert flow_gain_at(0.0, 5.0, 1, 50.0, 10.0) == 0.0
+    assert flow_gain_at(40.0, 5.0, 0, 50.0, 10.0) == 0.0
+    with pytest.raises(ValueError):
+        flow_gain_at(40.0, 5.0, 1, 50.0, 0.0)
+
+
 def test_lead_at_full_speed_stages_after_the_short_delay() -> None:
     p = StagingParams(n_pumps=3, stage_delay_s=10, full_hz=49.5, full_delay_s=2.0)
     s = StagingState((False, True, False), (0.0,) * 3, ((), (), ()), last_stage_on_s=0.0)

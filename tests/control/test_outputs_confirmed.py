@@ -18,6 +18,10 @@ from tests.control.rig import Rig, control_section, until
 
 pytestmark = pytest.mark.timeout(90)
 
+FAST_CONFIRM = {"retry_s": 1.0, "max_tries": 3}
+"""Given up after 3 s (the example: 2 s × 3): longer than the cabinet's poll interval + timeout
+(1 s + 1 s in config/example.yaml), as ``check`` requires."""
+
 
 async def test_mode_switch_is_retried_until_the_cabinet_reads_bus_mode(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -70,7 +74,7 @@ async def test_an_unconfirmable_mode_switch_raises_an_alarm_and_stays_local(
     """The cabinet silent (off the network) for longer than the tries: after the
     configured tries the loop raises ``output_failed`` naming the point, reports ``local``
     (the cabinet's own controller runs the pumps) and never claims direct control."""
-    section = control_section("direct", confirm={"retry_s": 1.0, "max_tries": 2})
+    section = control_section("direct", confirm=FAST_CONFIRM)
     async with Rig(tmp_path, section) as rig:
         await rig.wait_polled()
         commands.execute(rig.sim, {"cmd": "fault", "unit": 1, "silent": True})
@@ -95,7 +99,7 @@ async def test_direct_mode_takes_no_control_while_a_drive_refuses_its_comm_loss_
     """Drive 2 refuses its communication-loss parameters (exception 4 on P14.04/P14.05): the
     loop raises ``output_failed`` for them, never switches the cabinet to bus mode (a dead agent
     would leave that drive at its last speed), and its status says so. The others are set."""
-    section = control_section("direct", confirm={"retry_s": 1.0, "max_tries": 2})
+    section = control_section("direct", confirm=FAST_CONFIRM)
     async with Rig(tmp_path, section) as rig:
         await rig.wait_polled()
         refuse = {"table": "holding_register", "address": 0x0E05, "code": 4}

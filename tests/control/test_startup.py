@@ -3,8 +3,8 @@ polled yet, and a real one, after the start-up grace, when its transmitter is do
 start.
 
 Real processes: a private Mosquitto, ``hil-sim run`` and ``pumproom-agent run`` on
-``config/example.yaml`` (its own poll intervals: the RTU transmitters every 1 s, so the loop's
-first ticks come before the first outlet-pressure poll) plus a supervisory ``control:`` section.
+``config/example.yaml`` as it is (its own poll intervals and its supervisory ``control:``
+section: the loop's first ticks come before the first outlet-pressure poll).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import pytest
 import yaml
 
 from agent.control.wiring import STARTUP_POLLS
-from tests.control.rig import control_section
 from tests.procs import EXAMPLE, AgentProc, Mosquitto, Simulator, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -28,7 +27,7 @@ _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 
 def _config(tmp_path: Path) -> Path:
     data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    data["control"] = control_section("supervisory")
+    assert data["control"]["mode"] == "supervisory"
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
@@ -90,5 +89,7 @@ def test_a_pv_down_from_the_start_is_a_fault_after_the_grace(tmp_path: Path) -> 
     assert started is not None and fault is not None, log[-3000:]
     # example.yaml's pt_outlet: timeout 1 s, polled every 1 s → 1 + 3 × (1 + 1) = 7 s; a lower
     # bound only (a loaded machine makes it later, never earlier)
-    grace = 1.0 + STARTUP_POLLS * 2.0
+    pt = next(d for d in yaml.safe_load(EXAMPLE.read_text())["devices"] if d["name"] == "pt_outlet")
+    grace = pt["timeout_s"] + STARTUP_POLLS * (pt["poll_interval_s"] + pt["timeout_s"])
+    assert grace == pytest.approx(7.0)
     assert (fault - started).total_seconds() >= grace - 0.5, (started, fault)

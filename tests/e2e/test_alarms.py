@@ -63,7 +63,9 @@ class Events:
         return [seen[s] for s in order]
 
     def alarms(self, after: int = 0) -> list[dict[str, Any]]:
-        return [e for e in self.all() if e["type"] == "alarm" and e["seq"] > after]
+        """The alarm stage's alarm events (each names its rule ``id``); the example's control
+        loop raises its own (``code`` PV_FAULT, UNDER_PRESSURE…, no ``id``: tests/control)."""
+        return [e for e in self.all() if e["type"] == "alarm" and "id" in e and e["seq"] > after]
 
     def last_seq(self) -> int:
         every = self.all()

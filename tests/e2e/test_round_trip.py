@@ -260,6 +260,7 @@ def _config(tmp: Path, sim: Simulator) -> Path:
          "timeout_s": 2.0, "poll_interval_s": POLL_S, "points": ua_points},
     ]  # fmt: skip
     doc.pop("alarms", None)  # its rules name the pump room's points, replaced here
+    doc.pop("control", None)  # so does its control loop
     path = tmp / "types.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     return path
