@@ -145,7 +145,8 @@ def test_status_of_the_running_agent(live: AgentProc) -> None:
     out = cli("status", "-c", str(EXAMPLE), *sets)
     assert out.returncode == 0, out.stderr
     for text in ("DEVICE vfd1 (invt-gd200a)", "DEVICE cabinet (wilo-control-cc)", "uplink connected",
-                 "no local control loop", "CONNECTIONS", "constant pressure (p-c)"):  # fmt: skip
+                 "CONTROL", "setpoint 0.400 MPa", "CONNECTIONS",
+                 "constant pressure (p-c)"):  # fmt: skip
         assert text in out.stdout, text
     assert re.search(r"^  p_out\s+\d\.\d{3} MPa  good$", out.stdout, re.M), out.stdout
     snap = json.loads(
