@@ -18,6 +18,15 @@ from hil_sim.scenario import ScenarioError, load_scenario
 from hil_sim.sim import SimOptions, Simulator
 
 
+def _time_of_day(text: str) -> float:
+    """``--start-time HH:MM`` → seconds after midnight. Raises click.BadParameter."""
+    try:
+        hh, mm = text.split(":")
+        return int(hh) * 3600.0 + int(mm) * 60.0
+    except ValueError:
+        raise click.BadParameter("expected HH:MM", param_hint="--start-time") from None
+
+
 @click.group()
 def main() -> None:
     """pumproom-edge hardware-in-the-loop simulator."""
@@ -121,11 +130,7 @@ def run(
         now = time.localtime()
         start_tod = now.tm_hour * 3600.0 + now.tm_min * 60.0 + now.tm_sec
     else:
-        try:
-            hh, mm = start_time.split(":")
-            start_tod = int(hh) * 3600.0 + int(mm) * 60.0
-        except ValueError:
-            raise click.BadParameter("expected HH:MM", param_hint="--start-time") from None
+        start_tod = _time_of_day(start_time)
     options = SimOptions(
         host=host,
         modbus_tcp_port=modbus_tcp_port,
@@ -227,11 +232,7 @@ def fleet(
     from hil_sim.fleet import FleetOptions, serve
 
     logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        hh, mm = start_time.split(":")
-        start_tod = int(hh) * 3600.0 + int(mm) * 60.0
-    except ValueError:
-        raise click.BadParameter("expected HH:MM", param_hint="--start-time") from None
+    start_tod = _time_of_day(start_time)
     options = FleetOptions(
         rooms=rooms,
         seed=seed,

@@ -132,8 +132,19 @@ def pressures(truth: Truth, up: Uplink, fig: Figures, path: Path) -> Path:
     ax.plot(
         xs, col("p_in"), color="tab:green", linestyle="-.", linewidth=1.0, label="suction (truth)"
     )
+    _uplinked(ax, p, up, fig, "p_out", "outlet pressure (uplinked)")
+    ax.axhline(
+        SERVICE_MPA, color="tab:red", linestyle=":", linewidth=1.2, label="service level 0.10 MPa"
+    )
+    ax.set_ylabel("pressure (MPa, gauge)")
+    ax.set_title("Pressures: outlet, setpoint, top floor")
+    return p.save(path)
+
+
+def _uplinked(ax: Any, p: _Axes, up: Uplink, fig: Figures, point: str, label: str) -> None:
+    """``point``'s good uplinked samples in the report's window, as open purple circles."""
     got = [
-        s for s in up.samples.get("p_out", []) if s.q == "g" and fig.start_ms <= s.t <= fig.stop_ms
+        s for s in up.samples.get(point, []) if s.q == "g" and fig.start_ms <= s.t <= fig.stop_ms
     ]
     ax.plot(
         [p.tod(s.t) for s in got],
@@ -143,14 +154,8 @@ def pressures(truth: Truth, up: Uplink, fig: Figures, path: Path) -> Path:
         markersize=4,
         markerfacecolor="none",
         color="tab:purple",
-        label="outlet pressure (uplinked)",
+        label=label,
     )
-    ax.axhline(
-        SERVICE_MPA, color="tab:red", linestyle=":", linewidth=1.2, label="service level 0.10 MPa"
-    )
-    ax.set_ylabel("pressure (MPa, gauge)")
-    ax.set_title("Pressures: outlet, setpoint, top floor")
-    return p.save(path)
 
 
 def flow_pumps(truth: Truth, up: Uplink, fig: Figures, path: Path) -> Path:
@@ -166,19 +171,7 @@ def flow_pumps(truth: Truth, up: Uplink, fig: Figures, path: Path) -> Path:
         linewidth=1.6,
         label="flow (truth)",
     )
-    got = [
-        s for s in up.samples.get("flow", []) if s.q == "g" and fig.start_ms <= s.t <= fig.stop_ms
-    ]
-    ax.plot(
-        [p.tod(s.t) for s in got],
-        [s.value for s in got],
-        linestyle="none",
-        marker="o",
-        markersize=4,
-        markerfacecolor="none",
-        color="tab:purple",
-        label="flow (uplinked)",
-    )
+    _uplinked(ax, p, up, fig, "flow", "flow (uplinked)")
     ax.set_ylabel("flow (m³/h)")
     ax.set_title("Flow and pumps running")
     right = ax.twinx()
