@@ -123,7 +123,11 @@ def report(
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--seconds", type=float, default=None, help="Wall seconds (default: duration_s).")
 @click.option("--speed", type=click.FloatRange(0.01, 1000.0), default=None)
-@click.option("--start-time", default="10:00", show_default=True, help="Plant time of day.")
+@click.option(
+    "--start-time",
+    default=None,
+    help="Plant time of day, HH:MM (default: the scenario's start_time, else 10:00).",
+)
 @click.option(
     "--agent-config",
     type=click.Path(exists=True, dir_okay=False),
@@ -132,22 +136,32 @@ def report(
 )
 @click.option("--no-agent", is_flag=True, help="Start no agent: the gateway under test is yours.")
 @click.option("--site", default=None, help="Site id (default: a fresh one).")
+@click.option("--no-plots", is_flag=True, help="HTML and JSON only (no matplotlib needed).")
 def check(
     scenario_path: str | None,
     out_dir: str,
     seconds: float | None,
     speed: float | None,
-    start_time: str,
+    start_time: str | None,
     agent_config: str | None,
     no_agent: bool,
     site: str | None,
+    no_plots: bool,
 ) -> None:
     """Broker, simulator, capture and agent for one scenario, then the report in OUT.
-    Exit 1 when an expectation fails."""
+    Exit 1 when an expectation fails. SIGTERM stops everything it started, as Ctrl-C does."""
+    import importlib.util
+    import signal
     from pathlib import Path
 
     from hil_sim.report.check import EXAMPLE, run_check
 
+    if not no_plots and importlib.util.find_spec("matplotlib") is None:
+        raise click.ClickException(
+            "the report's plots need matplotlib: pip install 'pumproom-edge[plots]' "
+            "(into .venv: .venv/bin/pip install matplotlib), or give --no-plots"
+        )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run_check's finally cleans up
     config = None if no_agent else Path(agent_config) if agent_config else EXAMPLE
     try:
         rep = run_check(
@@ -159,6 +173,7 @@ def check(
             config,
             site,
             say=click.echo,
+            plots=not no_plots,
         )
     except (OSError, ValueError, RuntimeError, ImportError) as exc:
         raise click.ClickException(str(exc)) from exc

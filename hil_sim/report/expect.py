@@ -79,6 +79,8 @@ class Scenario:
     expect: list[dict[str, Any]]
     source: str
     speed: float | None = None
+    start_time: str | None = None
+    """The scenario's own plant time of day at start, ``HH:MM`` (``None``: not given)."""
 
 
 def load_scenario_expectations(path: str | Path) -> Scenario:
@@ -113,6 +115,7 @@ def load_scenario_expectations(path: str | Path) -> Scenario:
         items,
         str(path),
         float(speed) if speed is not None else None,
+        str(doc["start_time"]) if doc.get("start_time") is not None else None,
     )
 
 

@@ -196,4 +196,25 @@ def test_check_runs_broker_simulator_agent_and_reports(tmp_path: Path) -> None:
     ]
     codes = [e.get("code") for e in load_uplink(out / "uplink.jsonl").events]
     assert "DOOR_OPEN" in codes, (codes, logs)  # the agent may take seconds to start: 20 s run
-    assert [e["name"] for e in load_truth(out / "truth.jsonl").events] == ["0:set"]
+    truth = load_truth(out / "truth.jsonl")
+    assert [e["name"] for e in truth.events] == ["0:set"]
+    assert abs(truth.tod_at(truth.start_ms) - 10 * 3600) < 60  # no start_time: check's 10:00
+
+
+def test_check_starts_the_plant_at_the_scenarios_own_time(tmp_path: Path) -> None:
+    """``hil-sim check`` passed its 10:00 default over the scenario's ``start_time`` (a morning
+    peak scenario ran at mid-morning demand and failed for it)."""
+    scenario = tmp_path / "early.yaml"
+    scenario.write_text(
+        "name: early\nduration_s: 6\nstart_time: '06:45'\n"
+        "events: [{at: 1, cmd: set, name_: door, value: true}]\n"
+    )
+    out = tmp_path / "check"
+    run = subprocess.run(
+        [sys.executable, "-m", "hil_sim.cli", "check", "--scenario", str(scenario), "--no-agent",
+         "--no-plots", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert (out / "truth.jsonl").exists(), run.stdout + run.stderr
+    truth = load_truth(out / "truth.jsonl")
+    assert abs(truth.tod_at(truth.start_ms) - (6 * 3600 + 45 * 60)) < 60
