@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agent.store import lockfile
 from agent.store.records import (
     AppendResult,
     StoreCorrupt,
@@ -49,6 +50,8 @@ class TransactionThread:
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._db: sqlite3.Connection | None = None
+        self._lock: int | None = None
+        """The descriptor holding the buffer's lock (:mod:`agent.store.lockfile`)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         """The event loop that started the thread (for timers the thread asks for)."""
 
@@ -96,11 +99,14 @@ class TransactionThread:
     def _run(self, ready: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = lockfile.acquire(self.path)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._setup(self._db)
         except (OSError, sqlite3.Error, StoreError) as exc:
             if self._db is not None:
                 self._db.close()
+            lockfile.release(self._lock)
+            self._lock = None
             err = exc if isinstance(exc, StoreError) else open_error(self.path, exc)
             _resolve(ready, err, error=True)
             self._fail_all(err)
@@ -128,6 +134,8 @@ class TransactionThread:
                 for _fn, target in batch:
                     _resolve(target, StoreError(f"{self.path}: {exc}"), error=True)
         self._db.close()
+        lockfile.release(self._lock)
+        self._lock = None
 
     def _run_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]) -> None:
         try:

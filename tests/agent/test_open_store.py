@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 from agent.app import open_store
 from agent.config import load_config
 from agent.core.model import Reading
-from agent.store import Poll, Store
+from agent.store import Poll, Store, StoreUnavailable
 from tests.fs import tmpfs
 from tests.procs import EXAMPLE, ROOT, free_port
 
@@ -91,7 +92,11 @@ def test_read_only_file_system_leaves_the_buffer_and_exits_2(ro_mount: Path) -> 
     code, out = _agent(buffer)
     assert code == 2, out
     _one_error_line(out, str(buffer), "read-only file system")
-    assert sorted(p.name for p in ro_mount.iterdir()) == ["buffer.sqlite", "buffer.sqlite-reserve"]
+    assert sorted(p.name for p in ro_mount.iterdir()) == [
+        "buffer.sqlite",
+        "buffer.sqlite-reserve",
+        "buffer.sqlite.lock",  # the prefill's (agent.store.lockfile): the lock file stays
+    ]
     assert buffer.read_bytes() == before and _rows(buffer) == 500, "the backlog stays"
 
 
@@ -154,3 +159,47 @@ def test_a_damaged_file_is_still_moved_aside(tmp_path: Path) -> None:
     assert len(aside) == 1 and aside[0].read_bytes() == garbage, "kept, byte for byte"
     assert [e.body["reason"] for e in events] == ["buffer_corrupt"]
     assert events[0].body["file"] == str(aside[0])
+
+
+def test_a_second_agent_on_a_buffer_in_use_exits_1_and_touches_nothing(tmp_path: Path) -> None:
+    """Two agents on one buffer interleaved their samples under one gateway and deleted each
+    other's rows (newcomer trial: both ran 10 minutes on one file). The second now stops at
+    once, naming the holder; the first's rows are untouched."""
+    buffer = tmp_path / "buffer.sqlite"
+    _prefill(buffer, 300)
+
+    async def hold_and_try_again() -> str:
+        first = await Store.open(buffer, 1 << 26)
+        try:
+            with pytest.raises(StoreUnavailable) as second:
+                await Store.open(buffer, 1 << 26)
+            return str(second.value)
+        finally:
+            await first.close()
+
+    said = asyncio.run(hold_and_try_again())
+    assert f"in use by another process (pid {os.getpid()})" in said, said
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time;"
+         f"fd = os.open({str(buffer) + '.lock'!r}, os.O_RDWR);"
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        code, out = _agent(buffer)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 1, f"the other may end: exit 1 so systemd retries\n{out}"
+    _one_error_line(out, str(buffer), "in use by another process")
+    assert _rows(buffer) == 300
+    assert asyncio.run(_last_seq(buffer)) == 300, "once the holder is gone, the buffer opens"
+
+
+async def _last_seq(buffer: Path) -> int:
+    store = await Store.open(buffer, 1 << 26)
+    try:
+        return await store.last_seq()
+    finally:
+        await store.close()
