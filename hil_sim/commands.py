@@ -130,6 +130,19 @@ def _set(sim: Simulator, name: str, value: Any) -> None:
         raise CommandError(f"unknown name {name!r}; settable: {', '.join(SETTABLE)}")
 
 
+def set_name_problem(sim: Simulator, name: Any) -> str | None:
+    """Why ``set`` would refuse ``name`` whatever the value (``None``: a settable name), so a
+    scenario's misspelled name is refused when the file is loaded, not when the event fires."""
+    fixed = {n for n in SETTABLE if "<" not in n}
+    if not isinstance(name, str):
+        return f"'name_' must be a string, got {name!r}"
+    if name in fixed or (name.startswith("pump") and name.endswith((".trip", ".mode"))):
+        return None
+    if name.endswith(".stuck") and name.removesuffix(".stuck") in sim.modbus_point_names():
+        return None
+    return f"unknown name {name!r}; settable: {', '.join(SETTABLE)}"
+
+
 SETTABLE = (
     "demand_factor", "leak_m3h", "suction_dip_mpa", "setpoint", "mode", "drives_on", "door",
     "flood", "smoke", "turbidity_event_ntu", "chlorine_in_mg_l", "analyser_status",

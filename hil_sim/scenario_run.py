@@ -141,6 +141,11 @@ class ScenarioRunner:
                     f"{src}: events[{e.index}].when.point: {e.when.point!r} is not a truth key "
                     f"(e.g. {', '.join(sorted(truth)[:8])} …)"
                 )
+            cmd = e.command or {}
+            if cmd.get("cmd") == "set":
+                problem = commands.set_name_problem(sim, cmd.get("name"))
+                if problem is not None:
+                    raise ScenarioError(f"{src}: events[{e.index}].name_: {problem}")
             if e.fault is not None:
                 try:
                     _check_target(sim, CATALOGUE[e.fault["fault"]].group, e.fault)

@@ -66,6 +66,20 @@ def window(
     return start, stop
 
 
+def failed_events(truth: Truth, first_index: int) -> list[Outcome]:
+    """One failed verdict per scenario event the simulator refused (``NAME:failed`` in the
+    truth: a misspelled ``set`` name, a fault on an unknown target): the run did not play the
+    scenario as written, so it cannot pass, whatever the expectations say."""
+    out: list[Outcome] = []
+    for e in truth.events:
+        name = str(e.get("name", ""))
+        if name.endswith(":failed"):
+            why = (e.get("description") or {}).get("error", "refused")
+            index = first_index + len(out)
+            out.append(Outcome(index, {"event": name}, False, f"not played: {why}"))
+    return out
+
+
 def make_report(
     truth_path: str | Path,
     uplink_path: str | Path,
@@ -103,6 +117,7 @@ def make_report(
     start, stop = window(truth, up, scenario, skip_s, until_s)
     fig = compute(truth, up, start, stop, band_mpa)
     outcomes = evaluate(scenario, truth, up, fig) if scenario else []
+    outcomes += failed_events(truth, len(outcomes))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pngs: list[Path] = []

@@ -378,3 +378,17 @@ def test_every_shipped_scenario_has_expectations_the_report_understands() -> Non
             name
         )  # by shipped name; raises on an item it cannot check
         assert scen.name and (scen.expect or name == "example"), name
+
+
+def test_a_scenario_event_the_simulator_refused_fails_the_report(tmp_path: Path) -> None:
+    """A refused event (``NAME:failed`` in the truth) reported PASS before: the run did not
+    play the scenario as written (newcomer trial)."""
+    truth, up = tmp_path / "truth.jsonl", tmp_path / "uplink.jsonl"
+    refused = {"kind": "event", "t": T0 + 5000, "plant_s": 5.0, "name": "0:set:failed",
+               "description": {"error": "bad setpoint=5.0: outside 0.1..0.8 MPa"}}  # fmt: skip
+    truth.write_text("".join(json.dumps(x) + "\n" for x in [*_truth_lines(), refused]))
+    up.write_text("".join(json.dumps(x) + "\n" for x in _capture_lines()))
+    rep = make_report(truth, up, tmp_path / "out", plots=False)
+    assert not rep.passed
+    (o,) = rep.outcomes
+    assert o.item == {"event": "0:set:failed"} and "outside 0.1..0.8 MPa" in o.measured

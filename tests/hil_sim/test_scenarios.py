@@ -110,6 +110,8 @@ def test_errors_name_the_file_item_and_key(doc, message) -> None:
         ({"events": [{"at": 1, "fault": "drive_trip", "target": "pump4", "code": 1}]},
          "events[0].target"),
         ({"events": [{"at": 1, "fault": "comms_silent", "target": 77}]}, "events[0].target"),
+        ({"events": [{"at": 1, "cmd": "set", "name_": "setpiont", "value": 0.4}]},
+         "events[0].name_: unknown name 'setpiont'"),  # was only a failed event at 1 s
     ],
 )  # fmt: skip
 def test_errors_found_against_the_simulator_name_the_key(doc, message) -> None:
