@@ -100,7 +100,9 @@ Examples:
   pumproom-agent write -c site.yaml pump1.cmd stop --yes     # an enumerated value by its word
 
 Only a point the configuration marks writable, within its valid_min..valid_max (and, with an
-enum, one of its values), and only with --yes. The device is read back after the write. Exit 0:
+enum, one of its values; the control loop's setpoint point also within control.remote and below
+control.interlocks.outlet_max_mpa unless --force), and only with --yes. The device is read back
+after the write. Exit 0:
 written and read back equal; 1: the device refused, or read back something else; 2: refused
 here (not writable, out of bounds, no --yes) or bad arguments."""
 

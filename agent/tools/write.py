@@ -17,6 +17,7 @@ import sys
 import click
 
 import drivers
+from agent.config import SiteConfig
 from agent.core.model import ConnectError, ConnectionLost, Quality, Reading, WriteError
 from agent.tools import options
 from agent.tools.read import describe, point_line
@@ -111,13 +112,32 @@ async def write_and_read_back(
         await driver.close()
 
 
+def site_bounds(site: SiteConfig, point: str) -> tuple[float, float, str] | None:
+    """The site's own bounds for writing ``point`` by hand, tighter than the device's: for the
+    control loop's setpoint point, ``control.remote`` min..max (what the platform may ask)
+    capped below ``control.interlocks.outlet_max_mpa`` (a setpoint at the interlock trips the
+    pumps). ``(lo, hi, where they come from)``, or ``None`` when the site sets none."""
+    ctl = site.control
+    if ctl is None or ctl.points.setpoint != point:
+        return None
+    cap = ctl.interlocks.outlet_max_mpa
+    hi = ctl.remote.max_mpa if cap is None else min(ctl.remote.max_mpa, cap)
+    where = "control.remote min_mpa/max_mpa and control.interlocks.outlet_max_mpa"
+    return ctl.remote.min_mpa, hi, where
+
+
 @click.command("write", epilog=options.EPILOG_WRITE)
 @click.argument("point")
 @click.argument("value")
 @options.config()
 @options.overrides
 @click.option("--yes", is_flag=True, help="Really write (without it: say what would be written).")
-def write(point: str, value: str, config_path: str, overrides: tuple[str, ...], yes: bool) -> None:
+@click.option(
+    "--force", is_flag=True, help="Also outside the site's control bounds (not the device's)."
+)
+def write(
+    point: str, value: str, config_path: str, overrides: tuple[str, ...], yes: bool, force: bool
+) -> None:
     """Write one configured, writable point within its bounds, then read it back."""
     site = options.load_site(config_path, overrides)
     try:
@@ -127,6 +147,12 @@ def write(point: str, value: str, config_path: str, overrides: tuple[str, ...], 
                 f"{point} is not writable: the configuration must say writable: true for it"
             )
         wanted = parse_value(target, value)
+        bounds = site_bounds(site, point)
+        if bounds and not force and not bounds[0] <= float(wanted) <= bounds[1]:
+            raise TargetError(
+                f"{point}: {wanted} is outside this site's {bounds[0]}..{bounds[1]}"
+                f" ({bounds[2]}); --force writes it anyway"
+            )
     except TargetError as exc:
         click.echo(f"write: refused: {exc}", err=True)
         sys.exit(2)

@@ -74,7 +74,10 @@ def test_write_is_guarded_and_read_back(quiet_sim: Simulator) -> None:
         "read-only": cli(*base, "p_out", "0.3", "--yes"),
         "above valid_max": cli(*base, "setpoint", "1.3", "--yes"),
         "not in the enum": cli(*base, "pump1.cmd", "9", "--yes"),
+        "above the site's interlock": cli(*base, "setpoint", "0.9", "--yes"),
     }
+    site = refused["above the site's interlock"]
+    assert site.returncode == 2 and "outside this site's 0.2..0.55" in site.stderr, site.stderr
     for why, out in refused.items():
         assert (
             out.returncode == 2 and "nothing written" in out.stderr
