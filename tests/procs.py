@@ -206,7 +206,18 @@ class Simulator:
             args += ["--start-time", START_TIME]
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        wait_for(lambda: "control ready" in self.log.read_text(), 30, "the simulator to be ready")
+        proc = self.proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:  # it died: say so now, with its log, not in 90 s
+                raise AssertionError(
+                    f"the simulator exited {proc.returncode}: {self.log.read_text()}"
+                )
+            return "control ready" in self.log.read_text()
+
+        # 90 s: a fresh CI clone compiles every module in every process it starts, and the
+        # suite runs 3 workers on 2 cores: 30 s was once not enough to start the OPC UA server
+        wait_for(ready, 90, "the simulator to be ready")
         return self
 
     def command(self, cmd: dict[str, Any]) -> dict[str, Any]:
