@@ -27,7 +27,7 @@ def _time_of_day(text: str) -> float:
         raise click.BadParameter("expected HH:MM", param_hint="--start-time") from None
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def main() -> None:
     """pumproom-edge hardware-in-the-loop simulator."""
 

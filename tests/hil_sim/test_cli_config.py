@@ -122,3 +122,15 @@ async def test_cli_runs_serves_and_stops_on_sigterm(tmp_path) -> None:
     assert lines[-1]["kind"] == "end" and lines[-1]["dropped"] == 0
     assert not [x for x in lines if x["kind"] == "event"]  # pings change nothing: no events
     assert any("plant.p_index" in entry["values"] for entry in lines[1:])  # it changes
+
+
+def test_every_hil_sim_command_takes_minus_h() -> None:
+    """The README says every command has -h; hil-sim answered "No such option '-h'"."""
+    from click.testing import CliRunner
+
+    from hil_sim.cli import main
+
+    runner = CliRunner()
+    for args in [[], *([name] for name in main.commands)]:  # type: ignore[attr-defined]
+        result = runner.invoke(main, [*args, "-h"])
+        assert result.exit_code == 0 and "Usage: " in result.output, (args, result.output)
