@@ -130,6 +130,12 @@ class RtuPort:
         except (OSError, ValueError, serial.SerialException, termios.error) as exc:
             # termios.error: the line refuses the settings (Linux pseudo-terminals refuse parity)
             line = f"{spec.baudrate} {spec.bytesize}{spec.parity}{spec.stopbits}"
+            if "exclusively lock" in str(exc):  # pyserial's exclusive=True: flock refused
+                raise ConnectError(
+                    f"{spec.name}: {spec.port} is in use by another program (a running agent? "
+                    "one program at a time on a serial port: stop it, or ask the running agent "
+                    "with `pumproom-agent status`)"
+                ) from exc
             raise ConnectError(f"{spec.name}: cannot open with {line}: {exc}") from exc
         self._serial = ser
         self._fd = ser.fileno()

@@ -128,3 +128,25 @@ def test_factory_kinds():
         create(ModbusTcpConnection("t", "127.0.0.1")).plan(
             [create(OpcUaConnection("o", "opc.tcp://127.0.0.1:4840/"))]
         )
+
+
+async def test_a_port_held_by_another_program_is_named_as_such() -> None:
+    """A technician's ``read`` on the bus the agent holds printed pyserial's "Could not
+    exclusively lock port"; it now says the port is in use and what to do."""
+    import os
+
+    import serial
+
+    from drivers.modbus.rtu_port import RtuPort
+
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    holder = serial.Serial(path, 19200, exclusive=True)
+    try:
+        port = RtuPort(ModbusRtuConnection("bus", path, 19200))
+        with pytest.raises(ConnectError, match=f"{path} is in use by another program"):
+            await port.open()
+    finally:
+        holder.close()
+        os.close(master)
+        os.close(slave)
