@@ -165,6 +165,10 @@ START_TIME = "10:00"
 machine's clock says."""
 
 
+class PortTaken(AssertionError):
+    """The simulator could not bind a port :func:`free_port` had just found free."""
+
+
 class Simulator:
     """``hil-sim run`` as a subprocess on free ports, with a truth file and its control port,
     starting at :data:`START_TIME` of day unless ``extra`` gives ``--start-time``."""
@@ -181,6 +185,18 @@ class Simulator:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Simulator:
+        """Start it; a port taken between :func:`free_port` and the bind (another worker's
+        process) is retried on fresh ports, twice."""
+        for attempt in range(3):
+            try:
+                return self._start()
+            except PortTaken:
+                if attempt == 2:
+                    raise
+                self.tcp_port, self.opcua_port, self.control_port = (free_port() for _ in "abc")
+        raise AssertionError("unreachable")
+
+    def _start(self) -> Simulator:
         args = [
             sys.executable,
             "-m",
@@ -210,9 +226,10 @@ class Simulator:
 
         def ready() -> bool:
             if proc.poll() is not None:  # it died: say so now, with its log, not in 90 s
-                raise AssertionError(
-                    f"the simulator exited {proc.returncode}: {self.log.read_text()}"
-                )
+                log = self.log.read_text()
+                if "address already in use" in log:
+                    raise PortTaken(log)
+                raise AssertionError(f"the simulator exited {proc.returncode}: {log}")
             return "control ready" in self.log.read_text()
 
         # 90 s: a fresh CI clone compiles every module in every process it starts, and the

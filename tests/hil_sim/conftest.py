@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 
 import pytest
@@ -19,18 +20,26 @@ def free_port() -> int:
 
 @pytest.fixture
 async def sim(tmp_path):
-    """A started simulator (servers up, plant loop NOT running: tests call ``advance``)."""
-    options = SimOptions(
-        modbus_tcp_port=0,
-        opcua_port=free_port(),
-        rtu_link=str(tmp_path / "ttyRTU0"),
-        control_port=0,
-        truth_path=str(tmp_path / "truth.jsonl"),
-        seed=1,
-        start_time_of_day_s=8 * 3600.0,
-    )
-    simulator = Simulator(options, announce=lambda line: None)
-    await simulator.start()
+    """A started simulator (servers up, plant loop NOT running: tests call ``advance``). The
+    OPC UA port (asyncua needs a number) is retried if another worker took it meanwhile."""
+    for attempt in range(3):
+        options = SimOptions(
+            modbus_tcp_port=0,
+            opcua_port=free_port(),
+            rtu_link=str(tmp_path / "ttyRTU0"),
+            control_port=0,
+            truth_path=str(tmp_path / "truth.jsonl"),
+            seed=1,
+            start_time_of_day_s=8 * 3600.0,
+        )
+        simulator = Simulator(options, announce=lambda line: None)
+        try:
+            await simulator.start()
+            break
+        except OSError as exc:
+            await simulator.stop()
+            if exc.errno != errno.EADDRINUSE or attempt == 2:
+                raise
     simulator.advance(30.0)  # past the start transient
     try:
         yield simulator
