@@ -28,22 +28,7 @@ import click
 from agent import __version__
 from agent.config import EXIT_CONFIG, ConfigError, Problem, SiteConfig, load_config
 from agent.logs import configure as configure_logging
-
-_config_option = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Pump-room YAML configuration file.",
-)
-_set_option = click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a value, e.g. devices.cabinet.port=15021 (repeatable).",
-)
+from agent.tools import options
 
 
 def _load(config_path: str, overrides: tuple[str, ...]) -> SiteConfig:
@@ -89,8 +74,8 @@ def main() -> None:
 Example:
   pumproom-agent check -c /etc/pumproom-edge/site.yaml --set devices.cabinet.port=15021"""
 )
-@_config_option
-@_set_option
+@options.config()
+@options.overrides
 def check(config_path: str, overrides: tuple[str, ...]) -> None:
     """Validate the configuration; touch no device (exit 0, or 2 with FILE:LINE:COL lines)."""
     config = _load(config_path, overrides)
@@ -104,7 +89,7 @@ def check(config_path: str, overrides: tuple[str, ...]) -> None:
 @click.option(
     "-c", "--config", "config_path", type=click.Path(dir_okay=False), help="Pump-room YAML file."
 )
-@_set_option
+@options.overrides
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_context
 def buffer(
@@ -137,8 +122,8 @@ def buffer(
 Example:
   pumproom-agent run -c /etc/pumproom-edge/site.yaml --log-level debug"""
 )
-@_config_option
-@_set_option
+@options.config()
+@options.overrides
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
